@@ -1,0 +1,237 @@
+"""Ingestion assets: landing -> bronze -> silver (+ quarantine), and the reference snapshots.
+
+Thin on purpose: each asset calls one function of ``slipway.ingest.pipeline`` for its partition
+range and turns the result into metadata. The contract check is a separate, blocking asset check
+that recomputes the verdict from the tables, so a failed day stops everything downstream and the
+UI says why.
+"""
+
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.metadata import column_schema, preview, written
+from orchestration.partitions import daily_partitions
+from slipway.ingest import pipeline
+from slipway.usecase import Reference, Stream, UseCase
+
+INGESTION = "ingestion"
+
+
+def _range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["bronze", stream.name],
+        group_name=INGESTION,
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"delta", "python"},
+        description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
+        required_resource_keys={"lakehouse", "landing"},
+    )
+    def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        start, end = _range(context)
+        result = pipeline.land_to_bronze(
+            context.resources.lakehouse.get(),
+            context.resources.landing.root,
+            stream,
+            start,
+            end,
+            run_id=context.run_id,
+            progress=context.log.info,
+        )
+        if result.problems:
+            context.log.warning("files that do not match their manifest: " + "; ".join(result.problems))
+        return dg.MaterializeResult(
+            metadata={
+                **written(result.bronze),
+                "files_table_version": result.files.version,
+                "files": sum(d.files for d in result.days),
+                "rows_in": result.rows,
+                "dagster/row_count": result.rows,
+                "file_problems": dg.MetadataValue.json(result.problems),
+            }
+        )
+
+    return _bronze
+
+
+def silver_assets(stream: Stream, usecase: UseCase) -> list:
+    silver_key = dg.AssetKey(["silver", stream.name])
+    quarantine_key = dg.AssetKey(["quarantine", stream.name])
+
+    @dg.multi_asset(
+        name=f"silver_{stream.name}",
+        specs=[
+            dg.AssetSpec(
+                silver_key,
+                deps=[dg.AssetKey(["bronze", stream.name])],
+                group_name=INGESTION,
+                kinds={"delta", "spark"},
+                description=f"`{stream.name}` typed, normalised, deduplicated by `{stream.key}` and contract-checked.",
+            ),
+            dg.AssetSpec(
+                quarantine_key,
+                deps=[dg.AssetKey(["bronze", stream.name])],
+                group_name=INGESTION,
+                kinds={"delta"},
+                description=f"Rows of `{stream.name}` that broke the contract, with rule, column, value, file and line.",
+            ),
+        ],
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        required_resource_keys={"lakehouse", "spark"},
+    )
+    def _silver(context: dg.AssetExecutionContext):
+        start, end = _range(context)
+        result = pipeline.bronze_to_silver(
+            context.resources.lakehouse.get(),
+            context.resources.spark.session(),
+            stream,
+            usecase.ingest,
+            start,
+            end,
+            run_id=context.run_id,
+            progress=context.log.info,
+        )
+        totals = result.totals()
+        for held in result.held_days:
+            context.log.error(f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}")
+        yield dg.MaterializeResult(
+            asset_key=silver_key,
+            metadata={
+                **written(result.silver),
+                **totals,
+                "dagster/row_count": totals["rows_silver"],
+                "bronze_version_read": result.bronze_read.version,
+                "audit_table_version": result.audit.version,
+                "held_days": dg.MetadataValue.json(
+                    {str(v.day): v.breaker_reason for v in result.held_days}
+                ),
+                "preview": preview(result.preview),
+                "dagster/column_schema": column_schema(
+                    context.resources.lakehouse.get().dataset(pipeline.silver_table(stream.name)).schema
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key,
+            metadata={
+                **written(result.quarantine),
+                "rows_quarantined": totals["rows_quarantined"],
+                "rules": dg.MetadataValue.json(
+                    {str(v.day): v.rule_counts for v in result.verdicts if v.rule_counts}
+                ),
+            },
+        )
+
+    @dg.asset_check(
+        asset=silver_key,
+        name="contract",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description=(
+            "Blocking: every landed row is in silver or quarantine (or a counted exact duplicate), "
+            "no day was held back by the circuit breaker, and published rows pass the contract."
+        ),
+        required_resource_keys={"lakehouse"},
+    )
+    def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        start, end = _range(context)
+        days = pipeline.check_silver(context.resources.lakehouse.get(), stream, start, end)
+        failed = [d for d in days if not d.passed]
+        lines = []
+        for d in failed:
+            why = []
+            if d.breaker_reason:
+                why.append(f"circuit breaker: {d.breaker_reason}")
+            if not d.conserved:
+                why.append(
+                    f"not conserved: landed {d.landed} != silver {d.silver} + quarantined {d.quarantined} + duplicates {d.duplicates}"
+                )
+            if d.contract_violations:
+                why.append(f"{d.contract_violations} published rows break the contract")
+            lines.append(f"{d.day}: " + "; ".join(why))
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=("\n".join(lines) if failed else f"{len(days)} day(s) conserved and clean"),
+            metadata={
+                "days_checked": len(days),
+                "days_failed": len(failed),
+                "landed": sum(d.landed for d in days),
+                "silver": sum(d.silver for d in days),
+                "quarantined": sum(d.quarantined for d in days),
+                "duplicates": sum(d.duplicates for d in days),
+            },
+        )
+
+    return [_silver, _contract]
+
+
+def reference_assets(reference: Reference, usecase: UseCase) -> list:
+    silver_key = dg.AssetKey(["silver", reference.name])
+    quarantine_key = dg.AssetKey(["quarantine", reference.name])
+
+    @dg.multi_asset(
+        name=f"silver_{reference.name}",
+        specs=[
+            dg.AssetSpec(silver_key, group_name=INGESTION, kinds={"delta", "spark"}, description=reference.description),
+            dg.AssetSpec(quarantine_key, group_name=INGESTION, kinds={"delta"}, description=f"Rejected rows of the `{reference.name}` snapshot."),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec("contract", asset=silver_key, blocking=True, description="Blocking: the snapshot passed its contract and was published."),
+        ],
+        required_resource_keys={"lakehouse", "landing", "spark"},
+    )
+    def _reference(context: dg.AssetExecutionContext):
+        result = pipeline.reference_to_silver(
+            context.resources.lakehouse.get(),
+            context.resources.spark.session(),
+            context.resources.landing.root,
+            reference,
+            usecase.ingest,
+            run_id=context.run_id,
+        )
+        v = result.verdict
+        meta = {
+            "snapshot": result.snapshot,
+            "rows_landed": v.rows_landed,
+            "rows_silver": v.rows_silver,
+            "rows_quarantined": v.rows_quarantined,
+            "duplicates_dropped": v.duplicates_dropped,
+            "preview": preview(result.preview),
+        }
+        if result.silver is not None:
+            meta.update(written(result.silver))
+            meta["dagster/row_count"] = v.rows_silver
+        yield dg.MaterializeResult(asset_key=silver_key, metadata=meta)
+        yield dg.MaterializeResult(asset_key=quarantine_key, metadata={**written(result.quarantine), "rules": dg.MetadataValue.json(v.rule_counts)})
+        yield dg.AssetCheckResult(
+            asset_key=silver_key,
+            check_name="contract",
+            passed=not v.breaker_tripped and v.conserved,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=v.breaker_reason or f"snapshot {result.snapshot} published ({v.rows_silver} rows)",
+        )
+
+    return [_reference]
+
+
+def ingestion_definitions(usecase: UseCase) -> tuple[list, list]:
+    """(assets, asset checks) for every stream and reference of ``usecase``."""
+    assets: list = []
+    checks: list = []
+    for stream in usecase.streams:
+        assets.append(bronze_asset(stream))
+        silver, contract = silver_assets(stream, usecase)
+        assets.append(silver)
+        checks.append(contract)
+    for reference in usecase.references:
+        assets.extend(reference_assets(reference, usecase))
+    return assets, checks

@@ -1,0 +1,1 @@
+"""Ingestion: landing files -> bronze (raw lines + lineage) -> silver (typed, contracted) + quarantine."""

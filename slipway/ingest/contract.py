@@ -1,0 +1,343 @@
+"""Apply a stream's contract to typed candidates: silver rows, quarantined rows, and the verdict.
+
+Conservation is the invariant this module exists for: for every day,
+``landed = silver + quarantined + exact duplicates dropped``. A row is either published or kept in
+quarantine with the rule, column and value that failed and the file and line it came from.
+
+Two kinds of failure are merged per row: structural ones found while parsing (not JSON, a
+required field missing, a value that does not cast, a conflicting duplicate key) and the Pandera
+contract's failures, validated lazily so that every broken rule of every row is reported, not
+just the first. Batch-level rules (Pandera checks that return one boolean) fail every row.
+
+The circuit breaker holds a whole day back when its bad share exceeds the policy or a file does
+not match the upstream's manifest (truncated, missing, altered): then nothing of that day is
+published, every row goes to quarantine (the good ones with rule ``circuit_breaker``), and the
+caller's blocking asset check fails so nothing downstream runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandera.errors import SchemaErrors
+
+from slipway.ingest.parse import FLAG_COLUMNS, LINEAGE_COLUMNS
+from slipway.lakehouse import normalise_arrow
+from slipway.usecase import Field, IngestPolicy, Stream
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("date", pa.date32()),
+        pa.field("stream", pa.string()),
+        pa.field("record_key", pa.string()),
+        pa.field("source_file", pa.string()),
+        pa.field("source_line", pa.int64()),
+        pa.field("rule", pa.string()),
+        pa.field("column", pa.string()),
+        pa.field("value", pa.string()),
+        pa.field("failures", pa.string()),
+        pa.field("raw", pa.string()),
+        pa.field("ingest_run_id", pa.string()),
+        pa.field("quarantined_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+AUDIT_SCHEMA = pa.schema(
+    [
+        pa.field("date", pa.date32()),
+        pa.field("stream", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("rows_landed", pa.int64()),
+        pa.field("rows_silver", pa.int64()),
+        pa.field("rows_quarantined", pa.int64()),
+        pa.field("duplicates_dropped", pa.int64()),
+        pa.field("bad_share", pa.float64()),
+        pa.field("breaker_tripped", pa.bool_()),
+        pa.field("breaker_reason", pa.string()),
+        pa.field("top_rules", pa.string()),
+        pa.field("processed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+CIRCUIT_BREAKER_RULE = "circuit_breaker"
+MAX_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Failure:
+    rule: str
+    column: str | None
+    value: str | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"rule": self.rule, "column": self.column, "value": self.value}
+
+
+@dataclass
+class DayVerdict:
+    """What happened to one day of one stream."""
+
+    day: dt.date
+    rows_landed: int
+    rows_silver: int
+    rows_quarantined: int
+    duplicates_dropped: int
+    bad_share: float
+    breaker_reason: str | None
+    rule_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def breaker_tripped(self) -> bool:
+        return self.breaker_reason is not None
+
+    @property
+    def conserved(self) -> bool:
+        return self.rows_landed == self.rows_silver + self.rows_quarantined + self.duplicates_dropped
+
+
+@dataclass
+class ContractOutcome:
+    silver: pa.Table
+    quarantine: pa.Table
+    verdicts: list[DayVerdict]
+
+    def audit_rows(self, stream: str, run_id: str, at: dt.datetime) -> pa.Table:
+        rows = [
+            {
+                "date": v.day,
+                "stream": stream,
+                "run_id": run_id,
+                "rows_landed": v.rows_landed,
+                "rows_silver": v.rows_silver,
+                "rows_quarantined": v.rows_quarantined,
+                "duplicates_dropped": v.duplicates_dropped,
+                "bad_share": v.bad_share,
+                "breaker_tripped": v.breaker_tripped,
+                "breaker_reason": v.breaker_reason,
+                "top_rules": json.dumps(dict(Counter(v.rule_counts).most_common(10))),
+                "processed_at": at,
+            }
+            for v in self.verdicts
+        ]
+        return pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA)
+
+
+def _short(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _raw_value(raw: str | None, column: str) -> str | None:
+    """The value of ``column`` as delivered, for quarantine rows whose typed value is null."""
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or column not in doc:
+        return None
+    return _short(json.dumps(doc[column]))
+
+
+def _structural_failures(row: Mapping[str, object], key: str, fields: Sequence[Field]) -> list[Failure]:
+    if not row["_json_ok"]:
+        return [Failure("parseable_json", None, _short(row["raw"]))]
+    failures: list[Failure] = []
+    unexpected = list(row["_unexpected_fields"] or [])
+    for name in row["_missing_fields"] or []:
+        hint = f"absent; unexpected fields: {', '.join(unexpected)}" if unexpected else "absent"
+        failures.append(Failure("required_field_present", name, hint))
+    dtypes = {f.name: f.dtype for f in fields}
+    for name in row["_cast_failures"] or []:
+        failures.append(Failure(f"parses_as_{dtypes.get(name, 'value')}", name, _raw_value(row["raw"], name)))
+    if row["_conflicting_duplicate"]:
+        failures.append(Failure(f"unique_{key}", key, _short(row[key])))
+    return failures
+
+
+def contract_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas the way the contracts expect it (nullable ints, UTC microseconds)."""
+    frame = table.to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}.get,
+    )
+    for name, typ in zip(table.schema.names, table.schema.types, strict=True):
+        if pa.types.is_timestamp(typ):
+            frame[name] = pd.to_datetime(frame[name], utc=True).astype(pd.DatetimeTZDtype("us", "UTC"))
+    return frame
+
+
+def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Failure]]:
+    """Pandera's lazy verdict per row position; batch-level failures land on every row."""
+    if frame.empty:
+        return {}
+    schema = stream.contract()
+    try:
+        schema.validate(frame, lazy=True)
+        return {}
+    except SchemaErrors as err:
+        cases = err.failure_cases
+    result: dict[int, list[Failure]] = {}
+    all_rows = range(len(frame))
+    for case in cases.itertuples(index=False):
+        rule = str(case.check)
+        column = None if pd.isna(case.column) else str(case.column)
+        if column == stream.contract().name:
+            column = None
+        index = case.index
+        targets = all_rows if index is None or (isinstance(index, float) and np.isnan(index)) else [int(index)]
+        value = _short(case.failure_case)
+        for pos in targets:
+            result.setdefault(pos, []).append(Failure(rule, column, value))
+    return result
+
+
+def _manifest_breaker(statuses: Sequence[tuple[str, str, int, int | None]], policy: IngestPolicy) -> str | None:
+    problems = []
+    for source_file, status, rows, manifest_rows in statuses:
+        if status == "ok":
+            continue
+        if status == "no_manifest" and not policy.require_manifest:
+            continue
+        if status == "no_manifest":
+            problems.append(f"{source_file}: no manifest from the upstream")
+        elif status == "missing":
+            problems.append(f"{source_file}: listed in the manifest ({manifest_rows} rows) but never landed")
+        else:
+            problems.append(f"{source_file}: {status.replace('_', ' ')} (landed {rows} rows, manifest says {manifest_rows})")
+    return "; ".join(problems) if problems else None
+
+
+def apply_contract(
+    candidates: pa.Table,
+    stream: Stream,
+    policy: IngestPolicy,
+    *,
+    silver_columns: Sequence[str],
+    file_statuses: Mapping[dt.date, Sequence[tuple[str, str, int, int | None]]] | None = None,
+    days: Sequence[dt.date] | None = None,
+    now: dt.datetime | None = None,
+) -> ContractOutcome:
+    """Split candidates (output of ``parse.silver_candidates`` as Arrow) day by day.
+
+    ``file_statuses`` maps a day to ``(source_file, status, rows, manifest_rows)`` from bronze's
+    landed-file records; ``days`` lists every day in scope, including days with no rows at all.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    candidates = normalise_arrow(candidates)
+    file_statuses = file_statuses or {}
+    all_days = sorted(set(days or []) | set(pc.unique(candidates["date"]).to_pylist()))
+    silver_parts: list[pa.Table] = []
+    quarantine_rows: list[dict[str, object]] = []
+    verdicts: list[DayVerdict] = []
+    for day in all_days:
+        part = candidates.filter(pc.equal(candidates["date"], pa.scalar(day, pa.date32())))
+        verdict, silver_part, bad = _one_day(part, day, stream, policy, file_statuses.get(day, ()))
+        verdicts.append(verdict)
+        silver_parts.append(silver_part.select(list(silver_columns)))
+        for row, failures in bad:
+            first = failures[0]
+            quarantine_rows.append(
+                {
+                    "date": day,
+                    "stream": stream.name,
+                    "record_key": _short(row.get(stream.key)),
+                    "source_file": row["source_file"],
+                    "source_line": row["source_line"],
+                    "rule": first.rule,
+                    "column": first.column,
+                    "value": first.value,
+                    "failures": json.dumps([f.as_dict() for f in failures]),
+                    "raw": row["raw"],
+                    "ingest_run_id": row["ingest_run_id"],
+                    "quarantined_at": now,
+                }
+            )
+    silver = pa.concat_tables(silver_parts) if silver_parts else candidates.select(list(silver_columns)).slice(0, 0)
+    quarantine = pa.Table.from_pylist(quarantine_rows, schema=QUARANTINE_SCHEMA)
+    return ContractOutcome(silver=silver, quarantine=quarantine, verdicts=verdicts)
+
+
+def _one_day(
+    part: pa.Table,
+    day: dt.date,
+    stream: Stream,
+    policy: IngestPolicy,
+    statuses: Sequence[tuple[str, str, int, int | None]],
+) -> tuple[DayVerdict, pa.Table, list[tuple[dict[str, object], list[Failure]]]]:
+    landed = part.num_rows
+    exact = part["_exact_duplicate"].to_numpy(zero_copy_only=False).astype(bool) if landed else np.zeros(0, bool)
+    kept = part.filter(pa.array(~exact)) if landed else part
+    duplicates = int(exact.sum())
+
+    flags = kept.select(["raw", stream.key, *FLAG_COLUMNS]).to_pylist() if kept.num_rows else []
+    failures: dict[int, list[Failure]] = {}
+    structurally_ok = np.ones(kept.num_rows, dtype=bool)
+    for pos, row in enumerate(flags):
+        found = _structural_failures(row, stream.key, stream.fields)
+        if found:
+            failures[pos] = found
+            structurally_ok[pos] = False
+
+    ok_positions = np.flatnonzero(structurally_ok)
+    if len(ok_positions):
+        typed = kept.take(pa.array(ok_positions)).drop_columns([c for c in (*FLAG_COLUMNS, "raw") if c in kept.column_names])
+        for local, found in _contract_failures(contract_frame(typed), stream).items():
+            failures.setdefault(int(ok_positions[local]), []).extend(found)
+
+    bad_mask = np.zeros(kept.num_rows, dtype=bool)
+    if failures:
+        bad_mask[list(failures)] = True
+    considered = kept.num_rows
+    bad_share = float(bad_mask.sum() / considered) if considered else 0.0
+    rule_counts = Counter(f.rule for fs in failures.values() for f in fs[:1])
+
+    reasons = []
+    if bad_share > policy.max_bad_share:
+        top = ", ".join(f"{rule} ({n})" for rule, n in rule_counts.most_common(3))
+        reasons.append(
+            f"{bad_share:.1%} of {considered} rows broke the contract (limit {policy.max_bad_share:.0%}); top rules: {top}"
+        )
+    manifest_reason = _manifest_breaker(statuses, policy)
+    if manifest_reason:
+        reasons.append(manifest_reason)
+    breaker = "; ".join(reasons) if reasons else None
+
+    if breaker:
+        held = Failure(CIRCUIT_BREAKER_RULE, None, _short(f"{day.isoformat()} held back: {breaker}"))
+        otherwise_good = kept.num_rows - len(failures)
+        for pos in range(kept.num_rows):
+            failures.setdefault(pos, []).append(held)
+        bad_mask[:] = True
+        if otherwise_good:
+            rule_counts[CIRCUIT_BREAKER_RULE] = otherwise_good
+
+    silver_part = kept.filter(pa.array(~bad_mask)) if kept.num_rows else kept
+    bad_rows: list[tuple[dict[str, object], list[Failure]]] = []
+    if bad_mask.any():
+        bad_table = kept.take(pa.array(np.flatnonzero(bad_mask))).select(
+            ["raw", stream.key, *LINEAGE_COLUMNS]
+        ).to_pylist()
+        for row, pos in zip(bad_table, np.flatnonzero(bad_mask), strict=True):
+            bad_rows.append((row, failures[int(pos)]))
+    verdict = DayVerdict(
+        day=day,
+        rows_landed=landed,
+        rows_silver=silver_part.num_rows,
+        rows_quarantined=len(bad_rows),
+        duplicates_dropped=duplicates,
+        bad_share=bad_share,
+        breaker_reason=breaker,
+        rule_counts=dict(rule_counts),
+    )
+    return verdict, silver_part, bad_rows

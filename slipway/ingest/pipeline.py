@@ -1,0 +1,362 @@
+"""Ingestion steps as plain functions: what the bronze and silver assets (and the CLI) call.
+
+Each step works on a closed range of days, writes each of its tables once (one Delta commit per
+table per run, replacing exactly the range), and returns what it did so the caller can record
+versions and counts. Re-running a range therefore converges to the same table contents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from slipway.ingest.bronze import BRONZE_SCHEMA, LANDED_FILES_SCHEMA, bronze_rows, landed_file_rows, read_file
+from slipway.ingest.contract import (
+    AUDIT_SCHEMA,
+    QUARANTINE_SCHEMA,
+    ContractOutcome,
+    DayVerdict,
+    _contract_failures,
+    apply_contract,
+    contract_frame,
+)
+from slipway.ingest.landing import latest_snapshot, list_files, read_manifest
+from slipway.ingest.parse import LINEAGE_COLUMNS, silver_candidates
+from slipway.lakehouse import Lakehouse, TableRef, WriteResult
+from slipway.usecase import IngestPolicy, Reference, Stream
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def bronze_table(stream: str) -> str:
+    return f"bronze.{stream}"
+
+
+def files_table(stream: str) -> str:
+    return f"bronze.{stream}_files"
+
+
+def silver_table(stream: str) -> str:
+    return f"silver.{stream}"
+
+
+def quarantine_table(stream: str) -> str:
+    return f"quarantine.{stream}"
+
+
+def audit_table(stream: str) -> str:
+    return f"audit.{stream}"
+
+
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+# -- bronze -------------------------------------------------------------------------------------
+@dataclass
+class BronzeDay:
+    day: dt.date
+    files: int
+    rows: int
+    statuses: list[tuple[str, str, int, int | None]]
+
+
+@dataclass
+class BronzeResult:
+    days: list[BronzeDay]
+    bronze: WriteResult
+    files: WriteResult
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.days)
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{f} ({s})" for d in self.days for f, s, _, _ in d.statuses if s != "ok"]
+
+
+def land_to_bronze(
+    lakehouse: Lakehouse,
+    landing_root: str | Path,
+    stream: Stream,
+    start: dt.date,
+    end: dt.date,
+    run_id: str,
+    now: dt.datetime | None = None,
+    progress: Progress = log.info,
+) -> BronzeResult:
+    """Copy every landed line of ``stream`` for ``[start, end]`` into bronze, with lineage."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows: list[pa.Table] = []
+    file_rows: list[pa.Table] = []
+    days: list[BronzeDay] = []
+    for day in days_between(start, end):
+        files = list_files(landing_root, stream.name, day, stream.file_pattern)
+        manifest = read_manifest(landing_root, stream.name, day)
+        reads = [read_file(f) for f in files]
+        table = bronze_rows(reads, day, run_id, now)
+        records = landed_file_rows(reads, manifest, day, stream.name, run_id, now)
+        rows.append(table)
+        file_rows.append(records)
+        statuses = [
+            (r["source_file"], r["status"], r["rows"], r["manifest_rows"]) for r in records.to_pylist()
+        ]
+        days.append(BronzeDay(day, len(files), table.num_rows, statuses))
+        progress(f"bronze {stream.name} {day}: {len(files)} file(s), {table.num_rows} lines")
+    bronze = lakehouse.write(
+        bronze_table(stream.name),
+        pa.concat_tables(rows) if rows else BRONZE_SCHEMA.empty_table(),
+        replace_dates=(start, end),
+        partition_by=["date"],
+        schema=BRONZE_SCHEMA,
+    )
+    files_written = lakehouse.write(
+        files_table(stream.name),
+        pa.concat_tables(file_rows) if file_rows else LANDED_FILES_SCHEMA.empty_table(),
+        replace_dates=(start, end),
+        partition_by=["date"],
+        schema=LANDED_FILES_SCHEMA,
+    )
+    return BronzeResult(days=days, bronze=bronze, files=files_written)
+
+
+# -- silver -------------------------------------------------------------------------------------
+@dataclass
+class SilverResult:
+    verdicts: list[DayVerdict]
+    silver: WriteResult
+    quarantine: WriteResult
+    audit: WriteResult
+    bronze_read: TableRef
+    preview: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def held_days(self) -> list[DayVerdict]:
+        return [v for v in self.verdicts if v.breaker_tripped]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "rows_landed": sum(v.rows_landed for v in self.verdicts),
+            "rows_silver": sum(v.rows_silver for v in self.verdicts),
+            "rows_quarantined": sum(v.rows_quarantined for v in self.verdicts),
+            "duplicates_dropped": sum(v.duplicates_dropped for v in self.verdicts),
+        }
+
+
+def silver_columns(stream: Stream) -> list[str]:
+    derived = list(stream.derive().keys()) if stream.derive else []
+    return ["date", *stream.field_names, *derived, *LINEAGE_COLUMNS]
+
+
+def _statuses_by_day(lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.date) -> dict[dt.date, list]:
+    if not lakehouse.exists(files_table(stream.name)):
+        return {}
+    records = lakehouse.read(files_table(stream.name), dates=(start, end)).to_pylist()
+    result: dict[dt.date, list] = {}
+    for r in records:
+        result.setdefault(r["date"], []).append((r["source_file"], r["status"], r["rows"], r["manifest_rows"]))
+    return result
+
+
+def bronze_to_silver(
+    lakehouse: Lakehouse,
+    spark,
+    stream: Stream,
+    policy: IngestPolicy,
+    start: dt.date,
+    end: dt.date,
+    run_id: str,
+    now: dt.datetime | None = None,
+    bronze_version: int | None = None,
+    progress: Progress = log.info,
+) -> SilverResult:
+    """Parse, type, deduplicate and contract-check bronze rows of ``[start, end]`` day by day.
+
+    Days whose files do not match their manifest, or with no files at all, are held back by the
+    circuit breaker as well (when the policy requires a manifest).
+    """
+    from pyspark.sql import functions as F
+
+    now = now or dt.datetime.now(dt.UTC)
+    bronze_ref = lakehouse.ref(bronze_table(stream.name), bronze_version)
+    bronze = (
+        spark.read.format("delta").option("versionAsOf", bronze_ref.version).load(bronze_ref.uri)
+    )
+    statuses = _statuses_by_day(lakehouse, stream, start, end)
+    columns = silver_columns(stream)
+    outcomes: list[ContractOutcome] = []
+    for day in days_between(start, end):
+        day_statuses = statuses.get(day) or [(f"{stream.name}/{day}/", "no_files", 0, None)]
+        if not policy.require_manifest:
+            day_statuses = [s for s in day_statuses if s[1] not in ("no_manifest", "no_files")]
+        rows = bronze.where(F.col("date") == F.lit(day.isoformat()).cast("date"))
+        candidates = silver_candidates(rows, stream).toArrow()
+        outcome = apply_contract(
+            candidates,
+            stream,
+            policy,
+            silver_columns=columns,
+            file_statuses={day: day_statuses},
+            days=[day],
+            now=now,
+        )
+        outcomes.append(outcome)
+        for v in outcome.verdicts:
+            held = f" HELD: {v.breaker_reason}" if v.breaker_reason else ""
+            progress(
+                f"silver {stream.name} {day}: landed {v.rows_landed}, silver {v.rows_silver}, "
+                f"quarantined {v.rows_quarantined}, duplicates {v.duplicates_dropped}{held}"
+            )
+    silver_data = pa.concat_tables([o.silver for o in outcomes]) if outcomes else None
+    quarantine_data = pa.concat_tables([o.quarantine for o in outcomes]) if outcomes else QUARANTINE_SCHEMA.empty_table()
+    audit_data = pa.concat_tables([o.audit_rows(stream.name, run_id, now) for o in outcomes]) if outcomes else AUDIT_SCHEMA.empty_table()
+    silver = lakehouse.write(silver_table(stream.name), silver_data, replace_dates=(start, end), partition_by=["date"])
+    quarantine = lakehouse.write(
+        quarantine_table(stream.name), quarantine_data, replace_dates=(start, end), partition_by=["date"], schema=QUARANTINE_SCHEMA
+    )
+    audit = lakehouse.write(audit_table(stream.name), audit_data, replace_dates=(start, end), partition_by=["date"], schema=AUDIT_SCHEMA)
+    preview = silver_data.slice(0, 10).to_pandas() if silver_data is not None else pd.DataFrame()
+    return SilverResult(
+        verdicts=[v for o in outcomes for v in o.verdicts],
+        silver=silver,
+        quarantine=quarantine,
+        audit=audit,
+        bronze_read=bronze_ref,
+        preview=preview,
+    )
+
+
+# -- references ---------------------------------------------------------------------------------
+@dataclass
+class ReferenceResult:
+    snapshot: str
+    verdict: DayVerdict
+    silver: WriteResult | None
+    quarantine: WriteResult
+    preview: pd.DataFrame
+
+
+def reference_to_silver(
+    lakehouse: Lakehouse,
+    spark,
+    landing_root: str | Path,
+    reference: Reference,
+    policy: IngestPolicy,
+    run_id: str,
+    now: dt.datetime | None = None,
+) -> ReferenceResult:
+    """Publish the newest snapshot of a reference table, unless it breaks the contract.
+
+    A snapshot whose bad share trips the breaker is not published: the previous silver version
+    stays current, the snapshot's rows go to quarantine, and the caller's check fails.
+    """
+    from slipway.ingest.landing import LandedFile
+
+    now = now or dt.datetime.now(dt.UTC)
+    path = latest_snapshot(landing_root, reference.name)
+    if path is None:
+        raise FileNotFoundError(
+            f"no snapshot for reference {reference.name!r} under {Path(landing_root) / 'reference' / reference.name}"
+        )
+    stat = path.stat()
+    day = dt.date.fromisoformat(path.name.split("_")[-1].split(".")[0])
+    landed = LandedFile(f"reference/{reference.name}", day, path, stat.st_size, stat.st_mtime_ns)
+    rows = bronze_rows([read_file(landed)], day, run_id, now)
+    stream = Stream(reference.name, reference.key, reference.key, reference.fields, reference.contract)
+    candidates = silver_candidates(spark.createDataFrame(rows.to_pandas()), stream).toArrow()
+    outcome = apply_contract(
+        candidates,
+        stream,
+        policy,
+        silver_columns=["date", *stream.field_names, *LINEAGE_COLUMNS],
+        file_statuses={day: [(landed.relative, "ok", rows.num_rows, None)]},
+        days=[day],
+        now=now,
+    )
+    verdict = outcome.verdicts[0]
+    silver = None
+    if not verdict.breaker_tripped:
+        data = outcome.silver.rename_columns(["snapshot_date" if c == "date" else c for c in outcome.silver.column_names])
+        silver = lakehouse.write(silver_table(reference.name), data, mode="overwrite")
+    quarantine = lakehouse.write(
+        quarantine_table(reference.name), outcome.quarantine, mode="overwrite", schema=QUARANTINE_SCHEMA
+    )
+    return ReferenceResult(
+        snapshot=landed.relative,
+        verdict=verdict,
+        silver=silver,
+        quarantine=quarantine,
+        preview=outcome.silver.slice(0, 10).to_pandas(),
+    )
+
+
+# -- checks -------------------------------------------------------------------------------------
+@dataclass
+class DayCheck:
+    day: dt.date
+    landed: int
+    silver: int
+    quarantined: int
+    duplicates: int
+    breaker_reason: str | None
+    contract_violations: int
+
+    @property
+    def conserved(self) -> bool:
+        return self.landed == self.silver + self.quarantined + self.duplicates
+
+    @property
+    def passed(self) -> bool:
+        return self.conserved and self.breaker_reason is None and self.contract_violations == 0
+
+
+def _counts_by_day(lakehouse: Lakehouse, name: str, start: dt.date, end: dt.date) -> dict[dt.date, int]:
+    if not lakehouse.exists(name):
+        return {}
+    dates = lakehouse.read(name, columns=["date"], dates=(start, end))["date"]
+    counts = pc.value_counts(dates).to_pylist()
+    return {c["values"]: c["counts"] for c in counts}
+
+
+def check_silver(lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.date) -> list[DayCheck]:
+    """Recompute, from the tables themselves, whether each day is conserved, published and clean.
+
+    Landed rows come from bronze, duplicates from the audit, silver and quarantine are counted,
+    and the published silver rows are validated against the contract again.
+    """
+    landed = _counts_by_day(lakehouse, bronze_table(stream.name), start, end)
+    silver = _counts_by_day(lakehouse, silver_table(stream.name), start, end)
+    quarantined = _counts_by_day(lakehouse, quarantine_table(stream.name), start, end)
+    audit = {
+        r["date"]: r
+        for r in lakehouse.read(audit_table(stream.name), dates=(start, end)).to_pylist()
+    } if lakehouse.exists(audit_table(stream.name)) else {}
+    published = lakehouse.read(silver_table(stream.name), dates=(start, end)) if lakehouse.exists(silver_table(stream.name)) else None
+    results = []
+    for day in days_between(start, end):
+        violations = 0
+        if published is not None and silver.get(day, 0):
+            day_rows = published.filter(pc.equal(published["date"], pa.scalar(day, pa.date32())))
+            violations = len(_contract_failures(contract_frame(day_rows), stream))
+        record = audit.get(day)
+        results.append(
+            DayCheck(
+                day=day,
+                landed=landed.get(day, 0),
+                silver=silver.get(day, 0),
+                quarantined=quarantined.get(day, 0),
+                duplicates=int(record["duplicates_dropped"]) if record else 0,
+                breaker_reason=(record["breaker_reason"] if record else "never processed by silver"),
+                contract_violations=violations,
+            )
+        )
+    return results

@@ -1,0 +1,5 @@
+"""The lakehouse: Delta tables addressed by ``layer.name`` under one root URI."""
+
+from slipway.lakehouse.tables import Lakehouse, TableRef, WriteResult, normalise_arrow
+
+__all__ = ["Lakehouse", "TableRef", "WriteResult", "normalise_arrow"]

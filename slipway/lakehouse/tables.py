@@ -1,0 +1,270 @@
+"""Reading and writing the lakehouse's Delta tables through delta-rs, with versions recorded.
+
+Why a wrapper and not bare ``deltalake`` calls:
+
+* every write returns the table version it produced, so assets can record it and readers that
+  feed training can pin it;
+* partition re-runs replace exactly their date range (predicate overwrite) in one atomic commit,
+  so re-running a partition is idempotent and a crash leaves the previous version readable;
+* reads go through a *native* pyarrow filesystem. delta-rs's default pyarrow dataset wraps a Rust
+  object store whose teardown races pyarrow's IO threads at interpreter exit and aborts the
+  process ("terminate called without an active exception", exit 134) — seen here with
+  deltalake 1.6.6 on pyarrow 21 to 26;
+* Arrow types are normalised at the edge (timestamps to microseconds UTC, large strings to
+  strings) because delta-rs, Spark Connect and pandas disagree on them and a later predicate
+  overwrite fails on type unification otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table at one version: what lineage records and what pinned reads take."""
+
+    name: str
+    uri: str
+    version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "uri": self.uri, "version": self.version}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write produced: the new version and how many rows went in."""
+
+    name: str
+    uri: str
+    version: int
+    rows_written: int
+
+    @property
+    def ref(self) -> TableRef:
+        return TableRef(self.name, self.uri, self.version)
+
+
+def _normalise_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(t):
+        return UTC_US
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_large_list(t) or pa.types.is_list(t):
+        return pa.list_(_normalise_type(t.value_type))
+    if pa.types.is_dictionary(t):
+        return _normalise_type(t.value_type)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _normalise_type(f.type), f.nullable) for f in t])
+    return t
+
+
+def normalise_arrow(table: pa.Table) -> pa.Table:
+    """Cast to the lakehouse's canonical Arrow types (UTC microsecond timestamps, plain strings)."""
+    target = pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in table.schema])
+    if target.equals(table.schema, check_metadata=False):
+        return table
+    return table.cast(target)
+
+
+def _date_literal(value: dt.date | str) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else dt.date.fromisoformat(value).isoformat()
+
+
+def storage_options_from_env(root: str) -> dict[str, str]:
+    """Object-store options for delta-rs, taken from the standard environment variables only."""
+    if not root.startswith(("s3://", "s3a://")):
+        return {}
+    opts: dict[str, str] = {}
+    for env_name, key in (
+        ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        ("AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN"),
+        ("AWS_REGION", "AWS_REGION"),
+        ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+    ):
+        if os.environ.get(env_name):
+            opts[key] = os.environ[env_name]
+    if opts.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        opts["AWS_ALLOW_HTTP"] = "true"
+    # Single-writer-per-partition is the lakehouse's contract; S3 has no atomic rename.
+    opts.setdefault("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
+    return opts
+
+
+class Lakehouse:
+    """Delta tables named ``layer.name`` (``silver.transactions``) under one root.
+
+    The root is a local path or an object-store URI (``s3://bucket/prefix``); both are accepted
+    everywhere. Credentials come from the environment, never from configuration files.
+    """
+
+    def __init__(self, root: str | Path, storage_options: dict[str, str] | None = None) -> None:
+        root = str(root)
+        self.is_local = "://" not in root or root.startswith("file://")
+        if self.is_local:
+            root = str(Path(root.removeprefix("file://")).resolve())
+        self.root = root.rstrip("/")
+        self.storage_options = (
+            storage_options if storage_options is not None else storage_options_from_env(root)
+        )
+
+    # -- addressing ---------------------------------------------------------------------------
+    def uri(self, name: str) -> str:
+        """The URI of table ``layer.name``."""
+        parts = name.split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"table names are 'layer.name', got {name!r}")
+        return f"{self.root}/{parts[0]}/{parts[1]}"
+
+    def path(self, *parts: str) -> str:
+        """A non-table location under the root (model files, reports)."""
+        return "/".join([self.root, *parts])
+
+    def _table(self, name: str, version: int | None = None) -> DeltaTable:
+        return DeltaTable(self.uri(name), version=version, storage_options=self.storage_options or None)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._table(name)
+        except TableNotFoundError:
+            return False
+        return True
+
+    def version(self, name: str) -> int | None:
+        """The latest version of a table, or None when it does not exist yet."""
+        try:
+            return self._table(name).version()
+        except TableNotFoundError:
+            return None
+
+    def ref(self, name: str, version: int | None = None) -> TableRef:
+        """A reference to a table at ``version`` (latest when None)."""
+        v = self.version(name) if version is None else version
+        if v is None:
+            raise TableNotFoundError(f"no Delta table {name!r} at {self.uri(name)}")
+        return TableRef(name, self.uri(name), v)
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._table(name).history(limit)
+
+    # -- reading ------------------------------------------------------------------------------
+    def _filesystem(self, uri: str) -> pafs.FileSystem:
+        if self.is_local:
+            return pafs.SubTreeFileSystem(uri, pafs.LocalFileSystem())
+        parsed = urlparse(uri)
+        kwargs: dict[str, Any] = {}
+        opts = self.storage_options
+        if opts.get("AWS_ACCESS_KEY_ID"):
+            kwargs["access_key"] = opts["AWS_ACCESS_KEY_ID"]
+            kwargs["secret_key"] = opts.get("AWS_SECRET_ACCESS_KEY")
+            kwargs["session_token"] = opts.get("AWS_SESSION_TOKEN")
+        if opts.get("AWS_REGION"):
+            kwargs["region"] = opts["AWS_REGION"]
+        if opts.get("AWS_ENDPOINT_URL"):
+            endpoint = urlparse(opts["AWS_ENDPOINT_URL"])
+            kwargs["endpoint_override"] = endpoint.netloc or opts["AWS_ENDPOINT_URL"]
+            kwargs["scheme"] = endpoint.scheme or "https"
+        s3 = pafs.S3FileSystem(**kwargs)
+        return pafs.SubTreeFileSystem(f"{parsed.netloc}{parsed.path}", s3)
+
+    def dataset(self, name: str, version: int | None = None) -> pads.Dataset:
+        """A pyarrow dataset over exactly one table version (safe to hand to DuckDB)."""
+        table = self._table(name, version)
+        return table.to_pyarrow_dataset(filesystem=self._filesystem(self.uri(name)))
+
+    def read(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
+        filter: pads.Expression | None = None,
+        dates: tuple[dt.date | str, dt.date | str] | None = None,
+        date_column: str = "date",
+    ) -> pa.Table:
+        """Read a table (a pinned ``version`` when given), optionally a closed date range."""
+        expr = filter
+        if dates is not None:
+            start, end = (dt.date.fromisoformat(_date_literal(d)) for d in dates)
+            rng = (pads.field(date_column) >= start) & (pads.field(date_column) <= end)
+            expr = rng if expr is None else expr & rng
+        data = self.dataset(name, version).to_table(columns=list(columns) if columns else None, filter=expr)
+        return normalise_arrow(data)
+
+    def read_pandas(self, name: str, **kwargs: Any):
+        """``read`` as a pandas DataFrame (timestamps stay tz-aware UTC)."""
+        return self.read(name, **kwargs).to_pandas()
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(
+        self,
+        name: str,
+        data: pa.Table,
+        *,
+        mode: Literal["append", "overwrite"] = "append",
+        replace_dates: tuple[dt.date | str, dt.date | str] | None = None,
+        date_column: str = "date",
+        partition_by: Sequence[str] | None = None,
+        schema: pa.Schema | None = None,
+        description: str | None = None,
+    ) -> WriteResult:
+        """Write ``data`` and return the version it produced.
+
+        ``replace_dates=(start, end)`` replaces exactly that closed date range in one commit: rows
+        of other dates stay, and rows of the range that are not in ``data`` disappear (an empty
+        ``data`` empties the range). ``schema`` is enforced with a safe cast, so a lossy value
+        raises here instead of being silently cast by the writer.
+        """
+        data = normalise_arrow(data)
+        if schema is not None:
+            data = data.select(schema.names).cast(pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in schema]), safe=True)
+        uri = self.uri(name)
+        exists = self.exists(name)
+        kwargs: dict[str, Any] = {
+            "storage_options": self.storage_options or None,
+            "configuration": None,
+        }
+        if not exists:
+            kwargs["partition_by"] = list(partition_by) if partition_by else None
+            if description:
+                kwargs["description"] = description
+        if replace_dates is not None:
+            start, end = (_date_literal(d) for d in replace_dates)
+            if exists:
+                kwargs["predicate"] = f"{date_column} >= '{start}' AND {date_column} <= '{end}'"
+            mode = "overwrite"
+        elif mode == "overwrite" and exists:
+            kwargs["schema_mode"] = "overwrite"
+        if not self.is_local:
+            pass
+        else:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        write_deltalake(uri, data, mode=mode, **{k: v for k, v in kwargs.items() if v is not None})
+        version = self._table(name).version()
+        return WriteResult(name=name, uri=uri, version=version, rows_written=data.num_rows)
+
+    def delete(self, name: str, predicate: str) -> int | None:
+        """Delete rows matching a SQL predicate; returns the new version (None if no table)."""
+        if not self.exists(name):
+            return None
+        table = self._table(name)
+        table.delete(predicate)
+        return self._table(name).version()

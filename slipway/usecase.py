@@ -1,0 +1,137 @@
+"""The shape of a use case: everything specific to one dataset and model, declared in one place.
+
+The platform's machinery (ingestion, contracts, quarantine, features, Feast, training, registry,
+monitoring) is generic and reads a :class:`UseCase`. The flagship fraud declaration lives in
+``slipway.usecases.fraud``; the next use case is a new declaration, not a fork of the machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+    from pyspark.sql import Column, DataFrame
+
+FieldType = Literal["string", "double", "long", "boolean", "timestamp", "date"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a landed record, as the upstream promises to deliver it."""
+
+    name: str
+    dtype: FieldType
+    required: bool = True
+    normalise: Literal["upper", "lower", "strip"] | None = "strip"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A daily landing stream: files under ``{landing}/{name}/{YYYY-MM-DD}/`` with a manifest.
+
+    ``derive`` adds columns computed from the typed fields (a Spark column expression per new
+    column), e.g. an amount converted to a reporting currency.
+    """
+
+    name: str
+    key: str
+    event_time: str
+    fields: tuple[Field, ...]
+    contract: Callable[[], pa.DataFrameSchema]
+    derive: Callable[[], Mapping[str, Column]] | None = None
+    file_pattern: str = "*.jsonl*"
+    description: str = ""
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A slowly changing reference table delivered as full snapshots (latest snapshot wins)."""
+
+    name: str
+    key: str
+    fields: tuple[Field, ...]
+    contract: Callable[[], pa.DataFrameSchema]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Where labels come from and when an example's label can be trusted.
+
+    Positives arrive on the ``stream`` (e.g. chargebacks) ``reported_at`` some days after the
+    event; an example is *matured* once ``maturity_days`` have passed since its event time, and
+    only then is the absence of a positive a negative.
+    """
+
+    stream: str
+    key: str
+    reported_at: str
+    maturity_days: int
+    target: str = "label"
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    """When a landed batch is held back instead of published (the circuit breaker)."""
+
+    max_bad_share: float = 0.05
+    require_manifest: bool = True
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """A feature table computed by Spark from gold/silver and served through Feast.
+
+    ``build(spark, inputs, start, end)`` returns the rows whose timestamp falls in ``[start, end]``
+    (dates, inclusive); ``inputs`` maps table names to Spark DataFrames already restricted to
+    ``[start - lookback_days, end]``.
+    """
+
+    name: str
+    entity: str
+    timestamp: str
+    inputs: tuple[str, ...]
+    lookback_days: int
+    build: Callable[..., DataFrame]
+    contract: Callable[[], pa.DataFrameSchema]
+    partitioned: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class UseCase:
+    """Everything the machinery needs to know about one use case."""
+
+    name: str
+    streams: tuple[Stream, ...]
+    references: tuple[Reference, ...]
+    label: LabelSpec
+    ingest: IngestPolicy = field(default_factory=IngestPolicy)
+    feature_tables: tuple[FeatureTable, ...] = ()
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def stream(self, name: str) -> Stream:
+        for s in self.streams:
+            if s.name == name:
+                return s
+        raise KeyError(f"use case {self.name!r} has no stream {name!r}")
+
+    def reference(self, name: str) -> Reference:
+        for r in self.references:
+            if r.name == name:
+                return r
+        raise KeyError(f"use case {self.name!r} has no reference {name!r}")
+
+    def feature_table(self, name: str) -> FeatureTable:
+        for t in self.feature_tables:
+            if t.name == name:
+                return t
+        raise KeyError(f"use case {self.name!r} has no feature table {name!r}")

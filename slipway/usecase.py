@@ -107,6 +107,45 @@ class FeatureTable:
 
 
 @dataclass(frozen=True)
+class PromotionPolicy:
+    """When a challenger may replace the champion.
+
+    A challenger must beat the champion on the same holdout by ``margin`` on ``metric``; the very
+    first model must clear the absolute ``floors`` instead.
+    """
+
+    metric: str = "pr_auc"
+    margin: float = 0.005
+    floors: Mapping[str, float] = field(default_factory=lambda: {"pr_auc": 0.2, "roc_auc": 0.8})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model's inputs, label and defaults.
+
+    Categorical features carry their full category list so that training, batch scoring and the
+    online scorer encode them identically (an unseen value becomes missing, never a new code).
+    ``missing_defaults`` are what the online scorer uses when a feature cannot be fetched; the
+    response flags every default it used.
+    """
+
+    name: str
+    target: str
+    feature_service: str
+    numeric_features: tuple[str, ...]
+    categorical_features: Mapping[str, tuple[str, ...]]
+    params: Mapping[str, Any]
+    missing_defaults: Mapping[str, float] = field(default_factory=dict)
+    precision_target: float = 0.9
+    validation_days: int = 7
+    promotion: PromotionPolicy = field(default_factory=PromotionPolicy)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric_features, *self.categorical_features)
+
+
+@dataclass(frozen=True)
 class UseCase:
     """Everything the machinery needs to know about one use case."""
 
@@ -116,6 +155,7 @@ class UseCase:
     label: LabelSpec
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
     feature_tables: tuple[FeatureTable, ...] = ()
+    model: ModelSpec | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def stream(self, name: str) -> Stream:

@@ -261,6 +261,34 @@ class Lakehouse:
         version = self._table(name).version()
         return WriteResult(name=name, uri=uri, version=version, rows_written=data.num_rows)
 
+    # -- files (model artefacts, reports) -------------------------------------------------------
+    def _file_fs(self) -> tuple[pafs.FileSystem, str]:
+        if self.is_local:
+            return pafs.LocalFileSystem(), self.root
+        fs = self._filesystem(self.root)
+        return fs, ""
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Write a file under the root atomically (temp name, then rename); returns its URI."""
+        fs, base = self._file_fs()
+        target = f"{base}/{relative}" if base else relative
+        parent = target.rsplit("/", 1)[0]
+        fs.create_dir(parent, recursive=True)
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, target)
+        return f"{self.root}/{relative}"
+
+    def read_bytes(self, relative: str) -> bytes:
+        fs, base = self._file_fs()
+        with fs.open_input_stream(f"{base}/{relative}" if base else relative) as src:
+            return src.read()
+
+    def file_exists(self, relative: str) -> bool:
+        fs, base = self._file_fs()
+        return fs.get_file_info(f"{base}/{relative}" if base else relative).type != pafs.FileType.NotFound
+
     def delete(self, name: str, predicate: str) -> int | None:
         """Delete rows matching a SQL predicate; returns the new version (None if no table)."""
         if not self.exists(name):

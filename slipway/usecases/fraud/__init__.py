@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from slipway.usecase import IngestPolicy, LabelSpec, Reference, Stream, UseCase
-from slipway.usecases.fraud import contracts
+from functools import partial
+
+from slipway.usecase import FeatureTable, IngestPolicy, LabelSpec, Reference, Stream, UseCase
+from slipway.usecases.fraud import contracts, feature_contracts, features
 from slipway.usecases.fraud.landing import (
     CHARGEBACK_FIELDS,
     CUSTOMER_FIELDS,
@@ -62,10 +64,53 @@ MERCHANTS = Reference(
     description="Merchant master data snapshot.",
 )
 
+LABEL = LabelSpec(
+    stream="chargebacks",
+    key="transaction_id",
+    reported_at="reported_at",
+    maturity_days=7,
+    target="is_fraud",
+)
+
+CUSTOMER_BEHAVIOUR = FeatureTable(
+    name="customer_behaviour",
+    entity="customer_id",
+    timestamp="feature_ts",
+    inputs=("gold.enriched_transactions",),
+    lookback_days=30,
+    build=features.customer_behaviour,
+    contract=feature_contracts.customer_behaviour_contract,
+    description="Per-transaction customer state: velocity, spend, diversity, 30-day habits.",
+)
+
+MERCHANT_RISK = FeatureTable(
+    name="merchant_risk",
+    entity="merchant_id",
+    timestamp="feature_ts",
+    inputs=("gold.enriched_transactions", "silver.chargebacks"),
+    lookback_days=30 + LABEL.maturity_days,
+    build=partial(features.merchant_risk, maturity_days=LABEL.maturity_days),
+    contract=feature_contracts.merchant_risk_contract,
+    description="Per merchant and day: 30-day volume and fraud rate over matured labels only.",
+)
+
+CUSTOMER_PROFILE = FeatureTable(
+    name="customer_profile",
+    entity="customer_id",
+    timestamp="feature_ts",
+    inputs=("silver.customers",),
+    lookback_days=0,
+    build=features.customer_profile,
+    contract=feature_contracts.customer_profile_contract,
+    partitioned=False,
+    description="Customer master data, valid from signup.",
+)
+
 FRAUD = UseCase(
     name="fraud",
     streams=(TRANSACTIONS, CHARGEBACKS),
     references=(CUSTOMERS, MERCHANTS),
-    label=LabelSpec(stream="chargebacks", key="transaction_id", reported_at="reported_at", maturity_days=7, target="is_fraud"),
+    label=LABEL,
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
+    feature_tables=(CUSTOMER_BEHAVIOUR, MERCHANT_RISK, CUSTOMER_PROFILE),
 )

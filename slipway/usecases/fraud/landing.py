@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from slipway.usecase import Field
 
-# Fixed reporting-currency rates. The simulator generates amounts with the same table, so the
+# Fixed reporting-currency rates. The simulator imports this table to generate amounts, so the
 # converted amounts are exact; a real deployment would read a rates table instead.
 FX_TO_EUR: dict[str, float] = {
     "EUR": 1.0,
@@ -20,6 +20,23 @@ FX_TO_EUR: dict[str, float] = {
 }
 
 CHANNELS: tuple[str, ...] = ("ecom", "pos", "contactless", "atm")
+
+# The merchant category codes the processor uses, with their meaning. The model encodes
+# merchant_category against this list, so an MCC outside it is treated as missing, not new.
+MERCHANT_CATEGORIES: dict[str, str] = {
+    "5411": "grocery stores",
+    "5812": "restaurants",
+    "5732": "electronics",
+    "4722": "travel agencies",
+    "7995": "gambling",
+    "6011": "ATM cash",
+    "5999": "miscellaneous retail",
+    "5691": "clothing",
+    "4121": "taxis",
+    "5541": "fuel",
+}
+
+SEGMENTS: tuple[str, ...] = ("retail", "premium", "business", "student")
 
 TRANSACTION_FIELDS: tuple[Field, ...] = (
     Field("transaction_id", "string", description="unique id assigned by the processor"),

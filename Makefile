@@ -1,0 +1,74 @@
+# Slipway: `make run` builds the environment and runs the whole graph on the embedded default
+# data; `make test` runs the test suite; `make ui` opens the Dagster web UI on the same definitions.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
+export DAGSTER_DISABLE_TELEMETRY := 1
+UI_PORT ?= 3000
+PYTEST_ARGS ?=
+
+.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+env: .venv/.synced ## create or update the virtual environment from uv.lock
+
+run: env ## simulate the default data (if none) and run the whole graph end to end
+	$(PY) -m orchestration.main run
+
+test: env ## run the test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: env ## ruff check and format check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: env
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
+	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+serve: env ## start the online scoring HTTP service on http://127.0.0.1:8000
+	$(PY) -m uvicorn slipway.serving.app:app --host 127.0.0.1 --port 8000
+
+prod-up: env ## start dagster-webserver and dagster-daemon against Postgres (SLIPWAY_ENV=prod)
+	./deploy/prod/slipwayctl up
+
+prod-down: ## stop the production-mode processes started by prod-up
+	./deploy/prod/slipwayctl down
+
+bench: env ## run every benchmark and rewrite docs/benchmarks.md
+	$(PY) -m benchmarks all
+
+bench-ingest: env ## landing -> silver throughput and peak memory at 1M and 10M transactions
+	$(PY) -m benchmarks ingest
+
+bench-features: env ## feature build, point-in-time join and online lookup latency
+	$(PY) -m benchmarks features
+
+bench-training: env ## LightGBM training time (CPU; GPU when present)
+	$(PY) -m benchmarks training
+
+bench-serving: env ## online scoring latency under a bounded load on loopback
+	$(PY) -m benchmarks serving
+
+bench-monitoring: env ## drift computation time and detect-to-retrain time
+	$(PY) -m benchmarks monitoring
+
+clean: ## remove generated data, the Dagster instance history and dbt artefacts
+	rm -rf data dbt_project/target dbt_project/logs
+	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

@@ -1,0 +1,610 @@
+"""A Feast offline store over the lakehouse's Delta tables that reads exactly one table version.
+
+Why a custom store (a documented Feast extension point, ``offline_store: type: <module.Class>``):
+Feast's file store lists every parquet file in the folder and ignores the Delta log (stale rows
+after a partition replace) and dropped entity rows with no data inside the TTL; its DuckDB store
+needs DuckDB's ``delta`` extension, which cannot be downloaded here. This store reads Delta only
+through :class:`~slipway.lakehouse.tables.Lakehouse` (one version, through the log, on a native
+pyarrow filesystem) and resolves that version *eagerly*, when Feast calls the store, from
+:func:`~slipway.featurestore.versions.pinned_versions` or the table's latest version.
+
+The point-in-time join is DuckDB's ``ASOF LEFT JOIN`` (core SQL, no extension) computed over
+integer keys only: entity row number, join keys and event time as epoch microseconds. DuckDB
+returns, per entity row, the *index* of the feature row to use; the feature values themselves
+are then gathered with Arrow ``take``. So list/struct/timestamp feature columns keep their exact
+Arrow types, no timezone round trip goes through DuckDB, and the result has exactly one row per
+entity row, in the entity frame's order, by construction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from feast.data_source import DataSource
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
+from feast.infra.offline_stores.offline_store import (
+    OfflineStore,
+    RetrievalJob,
+    RetrievalMetadata,
+)
+from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.saved_dataset import SavedDatasetStorage
+from feast.utils import compute_non_entity_date_range
+from pydantic import StrictStr
+
+from slipway.featurestore.delta_source import DeltaSource, lakehouse_from_config
+from slipway.featurestore.versions import active_pins, resolve_version
+from slipway.lakehouse.tables import Lakehouse, normalise_arrow
+
+__all__ = ["DeltaOfflineStore", "DeltaOfflineStoreConfig", "DeltaRetrievalJob"]
+
+_MIN_I64 = -(2**63) + 1
+_UTC = dt.UTC
+
+
+class DeltaOfflineStoreConfig(FeastConfigBaseModel):
+    """``offline_store:`` block of feature_store.yaml.
+
+    ``lakehouse_root`` None means ``SLIPWAY_LAKEHOUSE_ROOT``, else ``<repo>/data/lakehouse``
+    (``slipway.settings``), so one feature repo runs locally and in production unchanged.
+    A relative root is taken relative to the feature repo directory.
+    """
+
+    type: Literal[
+        "slipway.featurestore.delta_offline_store.DeltaOfflineStore",
+        "slipway.featurestore.DeltaOfflineStore",
+    ] = "slipway.featurestore.delta_offline_store.DeltaOfflineStore"
+    lakehouse_root: StrictStr | None = None
+
+
+# -- the retrieval job ------------------------------------------------------------------------
+class DeltaRetrievalJob(RetrievalJob):
+    """A lazy retrieval whose table versions were fixed when it was created.
+
+    ``versions`` is what it will read, for lineage; running it twice reads the same data.
+    """
+
+    def __init__(
+        self,
+        compute: Callable[[], pa.Table],
+        *,
+        full_feature_names: bool = False,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+        versions: dict[str, int] | None = None,
+    ) -> None:
+        self._compute = compute
+        self._full_feature_names = full_feature_names
+        self._on_demand_feature_views = list(on_demand_feature_views or [])
+        self._metadata = metadata
+        self.versions: dict[str, int] = dict(versions or {})
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._on_demand_feature_views
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return self._metadata
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        return self._compute()
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return self._compute().to_pandas()
+
+    def persist(
+        self,
+        storage: SavedDatasetStorage,
+        allow_overwrite: bool = False,
+        timeout: int | None = None,
+    ) -> None:
+        raise NotImplementedError(
+            "DeltaOfflineStore does not persist Feast saved datasets; write the training set "
+            "with Lakehouse.write (versioned Delta) instead."
+        )
+
+
+# -- Arrow helpers ----------------------------------------------------------------------------
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+
+
+def _to_micros(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    """Epoch microseconds (UTC) for a timestamp/date column; naive timestamps are taken as UTC."""
+    t = column.type
+    if pa.types.is_date(t):
+        column = pc.cast(column, pa.timestamp("us"))
+    elif pa.types.is_timestamp(t):
+        if t.unit != "us":
+            column = pc.cast(column, pa.timestamp("us", t.tz), safe=False)
+    else:
+        raise TypeError(f"expected a timestamp or date column, got {t}")
+    out = pc.cast(column, pa.int64())
+    return out if isinstance(out, pa.ChunkedArray) else pa.chunked_array([out])
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def _micros(value: dt.datetime) -> int:
+    return (_utc(value) - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _bound(field: pa.Field, value: dt.datetime, *, dates_only: bool = False) -> pa.Scalar | None:
+    """A scan-filter literal of the column's own type (a day-wide superset bound for dates).
+
+    ``dates_only`` is for the partition column: it is assumed to hold the UTC *day* of the event
+    time, so only day-granular bounds are safe on it.
+    """
+    t = field.type
+    if pa.types.is_timestamp(t):
+        if dates_only:
+            return None
+        v = _utc(value)
+        return pa.scalar(v if t.tz else v.replace(tzinfo=None), type=t)
+    if pa.types.is_date(t):
+        return pa.scalar(_utc(value).date(), type=t)
+    if dates_only and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return pa.scalar(_utc(value).date().isoformat(), type=t)
+    return None
+
+
+def _scan(
+    lakehouse: Lakehouse,
+    table: str,
+    version: int,
+    columns: Sequence[str] | None,
+    timestamp_field: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    date_partition_column: str = "",
+) -> pa.Table:
+    """Read one table version, only ``columns``, only rows with start <= event time <= end.
+
+    The scan filter prunes files and partitions; the exact bound is re-applied on epoch
+    microseconds afterwards so date-typed columns and unit differences cannot widen the window.
+    """
+    dataset = lakehouse.dataset(table, version)
+    schema = dataset.schema
+    missing = [c for c in (columns or []) if c not in schema.names]
+    if missing:
+        raise ValueError(
+            f"columns {missing} not in Delta table {table!r} v{version} (has {schema.names})"
+        )
+    expr: pads.Expression | None = None
+    for column in dict.fromkeys(c for c in (timestamp_field, date_partition_column) if c):
+        for value, op in ((start, "ge"), (end, "le")):
+            if value is None:
+                continue
+            bound = _bound(schema.field(column), value, dates_only=column != timestamp_field)
+            if bound is None:
+                continue
+            term = pads.field(column) >= bound if op == "ge" else pads.field(column) <= bound
+            expr = term if expr is None else expr & term
+    data = dataset.to_table(columns=list(columns) if columns else None, filter=expr)
+    if start is not None or end is not None:
+        ts = _to_micros(data[timestamp_field])
+        mask = None
+        if start is not None:
+            mask = pc.greater_equal(ts, _micros(start))
+        if end is not None:
+            upper = pc.less_equal(ts, _micros(end))
+            mask = upper if mask is None else pc.and_(mask, upper)
+        data = data.filter(pc.fill_null(mask, False))
+    return normalise_arrow(data)
+
+
+def _run_indices(sql: str, tables: dict[str, pa.Table]) -> pa.Table:
+    con = duckdb.connect()
+    try:
+        for name, tbl in tables.items():
+            con.register(name, tbl)
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _latest_per_key(data: pa.Table, keys: Sequence[str], ts: str, created: str | None) -> pa.Table:
+    """The latest row per key: max event time, then max created time, then last written."""
+    frame: dict[str, Any] = {f"k{i}": data[k] for i, k in enumerate(keys)}
+    frame["__ts"] = _to_micros(data[ts])
+    frame["__cts"] = _to_micros(data[created]) if created else pa.nulls(data.num_rows, pa.int64())
+    frame["__frow"] = pa.array(np.arange(data.num_rows, dtype=np.int64))
+    group = f"GROUP BY {', '.join(f'k{i}' for i in range(len(keys)))}" if keys else ""
+    sql = (
+        "SELECT arg_max(__frow, struct_pack(t := __ts, c := coalesce(__cts, "
+        f"{_MIN_I64}), r := __frow)) AS __frow FROM src {group}"
+    )
+    idx = _run_indices(sql, {"src": pa.table(frame)})["__frow"]
+    return data.take(idx)
+
+
+# -- the point-in-time join -------------------------------------------------------------------
+def _pit_indices(
+    entity_keys: Sequence[pa.ChunkedArray],
+    entity_ts: pa.ChunkedArray,
+    feature_keys: Sequence[pa.ChunkedArray],
+    feature_ts: pa.ChunkedArray,
+    feature_created: pa.ChunkedArray | None,
+    ttl: dt.timedelta | None,
+) -> pa.Array:
+    """Per entity row, the index of its feature row (null: none inside the TTL).
+
+    Latest feature row with event time <= the entity's; among equal event times the latest
+    created time wins, then the last written row, so a pinned version always gives the same
+    answer. A row older than ``entity time - ttl`` gives null.
+    """
+    n_keys = len(entity_keys)
+    ent: dict[str, Any] = {f"k{i}": c for i, c in enumerate(entity_keys)}
+    ent["__ts"] = entity_ts
+    ent["__row"] = pa.array(np.arange(len(entity_ts), dtype=np.int64))
+    fea: dict[str, Any] = {f"k{i}": c for i, c in enumerate(feature_keys)}
+    fea["__ts"] = feature_ts
+    fea["__cts"] = (
+        feature_created if feature_created is not None else pa.nulls(len(feature_ts), pa.int64())
+    )
+    fea["__frow"] = pa.array(np.arange(len(feature_ts), dtype=np.int64))
+    keys = [f"k{i}" for i in range(n_keys)]
+    on = " AND ".join([*(f"e.{k} = f.{k}" for k in keys), "e.__ts >= f.__ts"])
+    ttl_us = ttl // dt.timedelta(microseconds=1) if ttl else 0
+    pick = f"CASE WHEN f.__ts >= e.__ts - {ttl_us} THEN f.__frow END" if ttl_us else "f.__frow"
+    sql = f"""
+        WITH f AS (
+            SELECT {", ".join([*keys, "__ts"])},
+                   arg_max(__frow, struct_pack(c := coalesce(__cts, {_MIN_I64}), r := __frow))
+                       AS __frow
+            FROM fea GROUP BY ALL
+        )
+        SELECT e.__row, {pick} AS __frow
+        FROM ent e ASOF LEFT JOIN f ON {on}
+    """
+    res = _run_indices(sql, {"ent": pa.table(ent), "fea": pa.table(fea)})
+    idx = np.full(len(entity_ts), -1, dtype=np.int64)
+    rows = res["__row"].to_numpy()
+    idx[rows] = pc.fill_null(res["__frow"], -1).to_numpy()
+    missing = idx < 0
+    return pa.array(np.where(missing, 0, idx), mask=missing)
+
+
+def _align_key(
+    entity_col: pa.ChunkedArray, feature_type: pa.DataType, name: str
+) -> pa.ChunkedArray:
+    """Cast an entity-frame key to the feature table's key type (int vs string is an error)."""
+    if entity_col.type == feature_type:
+        return entity_col
+    try:
+        return pc.cast(entity_col, feature_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(
+            f"entity column {name!r} ({entity_col.type}) cannot be joined to the feature table's "
+            f"key type {feature_type}: {exc}"
+        ) from exc
+
+
+def _entity_frame(entity_df: pd.DataFrame, ts_col: str) -> tuple[pa.Table, pa.ChunkedArray]:
+    """The entity frame as Arrow with its event time made tz-aware UTC, plus that time in µs."""
+    df = entity_df.copy(deep=False)
+    df[ts_col] = pd.to_datetime(df[ts_col], utc=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return table, _to_micros(table[ts_col])
+
+
+def _feature_view_join(
+    lakehouse: Lakehouse,
+    version: int,
+    fv: FeatureView,
+    features: list[str],
+    entity: pa.Table,
+    entity_ts: pa.ChunkedArray,
+    window: tuple[dt.datetime | None, dt.datetime | None],
+    full_feature_names: bool,
+) -> dict[str, pa.ChunkedArray]:
+    """The requested features of one feature view, one row per entity row, named for output."""
+    source = fv.batch_source
+    assert isinstance(source, DeltaSource)
+    reverse = {v: k for k, v in source.field_mapping.items()}
+    src = lambda name: reverse.get(name, name)  # noqa: E731 - feature-view name -> column
+    ts_col, created_col = src(source.timestamp_field), src(source.created_timestamp_column)
+    key_cols = [c.name for c in fv.entity_columns]
+    entity_key_cols = [fv.projection.join_key_map.get(k, k) for k in key_cols]
+    columns = list(dict.fromkeys([*map(src, key_cols), ts_col, *map(src, features)]))
+    if created_col:
+        columns.append(created_col)
+    data = _scan(
+        lakehouse,
+        source.table,
+        version,
+        columns,
+        ts_col,
+        *window,
+        date_partition_column=src(source.date_partition_column),
+    )
+    for col in entity_key_cols:
+        if col not in entity.column_names:
+            raise ValueError(
+                f"entity_df has no join key column {col!r} for feature view {fv.name!r}"
+            )
+    idx = _pit_indices(
+        entity_keys=[
+            _align_key(entity[e], data.schema.field(src(k)).type, e)
+            for e, k in zip(entity_key_cols, key_cols, strict=True)
+        ],
+        entity_ts=entity_ts,
+        feature_keys=[data[src(k)] for k in key_cols],
+        feature_ts=_to_micros(data[ts_col]),
+        feature_created=_to_micros(data[created_col]) if created_col else None,
+        ttl=fv.ttl,
+    )
+    prefix = fv.projection.name_alias or fv.name
+    payload = data.select([src(f) for f in features]).take(idx)
+    return {
+        (f"{prefix}__{f}" if full_feature_names else f): payload.column(i)
+        for i, f in enumerate(features)
+    }
+
+
+def _non_entity_frame(
+    lakehouse: Lakehouse,
+    versions: dict[str, int],
+    feature_views: list[FeatureView],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> pd.DataFrame:
+    """Entity rows for ``get_historical_features(start_date=, end_date=)``: every key seen in
+    the window, at ``end`` (so each gets its latest row as of ``end``, TTL applied)."""
+    key_sets = {tuple(c.name for c in fv.entity_columns) for fv in feature_views}
+    if len(key_sets) != 1:
+        raise ValueError(
+            "retrieval without an entity_df needs feature views with the same join keys; "
+            f"got {sorted(key_sets)}"
+        )
+    keys = list(next(iter(key_sets)))
+    if not keys:  # entityless views: one row, "the world as of end"
+        return pd.DataFrame({"event_timestamp": [pd.Timestamp(_utc(end))]})
+    frames = []
+    for fv in feature_views:
+        source = fv.batch_source
+        assert isinstance(source, DeltaSource)
+        reverse = {v: k for k, v in source.field_mapping.items()}
+        cols = [reverse.get(k, k) for k in keys]
+        ts = reverse.get(source.timestamp_field, source.timestamp_field)
+        data = _scan(lakehouse, source.table, versions[source.table], [*cols, ts], ts, start, end)
+        frames.append(data.select(cols).rename_columns(keys).to_pandas())
+    out = pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
+    out["event_timestamp"] = pd.Timestamp(_utc(end))
+    return out
+
+
+# -- the store --------------------------------------------------------------------------------
+def _delta_sources(config: RepoConfig, sources: Sequence[DataSource | None]) -> Lakehouse:
+    if not isinstance(config.offline_store, DeltaOfflineStoreConfig):
+        raise TypeError(
+            f"expected DeltaOfflineStoreConfig, got {type(config.offline_store).__name__}"
+        )
+    for source in sources:
+        if not isinstance(source, DeltaSource):
+            raise TypeError(
+                f"DeltaOfflineStore reads DeltaSource only; got {type(source).__name__} "
+                f"({getattr(source, 'name', None)!r})"
+            )
+    return lakehouse_from_config(config)
+
+
+def _resolve(lakehouse: Lakehouse, table: str) -> int:
+    """Fix the version to read now; a missing table or a pin past the latest fails here,
+    at the Feast call, rather than later inside a lazy job."""
+    latest = lakehouse.version(table)
+    if latest is None:
+        raise LookupError(f"Delta table {table!r} does not exist at {lakehouse.uri(table)}")
+    pinned = active_pins().get(table)
+    if pinned is not None and pinned > latest:
+        raise LookupError(f"{table!r} is pinned to version {pinned}, but its latest is {latest}")
+    return resolve_version(table, lambda _: latest)
+
+
+class DeltaOfflineStore(OfflineStore):
+    """Feast offline store over lakehouse Delta tables; see the module docstring."""
+
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str | None,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        **kwargs: Any,
+    ) -> RetrievalJob:
+        lakehouse = _delta_sources(config, [fv.batch_source for fv in feature_views])
+        # Versions are fixed now, not when the lazy job runs.
+        versions: dict[str, int] = {}
+        for fv in feature_views:
+            table = fv.batch_source.table  # type: ignore[union-attr]
+            if table not in versions:
+                versions[table] = _resolve(lakehouse, table)
+
+        if entity_df is None:
+            start, end = compute_non_entity_date_range(
+                feature_views, start_date=kwargs.get("start_date"), end_date=kwargs.get("end_date")
+            )
+            entity_df = _non_entity_frame(lakehouse, versions, feature_views, start, end)
+        elif not isinstance(entity_df, pd.DataFrame):
+            raise ValueError(
+                "DeltaOfflineStore takes entity_df as a pandas DataFrame (SQL entity queries are "
+                f"not supported), got {type(entity_df).__name__}"
+            )
+        ts_col = infer_event_timestamp_from_entity_df(dict(entity_df.dtypes))
+        entity_df = entity_df.copy(deep=False)
+        ets = pd.to_datetime(entity_df[ts_col], utc=True)
+        ts_range = (
+            (ets.min().to_pydatetime(), ets.max().to_pydatetime())
+            if ets.notna().any()
+            else (None, None)
+        )
+
+        per_view = [
+            (
+                fv,
+                [
+                    r.split(":", 1)[1]
+                    for r in feature_refs
+                    if r.startswith(f"{fv.projection.name_to_use()}:")
+                ],
+            )
+            for fv in feature_views
+        ]
+
+        def compute() -> pa.Table:
+            entity, entity_ts = _entity_frame(entity_df, ts_col)
+            out = entity
+            for fv, features in per_view:
+                if not features:
+                    continue
+                lo = ts_range[0] - fv.ttl if fv.ttl and ts_range[0] is not None else None
+                columns = _feature_view_join(
+                    lakehouse,
+                    versions[fv.batch_source.table],  # type: ignore[union-attr]
+                    fv,
+                    features,
+                    entity,
+                    entity_ts,
+                    (lo, ts_range[1]),
+                    full_feature_names,
+                )
+                for name, column in columns.items():
+                    if name in out.column_names:
+                        raise ValueError(
+                            f"feature column {name!r} collides with an existing column; "
+                            "use full_feature_names=True"
+                        )
+                    out = out.append_column(name, column)
+            return out
+
+        return DeltaRetrievalJob(
+            compute,
+            full_feature_names=full_feature_names,
+            on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(
+                feature_refs, project, registry
+            ),
+            metadata=RetrievalMetadata(
+                features=feature_refs,
+                keys=list(set(entity_df.columns) - {ts_col}),
+                min_event_timestamp=ts_range[0],
+                max_event_timestamp=ts_range[1],
+            ),
+            versions=versions,
+        )
+
+    @staticmethod
+    def _pull(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: dt.datetime | None,
+        end_date: dt.datetime | None,
+        latest: bool,
+    ) -> DeltaRetrievalJob:
+        lakehouse = _delta_sources(config, [data_source])
+        assert isinstance(data_source, DeltaSource)
+        table = data_source.table
+        version = _resolve(lakehouse, table)
+        # An empty feature list means "all columns" (Feast asks that for transforming views).
+        columns = (
+            list(
+                dict.fromkeys(
+                    [*join_key_columns, *feature_name_columns, timestamp_field]
+                    + ([created_timestamp_column] if created_timestamp_column else [])
+                )
+            )
+            if feature_name_columns
+            else None
+        )
+
+        def compute() -> pa.Table:
+            data = _scan(
+                lakehouse,
+                table,
+                version,
+                columns,
+                timestamp_field,
+                start_date,
+                end_date,
+                date_partition_column=data_source.date_partition_column,
+            )
+            if latest:
+                data = _latest_per_key(
+                    data, join_key_columns, timestamp_field, created_timestamp_column
+                )
+            if not join_key_columns:
+                data = data.append_column(
+                    DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * data.num_rows, pa.string())
+                )
+            return data
+
+        return DeltaRetrievalJob(compute, versions={table: version})
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: dt.datetime,
+        end_date: dt.datetime,
+    ) -> RetrievalJob:
+        return DeltaOfflineStore._pull(
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+            latest=True,
+        )
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: dt.datetime | None = None,
+        end_date: dt.datetime | None = None,
+    ) -> RetrievalJob:
+        return DeltaOfflineStore._pull(
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+            latest=False,
+        )

@@ -1,0 +1,5 @@
+"""The model registry: versions with lineage, aliases, the promotion gate and rollback."""
+
+from slipway.registry.store import ModelRegistry, ModelVersion
+
+__all__ = ["ModelRegistry", "ModelVersion"]

@@ -1,0 +1,1 @@
+"""Model training: device selection, time-based split, LightGBM, metrics and plots."""

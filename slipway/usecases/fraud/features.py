@@ -1,0 +1,159 @@
+"""Fraud feature tables as pure Spark functions (DataFrame in, DataFrame out).
+
+Timing is the whole game here, so each table states when its rows become known:
+
+* ``customer_behaviour``: one row per transaction, describing the customer *after* that
+  transaction (windows end at and include it), stamped ``event_time + 1µs``. A point-in-time
+  lookup for a transaction at ``t`` therefore sees the state after the customer's previous
+  transaction and never the transaction itself; the online store, after materialization, holds
+  exactly the same state for the customer's next transaction. Request-time features (amount
+  versus the customer's average, novelty of country and device, time since the last
+  transaction) combine that state with the incoming transaction; see ``request_features``.
+* ``merchant_risk``: one row per merchant and day ``D``, stamped at ``D 00:00 UTC``, computed only
+  from transactions before ``D`` and from chargebacks *reported* before ``D``. The fraud rate
+  counts only matured transactions (older than the label maturity window), so a young
+  transaction without a chargeback yet is not mistaken for a legitimate one.
+* ``customer_profile``: master data stamped at signup, valid from then on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+MICROS_PER_SECOND = 1_000_000
+HOUR = 3600 * MICROS_PER_SECOND
+DAY = 24 * HOUR
+
+BEHAVIOUR_WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
+PROFILE_WINDOW = 30 * DAY
+
+
+def _in_dates(col: str, start: dt.date, end: dt.date) -> Column:
+    return (F.col(col) >= F.lit(start.isoformat()).cast("date")) & (F.col(col) <= F.lit(end.isoformat()).cast("date"))
+
+
+def customer_behaviour(inputs: dict[str, DataFrame], start: dt.date, end: dt.date) -> DataFrame:
+    """Per-transaction customer state: velocity, spend, diversity and 30-day habits.
+
+    ``inputs["gold.enriched_transactions"]`` must cover ``[start - 30 days, end]`` so the
+    windows of the first days are complete.
+    """
+    tx = inputs["gold.enriched_transactions"].select(
+        "date", "transaction_id", "customer_id", "event_time", "amount_eur", "merchant_id", "country", "device_id"
+    ).withColumn("_t", F.unix_micros("event_time"))
+
+    def window(width: int) -> Window:
+        # Ties on the timestamp are ordered by id so two transactions in the same microsecond
+        # still get a deterministic state (both see each other, as Spark's range frame does).
+        return Window.partitionBy("customer_id").orderBy("_t").rangeBetween(-width, 0)
+
+    cols = [
+        F.col("date"),
+        F.col("customer_id"),
+        F.col("transaction_id"),
+        (F.col("event_time") + F.expr("INTERVAL 1 MICROSECOND")).alias("feature_ts"),
+    ]
+    for label, width in BEHAVIOUR_WINDOWS.items():
+        cols.append(F.count(F.lit(1)).over(window(width)).cast("bigint").alias(f"txn_count_{label}"))
+        cols.append(F.round(F.sum("amount_eur").over(window(width)), 4).alias(f"amount_sum_{label}"))
+    w30 = window(PROFILE_WINDOW)
+    w24 = window(DAY)
+    cols += [
+        F.count(F.lit(1)).over(w30).cast("bigint").alias("txn_count_30d"),
+        F.round(F.avg("amount_eur").over(w30), 4).alias("amount_avg_30d"),
+        F.round(F.max("amount_eur").over(w30), 4).alias("amount_max_30d"),
+        F.coalesce(F.size(F.collect_set("merchant_id").over(w24)), F.lit(1)).cast("bigint").alias("distinct_merchants_24h"),
+        F.coalesce(F.size(F.collect_set("country").over(w24)), F.lit(1)).cast("bigint").alias("distinct_countries_24h"),
+        F.array_sort(F.collect_set("country").over(w30)).alias("countries_30d"),
+        F.array_sort(F.collect_set("device_id").over(w30)).alias("devices_30d"),
+        (F.col("_t") / F.lit(float(MICROS_PER_SECOND))).alias("last_txn_epoch"),
+    ]
+    return tx.select(*cols).where(_in_dates("date", start, end))
+
+
+def merchant_risk(
+    inputs: dict[str, DataFrame], start: dt.date, end: dt.date, maturity_days: int
+) -> DataFrame:
+    """Per merchant and day: 30-day volume and the fraud rate over matured transactions only.
+
+    ``inputs["gold.enriched_transactions"]`` must cover ``[start - 30 - maturity days, end]``;
+    ``inputs["silver.chargebacks"]`` every chargeback reported before ``end``.
+    """
+    spark = inputs["gold.enriched_transactions"].sparkSession
+    tx = inputs["gold.enriched_transactions"].select("transaction_id", "merchant_id", "date", "amount_eur")
+    cb = inputs["silver.chargebacks"].select(
+        "transaction_id", F.to_date("reported_at").alias("reported_date")
+    )
+    daily = tx.groupBy("merchant_id", "date").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("amount_eur").alias("amount")
+    )
+    frauds = (
+        tx.join(cb, "transaction_id", "inner")
+        .groupBy("merchant_id", "date", "reported_date")
+        .agg(F.count(F.lit(1)).alias("n_fraud"))
+    )
+    n_days = (end - start).days + 1
+    days = spark.range(n_days).select(
+        F.date_add(F.lit(start.isoformat()).cast("date"), F.col("id").cast("int")).alias("day")
+    )
+    lookback = 30 + maturity_days
+    volume = (
+        days.join(
+            daily,
+            (daily["date"] < days["day"]) & (daily["date"] >= F.date_sub(days["day"], lookback)),
+        )
+        .groupBy("merchant_id", "day")
+        .agg(
+            F.sum(F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("n")).otherwise(0)).alias("merchant_txn_count_30d"),
+            F.sum(F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("amount")).otherwise(0.0)).alias("_amount_30d"),
+            F.sum(
+                F.when(F.col("date") < F.date_sub(F.col("day"), maturity_days), F.col("n")).otherwise(0)
+            ).alias("merchant_matured_txn_count"),
+        )
+    )
+    fraud = (
+        days.join(
+            frauds,
+            (frauds["date"] < F.date_sub(days["day"], maturity_days))
+            & (frauds["date"] >= F.date_sub(days["day"], lookback))
+            & (frauds["reported_date"] < days["day"]),
+        )
+        .groupBy("merchant_id", "day")
+        .agg(F.sum("n_fraud").alias("merchant_matured_fraud_count"))
+    )
+    return (
+        volume.join(fraud, ["merchant_id", "day"], "left")
+        .select(
+            F.col("day").alias("date"),
+            F.col("merchant_id"),
+            F.to_timestamp(F.col("day")).alias("feature_ts"),
+            F.col("merchant_txn_count_30d").cast("bigint"),
+            F.round(
+                F.when(F.col("merchant_txn_count_30d") > 0, F.col("_amount_30d") / F.col("merchant_txn_count_30d")), 4
+            ).alias("merchant_avg_amount_30d"),
+            F.col("merchant_matured_txn_count").cast("bigint"),
+            F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0)).cast("bigint").alias("merchant_matured_fraud_count"),
+            F.when(
+                F.col("merchant_matured_txn_count") > 0,
+                F.round(
+                    F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0)) / F.col("merchant_matured_txn_count"), 6
+                ),
+            ).alias("merchant_fraud_rate_30d"),
+        )
+    )
+
+
+def customer_profile(inputs: dict[str, DataFrame], start: dt.date | None = None, end: dt.date | None = None) -> DataFrame:
+    """Customer master data, valid from signup on."""
+    customers = inputs["silver.customers"]
+    return customers.select(
+        F.col("customer_id"),
+        F.to_timestamp(F.col("signup_date")).alias("feature_ts"),
+        F.col("home_country"),
+        F.col("segment"),
+        F.col("birth_year").cast("bigint").alias("birth_year"),
+        (F.unix_micros(F.to_timestamp(F.col("signup_date"))) / F.lit(float(MICROS_PER_SECOND))).alias("signup_epoch"),
+    )

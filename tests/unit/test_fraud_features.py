@@ -1,0 +1,137 @@
+"""Fraud feature builders on Sail: window values, timing, and no leakage from the future."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from slipway.usecases.fraud.features import customer_behaviour, customer_profile, merchant_risk
+
+D1 = dt.date(2026, 8, 1)
+
+
+def _ts(day: int, hh: int, mm: int = 0) -> pd.Timestamp:
+    return pd.Timestamp(2026, 8, day, hh, mm, tz="UTC")
+
+
+def _tx_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        rows, columns=["transaction_id", "customer_id", "merchant_id", "event_time", "amount_eur", "country", "device_id"]
+    )
+    frame["date"] = frame["event_time"].dt.date
+    return frame
+
+
+def _behaviour(spark, rows, start=D1, end=dt.date(2026, 8, 31)) -> pd.DataFrame:
+    df = spark.createDataFrame(_tx_frame(rows))
+    out = customer_behaviour({"gold.enriched_transactions": df}, start, end).toArrow().to_pandas()
+    return out.sort_values("feature_ts").reset_index(drop=True)
+
+
+BASE = [
+    ("t1", "C1", "M1", _ts(1, 10), 10.0, "DE", "D1"),
+    ("t2", "C1", "M2", _ts(1, 10, 30), 20.0, "FR", "D1"),
+    ("t3", "C1", "M1", _ts(1, 12), 40.0, "DE", "D2"),
+    ("t4", "C1", "M3", _ts(3, 9), 5.0, "DE", "D1"),
+    ("u1", "C2", "M1", _ts(1, 11), 99.0, "NL", "D9"),
+]
+
+
+def test_customer_state_after_each_transaction(spark) -> None:
+    out = _behaviour(spark, BASE)
+    c1 = out[out.customer_id == "C1"].set_index("transaction_id")
+    assert c1.loc["t2", "txn_count_1h"] == 2 and c1.loc["t2", "amount_sum_1h"] == pytest.approx(30.0)
+    assert c1.loc["t3", "txn_count_1h"] == 1 and c1.loc["t3", "txn_count_24h"] == 3
+    assert c1.loc["t4", "txn_count_24h"] == 1 and c1.loc["t4", "txn_count_7d"] == 4
+    assert c1.loc["t3", "distinct_merchants_24h"] == 2 and c1.loc["t3", "distinct_countries_24h"] == 2
+    assert list(c1.loc["t4", "countries_30d"]) == ["DE", "FR"]
+    assert list(c1.loc["t4", "devices_30d"]) == ["D1", "D2"]
+    assert c1.loc["t4", "amount_avg_30d"] == pytest.approx(75.0 / 4)
+    assert c1.loc["t1", "feature_ts"] == _ts(1, 10) + pd.Timedelta(microseconds=1)
+    assert c1.loc["t1", "last_txn_epoch"] == pytest.approx(_ts(1, 10).timestamp())
+
+
+def _point_in_time(features: pd.DataFrame, entity_rows: pd.DataFrame) -> pd.DataFrame:
+    """An independent oracle: latest feature row with feature_ts <= the entity's time."""
+    entity_rows = entity_rows.assign(event_time=entity_rows["event_time"].astype(features["feature_ts"].dtype))
+    return pd.merge_asof(
+        entity_rows.sort_values("event_time"),
+        features.drop(columns=["transaction_id"]).sort_values("feature_ts"),
+        left_on="event_time",
+        right_on="feature_ts",
+        by="customer_id",
+        direction="backward",
+    )
+
+
+def test_no_leakage_a_transaction_never_sees_itself_or_the_future(spark) -> None:
+    entity = pd.DataFrame({"customer_id": ["C1"], "event_time": [_ts(1, 10, 30)]})
+    before = _point_in_time(_behaviour(spark, BASE), entity).iloc[0]
+    # The state seen by t2 is the state after t1: t2's own amount and later rows are invisible.
+    assert before["txn_count_1h"] == 1 and before["amount_sum_1h"] == pytest.approx(10.0)
+    changed = [list(r) for r in BASE]
+    changed[1][4] = 5000.0  # t2 itself
+    changed[2][4] = 7000.0  # t3, later
+    changed.append(("t9", "C1", "M9", _ts(1, 10, 45), 1.0, "US", "D7"))  # a later transaction
+    after = _point_in_time(_behaviour(spark, [tuple(r) for r in changed]), entity).iloc[0]
+    for col in ("txn_count_1h", "amount_sum_1h", "amount_sum_24h", "amount_avg_30d", "distinct_countries_24h"):
+        assert after[col] == before[col], col
+    assert list(after["countries_30d"]) == list(before["countries_30d"]) == ["DE"]
+
+
+def test_rows_are_restricted_to_the_requested_days_but_windows_look_back(spark) -> None:
+    out = _behaviour(spark, BASE, start=dt.date(2026, 8, 3), end=dt.date(2026, 8, 3))
+    assert list(out.transaction_id) == ["t4"]
+    assert out.iloc[0]["txn_count_7d"] == 4  # the lookback rows were used, not emitted
+
+
+def _merchant(spark, tx_rows, chargebacks, start, end, maturity=7) -> pd.DataFrame:
+    tx = spark.createDataFrame(_tx_frame(tx_rows))
+    cb = spark.createDataFrame(pd.DataFrame(chargebacks, columns=["transaction_id", "reported_at"]))
+    out = merchant_risk({"gold.enriched_transactions": tx, "silver.chargebacks": cb}, start, end, maturity).toArrow().to_pandas()
+    return out.set_index(["merchant_id", "date"]).sort_index()
+
+
+def test_merchant_fraud_rate_uses_matured_transactions_and_reported_labels_only(spark) -> None:
+    tx = [(f"m{i}", "C1", "M1", _ts(1, 8, i), 10.0, "DE", "D1") for i in range(4)]
+    tx += [("late", "C1", "M1", _ts(6, 8), 10.0, "DE", "D1")]
+    chargebacks = [("m0", _ts(5, 12)), ("m1", _ts(10, 12)), ("late", _ts(7, 9))]
+    out = _merchant(spark, tx, chargebacks, dt.date(2026, 8, 8), dt.date(2026, 8, 11))
+    day = lambda d: dt.date(2026, 8, d)  # noqa: E731
+    # Day 8: day-1 transactions are not yet matured (1 >= 8 - 7), so no rate at all.
+    assert out.loc[("M1", day(8)), "merchant_matured_txn_count"] == 0
+    assert pd.isna(out.loc[("M1", day(8)), "merchant_fraud_rate_30d"])
+    assert out.loc[("M1", day(8)), "merchant_txn_count_30d"] == 5
+    # Day 9: the four day-1 transactions matured; only m0's chargeback was reported before day 9.
+    assert out.loc[("M1", day(9)), "merchant_matured_txn_count"] == 4
+    assert out.loc[("M1", day(9)), "merchant_fraud_rate_30d"] == pytest.approx(0.25)
+    # Day 10: m1's chargeback is reported ON day 10, so it is still unknown at 00:00 of day 10.
+    assert out.loc[("M1", day(10)), "merchant_fraud_rate_30d"] == pytest.approx(0.25)
+    assert out.loc[("M1", day(11)), "merchant_fraud_rate_30d"] == pytest.approx(0.5)
+    # 'late' (day 6) is reported on day 7 but is not matured before day 14: never counted here.
+    assert out.loc[("M1", day(11)), "merchant_matured_fraud_count"] == 2
+    assert out.loc[("M1", day(9)), "feature_ts"] == pd.Timestamp(2026, 8, 9, tz="UTC")
+
+
+def test_merchant_rows_do_not_change_when_later_labels_arrive(spark) -> None:
+    tx = [(f"m{i}", "C1", "M1", _ts(1, 8, i), 10.0, "DE", "D1") for i in range(4)]
+    base = _merchant(spark, tx, [("m0", _ts(5, 12))], dt.date(2026, 8, 9), dt.date(2026, 8, 9))
+    more = _merchant(spark, tx, [("m0", _ts(5, 12)), ("m2", _ts(9, 0)), ("m3", _ts(20, 0))], dt.date(2026, 8, 9), dt.date(2026, 8, 9))
+    pd.testing.assert_frame_equal(base, more)
+
+
+def test_customer_profile_is_valid_from_signup(spark) -> None:
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["C1"],
+            "signup_date": [dt.date(2025, 3, 1)],
+            "home_country": ["DE"],
+            "segment": ["retail"],
+            "birth_year": [1980],
+        }
+    )
+    out = customer_profile({"silver.customers": spark.createDataFrame(customers)}).toArrow().to_pandas()
+    assert out.iloc[0]["feature_ts"] == pd.Timestamp(2025, 3, 1, tz="UTC")
+    assert out.iloc[0]["signup_epoch"] == pytest.approx(pd.Timestamp(2025, 3, 1, tz="UTC").timestamp())

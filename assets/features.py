@@ -64,7 +64,12 @@ def feature_asset(table: FeatureTable) -> list:
         start, end = _range(context)
         lakehouse = context.resources.lakehouse.get()
         result = build_feature_table(
-            lakehouse, context.resources.spark.session(), table, start, end, progress=context.log.info
+            lakehouse,
+            context.resources.spark.session(),
+            table,
+            start,
+            end,
+            progress=context.log.info,
         )
         return dg.MaterializeResult(
             metadata={
@@ -72,7 +77,9 @@ def feature_asset(table: FeatureTable) -> list:
                 "dagster/row_count": result.rows,
                 "input_versions": read_versions(result.inputs),
                 "preview": preview(result.preview),
-                "dagster/column_schema": column_schema(lakehouse.dataset(feature_table_name(table)).schema),
+                "dagster/column_schema": column_schema(
+                    lakehouse.dataset(feature_table_name(table)).schema
+                ),
             }
         )
 
@@ -88,7 +95,9 @@ def feature_asset(table: FeatureTable) -> list:
         start, end = _range(context)
         result = check_feature_table(context.resources.lakehouse.get(), table, start, end)
         summary = (
-            result.failures.groupby(["column", "check"], dropna=False).size().reset_index(name="rows")
+            result.failures.groupby(["column", "check"], dropna=False)
+            .size()
+            .reset_index(name="rows")
             if not result.passed
             else None
         )
@@ -100,7 +109,10 @@ def feature_asset(table: FeatureTable) -> list:
                 if not result.passed
                 else f"{result.rows} rows pass the contract"
             ),
-            metadata={"rows_checked": result.rows, **({"failures": preview(summary, 20)} if summary is not None else {})},
+            metadata={
+                "rows_checked": result.rows,
+                **({"failures": preview(summary, 20)} if summary is not None else {}),
+            },
         )
 
     return [_feature, _contract]

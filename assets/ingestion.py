@@ -6,7 +6,6 @@ that recomputes the verdict from the tables, so a failed day stops everything do
 UI says why.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -19,7 +18,9 @@ from slipway.usecase import Reference, Stream, UseCase
 INGESTION = "ingestion"
 
 
-def _range(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
+def _range(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> tuple[dt.date, dt.date]:
     window = context.partition_time_window
     return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
@@ -42,11 +43,13 @@ def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
             stream,
             start,
             end,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             progress=context.log.info,
         )
         if result.problems:
-            context.log.warning("files that do not match their manifest: " + "; ".join(result.problems))
+            context.log.warning(
+                "files that do not match their manifest: " + "; ".join(result.problems)
+            )
         return dg.MaterializeResult(
             metadata={
                 **written(result.bronze),
@@ -96,12 +99,14 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
             usecase.ingest,
             start,
             end,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             progress=context.log.info,
         )
         totals = result.totals()
         for held in result.held_days:
-            context.log.error(f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}")
+            context.log.error(
+                f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}"
+            )
         yield dg.MaterializeResult(
             asset_key=silver_key,
             metadata={
@@ -115,7 +120,9 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
                 ),
                 "preview": preview(result.preview),
                 "dagster/column_schema": column_schema(
-                    context.resources.lakehouse.get().dataset(pipeline.silver_table(stream.name)).schema
+                    context.resources.lakehouse.get()
+                    .dataset(pipeline.silver_table(stream.name))
+                    .schema
                 ),
             },
         )
@@ -181,11 +188,26 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
     @dg.multi_asset(
         name=f"silver_{reference.name}",
         specs=[
-            dg.AssetSpec(silver_key, group_name=INGESTION, kinds={"delta", "spark"}, description=reference.description),
-            dg.AssetSpec(quarantine_key, group_name=INGESTION, kinds={"delta"}, description=f"Rejected rows of the `{reference.name}` snapshot."),
+            dg.AssetSpec(
+                silver_key,
+                group_name=INGESTION,
+                kinds={"delta", "spark"},
+                description=reference.description,
+            ),
+            dg.AssetSpec(
+                quarantine_key,
+                group_name=INGESTION,
+                kinds={"delta"},
+                description=f"Rejected rows of the `{reference.name}` snapshot.",
+            ),
         ],
         check_specs=[
-            dg.AssetCheckSpec("contract", asset=silver_key, blocking=True, description="Blocking: the snapshot passed its contract and was published."),
+            dg.AssetCheckSpec(
+                "contract",
+                asset=silver_key,
+                blocking=True,
+                description="Blocking: the snapshot passed its contract and was published.",
+            ),
         ],
         required_resource_keys={"lakehouse", "landing", "spark"},
     )
@@ -196,7 +218,7 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
             context.resources.landing.root,
             reference,
             usecase.ingest,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
         v = result.verdict
         meta = {
@@ -211,13 +233,17 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
             meta.update(written(result.silver))
             meta["dagster/row_count"] = v.rows_silver
         yield dg.MaterializeResult(asset_key=silver_key, metadata=meta)
-        yield dg.MaterializeResult(asset_key=quarantine_key, metadata={**written(result.quarantine), "rules": dg.MetadataValue.json(v.rule_counts)})
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key,
+            metadata={**written(result.quarantine), "rules": dg.MetadataValue.json(v.rule_counts)},
+        )
         yield dg.AssetCheckResult(
             asset_key=silver_key,
             check_name="contract",
             passed=not v.breaker_tripped and v.conserved,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=v.breaker_reason or f"snapshot {result.snapshot} published ({v.rows_silver} rows)",
+            description=v.breaker_reason
+            or f"snapshot {result.snapshot} published ({v.rows_silver} rows)",
         )
 
     return [_reference]

@@ -20,7 +20,9 @@ def preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     shown = frame.head(rows).copy()
     for col in shown.columns:
         if shown[col].dtype == object:
-            shown[col] = shown[col].map(lambda v: (str(v)[:60] + "…") if v is not None and len(str(v)) > 60 else v)
+            shown[col] = shown[col].map(
+                lambda v: (str(v)[:60] + "…") if v is not None and len(str(v)) > 60 else v
+            )
     return dg.MetadataValue.md(shown.to_markdown(index=False))
 
 

@@ -6,7 +6,12 @@ import warnings
 
 import dagster as dg
 
+from assets.feast import feast_definitions
+from assets.features import feature_definitions
+from assets.gold import dbt_resource, gold_definitions
 from assets.ingestion import ingestion_definitions
+from assets.scoring import scoring_definitions
+from assets.training import training_definitions
 from orchestration.resources import build_resources
 from slipway.usecases import get_usecase
 
@@ -17,10 +22,19 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 def build_definitions() -> dg.Definitions:
     usecase = get_usecase()
     assets, checks = ingestion_definitions(usecase)
+    gold_assets, gold_checks = gold_definitions()
+    feature_assets, feature_checks = feature_definitions(usecase)
+    training_assets, training_checks = training_definitions(usecase)
+    assets += gold_assets + feature_assets + feast_definitions(usecase) + training_assets
+    assets += scoring_definitions(usecase)
+    checks += gold_checks + feature_checks + training_checks
+    from orchestration.jobs import jobs
+
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        resources=build_resources(),
+        jobs=jobs(),
+        resources={**build_resources(), "dbt": dbt_resource()},
     )
 
 

@@ -45,6 +45,19 @@ class SparkResource(dg.ConfigurableResource):
         return get_spark(self.remote)
 
 
+class FeastResource(dg.ConfigurableResource):
+    """The Feast store (registry, online and offline stores) for this environment.
+
+    Configured from the environment (``SLIPWAY_FEAST_*``; see ``slipway.featurestore.store``) so
+    that the online scorer, the CLI and the assets share one configuration.
+    """
+
+    def store(self):
+        from slipway.featurestore.store import open_store
+
+        return open_store()
+
+
 def build_resources(env: str | None = None) -> dict[str, Any]:
     """The resource set for ``env`` (default: ``SLIPWAY_ENV``)."""
     settings = load_settings()
@@ -52,11 +65,14 @@ def build_resources(env: str | None = None) -> dict[str, Any]:
     if env == "prod":
         missing = [name for name in PROD_REQUIRED if not os.environ.get(name)]
         if missing:
-            raise RuntimeError(f"SLIPWAY_ENV=prod needs {', '.join(missing)} set in the environment")
+            raise RuntimeError(
+                f"SLIPWAY_ENV=prod needs {', '.join(missing)} set in the environment"
+            )
     elif env != "local":
         raise ValueError(f"SLIPWAY_ENV must be 'local' or 'prod', got {env!r}")
     return {
         "lakehouse": LakehouseResource(root=settings.lakehouse_root),
         "landing": LandingResource(root=settings.landing_root),
         "spark": SparkResource(remote=settings.spark_remote),
+        "feast": FeastResource(),
     }

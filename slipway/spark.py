@@ -83,7 +83,9 @@ def get_spark(remote: str = "sail") -> SparkSession:
                 builder = builder.config(key, value)
             session = builder.getOrCreate()
         else:
-            raise ValueError(f"unknown Spark remote {remote!r}: use 'sail', 'sc://host:port' or 'local[N]'")
+            raise ValueError(
+                f"unknown Spark remote {remote!r}: use 'sail', 'sc://host:port' or 'local[N]'"
+            )
         _sessions[remote] = session
         return session
 

@@ -52,7 +52,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     if not _port_open("127.0.0.1", 6379):
-        pytest.skip("Redis is not answering on 127.0.0.1:6379 (start redis-server to run this test)")
+        pytest.skip(
+            "Redis is not answering on 127.0.0.1:6379 (start redis-server to run this test)"
+        )
     return "127.0.0.1:6379"
 
 

@@ -34,7 +34,9 @@ class FeatureBuildResult:
     preview: pd.DataFrame
 
 
-def _input_frame(spark, lakehouse: Lakehouse, ref: TableRef, start: dt.date | None, end: dt.date | None):
+def _input_frame(
+    spark, lakehouse: Lakehouse, ref: TableRef, start: dt.date | None, end: dt.date | None
+):
     from pyspark.sql import functions as F
 
     df = spark.read.format("delta").option("versionAsOf", ref.version).load(ref.uri)
@@ -57,7 +59,9 @@ def build_feature_table(
     """Compute ``table`` for ``[start, end]`` (whole table when unpartitioned) and write it."""
     refs = {name: lakehouse.ref(name) for name in table.inputs}
     lookback_start = start - dt.timedelta(days=table.lookback_days) if start else None
-    inputs = {name: _input_frame(spark, lakehouse, ref, lookback_start, end) for name, ref in refs.items()}
+    inputs = {
+        name: _input_frame(spark, lakehouse, ref, lookback_start, end) for name, ref in refs.items()
+    }
     progress(
         f"building {feature_table_name(table)} for {start}..{end} from "
         + ", ".join(f"{r.name}@v{r.version}" for r in refs.values())
@@ -71,7 +75,9 @@ def build_feature_table(
         )
     else:
         written = lakehouse.write(feature_table_name(table), result, mode="overwrite")
-    return FeatureBuildResult(written=written, inputs=refs, rows=result.num_rows, preview=result.slice(0, 10).to_pandas())
+    return FeatureBuildResult(
+        written=written, inputs=refs, rows=result.num_rows, preview=result.slice(0, 10).to_pandas()
+    )
 
 
 @dataclass
@@ -92,7 +98,9 @@ def check_feature_table(
 
     name = feature_table_name(table)
     data: pa.Table = (
-        lakehouse.read(name, dates=(start, end)) if table.partitioned and start and end else lakehouse.read(name)
+        lakehouse.read(name, dates=(start, end))
+        if table.partitioned and start and end
+        else lakehouse.read(name)
     )
     if data.num_rows == 0:
         return FeatureCheckResult(0, pd.DataFrame())

@@ -63,7 +63,9 @@ def _decode_lines(data: bytes) -> tuple[list[str], list[int]]:
         text = data.decode("utf-8")
         raw_lines = text.split("\n")
     except UnicodeDecodeError:
-        raw_lines = [chunk.decode("utf-8", errors="backslashreplace") for chunk in data.split(b"\n")]
+        raw_lines = [
+            chunk.decode("utf-8", errors="backslashreplace") for chunk in data.split(b"\n")
+        ]
     lines: list[str] = []
     numbers: list[int] = []
     for number, line in enumerate(raw_lines, start=1):
@@ -100,7 +102,9 @@ def _salvage_gzip(data: bytes) -> bytes:
         return b""
 
 
-def bronze_rows(reads: Sequence[FileRead], day: dt.date, run_id: str, ingested_at: dt.datetime) -> pa.Table:
+def bronze_rows(
+    reads: Sequence[FileRead], day: dt.date, run_id: str, ingested_at: dt.datetime
+) -> pa.Table:
     """The bronze rows of one day: one per non-blank landed line."""
     files: list[str] = []
     numbers: list[int] = []

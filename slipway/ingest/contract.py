@@ -100,7 +100,9 @@ class DayVerdict:
 
     @property
     def conserved(self) -> bool:
-        return self.rows_landed == self.rows_silver + self.rows_quarantined + self.duplicates_dropped
+        return (
+            self.rows_landed == self.rows_silver + self.rows_quarantined + self.duplicates_dropped
+        )
 
 
 @dataclass
@@ -150,7 +152,9 @@ def _raw_value(raw: str | None, column: str) -> str | None:
     return _short(json.dumps(doc[column]))
 
 
-def _structural_failures(row: Mapping[str, object], key: str, fields: Sequence[Field]) -> list[Failure]:
+def _structural_failures(
+    row: Mapping[str, object], key: str, fields: Sequence[Field]
+) -> list[Failure]:
     if not row["_json_ok"]:
         return [Failure("parseable_json", None, _short(row["raw"]))]
     failures: list[Failure] = []
@@ -160,7 +164,9 @@ def _structural_failures(row: Mapping[str, object], key: str, fields: Sequence[F
         failures.append(Failure("required_field_present", name, hint))
     dtypes = {f.name: f.dtype for f in fields}
     for name in row["_cast_failures"] or []:
-        failures.append(Failure(f"parses_as_{dtypes.get(name, 'value')}", name, _raw_value(row["raw"], name)))
+        failures.append(
+            Failure(f"parses_as_{dtypes.get(name, 'value')}", name, _raw_value(row["raw"], name))
+        )
     if row["_conflicting_duplicate"]:
         failures.append(Failure(f"unique_{key}", key, _short(row[key])))
     return failures
@@ -173,7 +179,9 @@ def contract_frame(table: pa.Table) -> pd.DataFrame:
     )
     for name, typ in zip(table.schema.names, table.schema.types, strict=True):
         if pa.types.is_timestamp(typ):
-            frame[name] = pd.to_datetime(frame[name], utc=True).astype(pd.DatetimeTZDtype("us", "UTC"))
+            frame[name] = pd.to_datetime(frame[name], utc=True).astype(
+                pd.DatetimeTZDtype("us", "UTC")
+            )
     return frame
 
 
@@ -195,14 +203,20 @@ def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Fa
         if column == stream.contract().name:
             column = None
         index = case.index
-        targets = all_rows if index is None or (isinstance(index, float) and np.isnan(index)) else [int(index)]
+        targets = (
+            all_rows
+            if index is None or (isinstance(index, float) and np.isnan(index))
+            else [int(index)]
+        )
         value = _short(case.failure_case)
         for pos in targets:
             result.setdefault(pos, []).append(Failure(rule, column, value))
     return result
 
 
-def _manifest_breaker(statuses: Sequence[tuple[str, str, int, int | None]], policy: IngestPolicy) -> str | None:
+def _manifest_breaker(
+    statuses: Sequence[tuple[str, str, int, int | None]], policy: IngestPolicy
+) -> str | None:
     problems = []
     for source_file, status, rows, manifest_rows in statuses:
         if status == "ok":
@@ -212,9 +226,13 @@ def _manifest_breaker(statuses: Sequence[tuple[str, str, int, int | None]], poli
         if status == "no_manifest":
             problems.append(f"{source_file}: no manifest from the upstream")
         elif status == "missing":
-            problems.append(f"{source_file}: listed in the manifest ({manifest_rows} rows) but never landed")
+            problems.append(
+                f"{source_file}: listed in the manifest ({manifest_rows} rows) but never landed"
+            )
         else:
-            problems.append(f"{source_file}: {status.replace('_', ' ')} (landed {rows} rows, manifest says {manifest_rows})")
+            problems.append(
+                f"{source_file}: {status.replace('_', ' ')} (landed {rows} rows, manifest says {manifest_rows})"
+            )
     return "; ".join(problems) if problems else None
 
 
@@ -263,7 +281,11 @@ def apply_contract(
                     "quarantined_at": now,
                 }
             )
-    silver = pa.concat_tables(silver_parts) if silver_parts else candidates.select(list(silver_columns)).slice(0, 0)
+    silver = (
+        pa.concat_tables(silver_parts)
+        if silver_parts
+        else candidates.select(list(silver_columns)).slice(0, 0)
+    )
     quarantine = pa.Table.from_pylist(quarantine_rows, schema=QUARANTINE_SCHEMA)
     return ContractOutcome(silver=silver, quarantine=quarantine, verdicts=verdicts)
 
@@ -276,7 +298,11 @@ def _one_day(
     statuses: Sequence[tuple[str, str, int, int | None]],
 ) -> tuple[DayVerdict, pa.Table, list[tuple[dict[str, object], list[Failure]]]]:
     landed = part.num_rows
-    exact = part["_exact_duplicate"].to_numpy(zero_copy_only=False).astype(bool) if landed else np.zeros(0, bool)
+    exact = (
+        part["_exact_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
+        if landed
+        else np.zeros(0, bool)
+    )
     kept = part.filter(pa.array(~exact)) if landed else part
     duplicates = int(exact.sum())
 
@@ -291,7 +317,9 @@ def _one_day(
 
     ok_positions = np.flatnonzero(structurally_ok)
     if len(ok_positions):
-        typed = kept.take(pa.array(ok_positions)).drop_columns([c for c in (*FLAG_COLUMNS, "raw") if c in kept.column_names])
+        typed = kept.take(pa.array(ok_positions)).drop_columns(
+            [c for c in (*FLAG_COLUMNS, "raw") if c in kept.column_names]
+        )
         for local, found in _contract_failures(contract_frame(typed), stream).items():
             failures.setdefault(int(ok_positions[local]), []).extend(found)
 
@@ -314,7 +342,9 @@ def _one_day(
     breaker = "; ".join(reasons) if reasons else None
 
     if breaker:
-        held = Failure(CIRCUIT_BREAKER_RULE, None, _short(f"{day.isoformat()} held back: {breaker}"))
+        held = Failure(
+            CIRCUIT_BREAKER_RULE, None, _short(f"{day.isoformat()} held back: {breaker}")
+        )
         otherwise_good = kept.num_rows - len(failures)
         for pos in range(kept.num_rows):
             failures.setdefault(pos, []).append(held)
@@ -325,9 +355,11 @@ def _one_day(
     silver_part = kept.filter(pa.array(~bad_mask)) if kept.num_rows else kept
     bad_rows: list[tuple[dict[str, object], list[Failure]]] = []
     if bad_mask.any():
-        bad_table = kept.take(pa.array(np.flatnonzero(bad_mask))).select(
-            ["raw", stream.key, *LINEAGE_COLUMNS]
-        ).to_pylist()
+        bad_table = (
+            kept.take(pa.array(np.flatnonzero(bad_mask)))
+            .select(["raw", stream.key, *LINEAGE_COLUMNS])
+            .to_pylist()
+        )
         for row, pos in zip(bad_table, np.flatnonzero(bad_mask), strict=True):
             bad_rows.append((row, failures[int(pos)]))
     verdict = DayVerdict(

@@ -73,7 +73,9 @@ def list_days(root: str | Path, stream: str) -> list[dt.date]:
     return sorted(days)
 
 
-def list_files(root: str | Path, stream: str, day: dt.date, pattern: str = "*.jsonl*") -> list[LandedFile]:
+def list_files(
+    root: str | Path, stream: str, day: dt.date, pattern: str = "*.jsonl*"
+) -> list[LandedFile]:
     """Data files of one stream and day, sorted by name (the upstream's part order)."""
     folder = day_dir(root, stream, day)
     if not folder.is_dir():
@@ -107,7 +109,9 @@ def latest_snapshot(root: str | Path, name: str) -> Path | None:
     folder = Path(root) / "reference" / name
     if not folder.is_dir():
         return None
-    candidates = sorted(p for p in folder.iterdir() if p.is_file() and fnmatch.fnmatch(p.name, f"{name}_*.jsonl*"))
+    candidates = sorted(
+        p for p in folder.iterdir() if p.is_file() and fnmatch.fnmatch(p.name, f"{name}_*.jsonl*")
+    )
     return candidates[-1] if candidates else None
 
 
@@ -120,5 +124,7 @@ def fingerprint(root: str | Path, streams: list[str]) -> dict[str, str]:
             for path in folder.iterdir():
                 if path.is_file() and not path.name.startswith("."):
                     stat = path.stat()
-                    result[f"{stream}/{day.isoformat()}/{path.name}"] = f"{stat.st_size}:{stat.st_mtime_ns}"
+                    result[f"{stream}/{day.isoformat()}/{path.name}"] = (
+                        f"{stat.st_size}:{stat.st_mtime_ns}"
+                    )
     return result

@@ -67,7 +67,9 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
     keys = F.map_keys(F.col("_map"))
     known = F.array(*[F.lit(f.name) for f in fields])
     typed = [_typed(F.col("_map").getItem(f.name), f).alias(f.name) for f in fields]
-    missing = _names_where([(f.name, ~F.array_contains(keys, f.name)) for f in fields if f.required])
+    missing = _names_where(
+        [(f.name, ~F.array_contains(keys, f.name)) for f in fields if f.required]
+    )
     cast_failures = _names_where(
         [
             (f.name, F.col("_map").getItem(f.name).isNotNull() & F.col(f.name).isNull())
@@ -87,15 +89,15 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
             F.coalesce(
                 F.array_except(keys.cast("array<string>"), known.cast("array<string>")),
                 F.array().cast("array<string>"),
-            ).alias(
-                "_unexpected_fields"
-            ),
+            ).alias("_unexpected_fields"),
             F.col("_map"),
         )
         .withColumn("_cast_failures", F.coalesce(cast_failures, F.array().cast("array<string>")))
         .withColumn(
             "_missing_fields",
-            F.when(F.col("_json_ok"), F.col("_missing_fields")).otherwise(F.array().cast("array<string>")),
+            F.when(F.col("_json_ok"), F.col("_missing_fields")).otherwise(
+                F.array().cast("array<string>")
+            ),
         )
         .drop("_map")
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slipway.ingest.bronze import BRONZE_SCHEMA, LANDED_FILES_SCHEMA, bronze_rows, landed_file_rows, read_file
+from slipway.ingest.bronze import (
+    BRONZE_SCHEMA,
+    LANDED_FILES_SCHEMA,
+    bronze_rows,
+    landed_file_rows,
+    read_file,
+)
 from slipway.ingest.contract import (
     AUDIT_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -108,7 +114,8 @@ def land_to_bronze(
         rows.append(table)
         file_rows.append(records)
         statuses = [
-            (r["source_file"], r["status"], r["rows"], r["manifest_rows"]) for r in records.to_pylist()
+            (r["source_file"], r["status"], r["rows"], r["manifest_rows"])
+            for r in records.to_pylist()
         ]
         days.append(BronzeDay(day, len(files), table.num_rows, statuses))
         progress(f"bronze {stream.name} {day}: {len(files)} file(s), {table.num_rows} lines")
@@ -157,13 +164,17 @@ def silver_columns(stream: Stream) -> list[str]:
     return ["date", *stream.field_names, *derived, *LINEAGE_COLUMNS]
 
 
-def _statuses_by_day(lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.date) -> dict[dt.date, list]:
+def _statuses_by_day(
+    lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.date
+) -> dict[dt.date, list]:
     if not lakehouse.exists(files_table(stream.name)):
         return {}
     records = lakehouse.read(files_table(stream.name), dates=(start, end)).to_pylist()
     result: dict[dt.date, list] = {}
     for r in records:
-        result.setdefault(r["date"], []).append((r["source_file"], r["status"], r["rows"], r["manifest_rows"]))
+        result.setdefault(r["date"], []).append(
+            (r["source_file"], r["status"], r["rows"], r["manifest_rows"])
+        )
     return result
 
 
@@ -217,13 +228,33 @@ def bronze_to_silver(
                 f"quarantined {v.rows_quarantined}, duplicates {v.duplicates_dropped}{held}"
             )
     silver_data = pa.concat_tables([o.silver for o in outcomes]) if outcomes else None
-    quarantine_data = pa.concat_tables([o.quarantine for o in outcomes]) if outcomes else QUARANTINE_SCHEMA.empty_table()
-    audit_data = pa.concat_tables([o.audit_rows(stream.name, run_id, now) for o in outcomes]) if outcomes else AUDIT_SCHEMA.empty_table()
-    silver = lakehouse.write(silver_table(stream.name), silver_data, replace_dates=(start, end), partition_by=["date"])
-    quarantine = lakehouse.write(
-        quarantine_table(stream.name), quarantine_data, replace_dates=(start, end), partition_by=["date"], schema=QUARANTINE_SCHEMA
+    quarantine_data = (
+        pa.concat_tables([o.quarantine for o in outcomes])
+        if outcomes
+        else QUARANTINE_SCHEMA.empty_table()
     )
-    audit = lakehouse.write(audit_table(stream.name), audit_data, replace_dates=(start, end), partition_by=["date"], schema=AUDIT_SCHEMA)
+    audit_data = (
+        pa.concat_tables([o.audit_rows(stream.name, run_id, now) for o in outcomes])
+        if outcomes
+        else AUDIT_SCHEMA.empty_table()
+    )
+    silver = lakehouse.write(
+        silver_table(stream.name), silver_data, replace_dates=(start, end), partition_by=["date"]
+    )
+    quarantine = lakehouse.write(
+        quarantine_table(stream.name),
+        quarantine_data,
+        replace_dates=(start, end),
+        partition_by=["date"],
+        schema=QUARANTINE_SCHEMA,
+    )
+    audit = lakehouse.write(
+        audit_table(stream.name),
+        audit_data,
+        replace_dates=(start, end),
+        partition_by=["date"],
+        schema=AUDIT_SCHEMA,
+    )
     preview = silver_data.slice(0, 10).to_pandas() if silver_data is not None else pd.DataFrame()
     return SilverResult(
         verdicts=[v for o in outcomes for v in o.verdicts],
@@ -271,7 +302,9 @@ def reference_to_silver(
     day = dt.date.fromisoformat(path.name.split("_")[-1].split(".")[0])
     landed = LandedFile(f"reference/{reference.name}", day, path, stat.st_size, stat.st_mtime_ns)
     rows = bronze_rows([read_file(landed)], day, run_id, now)
-    stream = Stream(reference.name, reference.key, reference.key, reference.fields, reference.contract)
+    stream = Stream(
+        reference.name, reference.key, reference.key, reference.fields, reference.contract
+    )
     candidates = silver_candidates(spark.createDataFrame(rows.to_pandas()), stream).toArrow()
     outcome = apply_contract(
         candidates,
@@ -285,10 +318,15 @@ def reference_to_silver(
     verdict = outcome.verdicts[0]
     silver = None
     if not verdict.breaker_tripped:
-        data = outcome.silver.rename_columns(["snapshot_date" if c == "date" else c for c in outcome.silver.column_names])
+        data = outcome.silver.rename_columns(
+            ["snapshot_date" if c == "date" else c for c in outcome.silver.column_names]
+        )
         silver = lakehouse.write(silver_table(reference.name), data, mode="overwrite")
     quarantine = lakehouse.write(
-        quarantine_table(reference.name), outcome.quarantine, mode="overwrite", schema=QUARANTINE_SCHEMA
+        quarantine_table(reference.name),
+        outcome.quarantine,
+        mode="overwrite",
+        schema=QUARANTINE_SCHEMA,
     )
     return ReferenceResult(
         snapshot=landed.relative,
@@ -319,7 +357,9 @@ class DayCheck:
         return self.conserved and self.breaker_reason is None and self.contract_violations == 0
 
 
-def _counts_by_day(lakehouse: Lakehouse, name: str, start: dt.date, end: dt.date) -> dict[dt.date, int]:
+def _counts_by_day(
+    lakehouse: Lakehouse, name: str, start: dt.date, end: dt.date
+) -> dict[dt.date, int]:
     if not lakehouse.exists(name):
         return {}
     dates = lakehouse.read(name, columns=["date"], dates=(start, end))["date"]
@@ -327,7 +367,9 @@ def _counts_by_day(lakehouse: Lakehouse, name: str, start: dt.date, end: dt.date
     return {c["values"]: c["counts"] for c in counts}
 
 
-def check_silver(lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.date) -> list[DayCheck]:
+def check_silver(
+    lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.date
+) -> list[DayCheck]:
     """Recompute, from the tables themselves, whether each day is conserved, published and clean.
 
     Landed rows come from bronze, duplicates from the audit, silver and quarantine are counted,
@@ -336,11 +378,19 @@ def check_silver(lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.d
     landed = _counts_by_day(lakehouse, bronze_table(stream.name), start, end)
     silver = _counts_by_day(lakehouse, silver_table(stream.name), start, end)
     quarantined = _counts_by_day(lakehouse, quarantine_table(stream.name), start, end)
-    audit = {
-        r["date"]: r
-        for r in lakehouse.read(audit_table(stream.name), dates=(start, end)).to_pylist()
-    } if lakehouse.exists(audit_table(stream.name)) else {}
-    published = lakehouse.read(silver_table(stream.name), dates=(start, end)) if lakehouse.exists(silver_table(stream.name)) else None
+    audit = (
+        {
+            r["date"]: r
+            for r in lakehouse.read(audit_table(stream.name), dates=(start, end)).to_pylist()
+        }
+        if lakehouse.exists(audit_table(stream.name))
+        else {}
+    )
+    published = (
+        lakehouse.read(silver_table(stream.name), dates=(start, end))
+        if lakehouse.exists(silver_table(stream.name))
+        else None
+    )
     results = []
     for day in days_between(start, end):
         violations = 0
@@ -355,7 +405,9 @@ def check_silver(lakehouse: Lakehouse, stream: Stream, start: dt.date, end: dt.d
                 silver=silver.get(day, 0),
                 quarantined=quarantined.get(day, 0),
                 duplicates=int(record["duplicates_dropped"]) if record else 0,
-                breaker_reason=(record["breaker_reason"] if record else "never processed by silver"),
+                breaker_reason=(
+                    record["breaker_reason"] if record else "never processed by silver"
+                ),
                 contract_violations=violations,
             )
         )

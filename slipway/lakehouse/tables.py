@@ -18,6 +18,7 @@ Why a wrapper and not bare ``deltalake`` calls:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -85,7 +86,11 @@ def normalise_arrow(table: pa.Table) -> pa.Table:
 
 
 def _date_literal(value: dt.date | str) -> str:
-    return value.isoformat() if isinstance(value, dt.date) else dt.date.fromisoformat(value).isoformat()
+    return (
+        value.isoformat()
+        if isinstance(value, dt.date)
+        else dt.date.fromisoformat(value).isoformat()
+    )
 
 
 def storage_options_from_env(root: str) -> dict[str, str]:
@@ -139,7 +144,9 @@ class Lakehouse:
         return "/".join([self.root, *parts])
 
     def _table(self, name: str, version: int | None = None) -> DeltaTable:
-        return DeltaTable(self.uri(name), version=version, storage_options=self.storage_options or None)
+        return DeltaTable(
+            self.uri(name), version=version, storage_options=self.storage_options or None
+        )
 
     def exists(self, name: str) -> bool:
         try:
@@ -164,6 +171,14 @@ class Lakehouse:
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         return self._table(name).history(limit)
+
+    def commit_metadata(self, name: str, version: int) -> dict[str, Any]:
+        """The ``commit_metadata`` written with ``version`` (empty when there was none)."""
+        for entry in self._table(name).history():
+            if entry.get("version") == version:
+                raw = entry.get("slipway")
+                return json.loads(raw) if raw else {}
+        raise KeyError(f"{name} has no version {version} in its history")
 
     # -- reading ------------------------------------------------------------------------------
     def _filesystem(self, uri: str) -> pafs.FileSystem:
@@ -206,7 +221,9 @@ class Lakehouse:
             start, end = (dt.date.fromisoformat(_date_literal(d)) for d in dates)
             rng = (pads.field(date_column) >= start) & (pads.field(date_column) <= end)
             expr = rng if expr is None else expr & rng
-        data = self.dataset(name, version).to_table(columns=list(columns) if columns else None, filter=expr)
+        data = self.dataset(name, version).to_table(
+            columns=list(columns) if columns else None, filter=expr
+        )
         return normalise_arrow(data)
 
     def read_pandas(self, name: str, **kwargs: Any):
@@ -225,6 +242,7 @@ class Lakehouse:
         partition_by: Sequence[str] | None = None,
         schema: pa.Schema | None = None,
         description: str | None = None,
+        commit_metadata: dict[str, Any] | None = None,
     ) -> WriteResult:
         """Write ``data`` and return the version it produced.
 
@@ -235,7 +253,9 @@ class Lakehouse:
         """
         data = normalise_arrow(data)
         if schema is not None:
-            data = data.select(schema.names).cast(pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in schema]), safe=True)
+            data = data.select(schema.names).cast(
+                pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in schema]), safe=True
+            )
         uri = self.uri(name)
         exists = self.exists(name)
         kwargs: dict[str, Any] = {
@@ -257,6 +277,12 @@ class Lakehouse:
             pass
         else:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        if commit_metadata:
+            kwargs["commit_properties"] = CommitProperties(
+                custom_metadata={
+                    "slipway": json.dumps(commit_metadata, sort_keys=True, default=str)
+                }
+            )
         write_deltalake(uri, data, mode=mode, **{k: v for k, v in kwargs.items() if v is not None})
         version = self._table(name).version()
         return WriteResult(name=name, uri=uri, version=version, rows_written=data.num_rows)
@@ -287,7 +313,10 @@ class Lakehouse:
 
     def file_exists(self, relative: str) -> bool:
         fs, base = self._file_fs()
-        return fs.get_file_info(f"{base}/{relative}" if base else relative).type != pafs.FileType.NotFound
+        return (
+            fs.get_file_info(f"{base}/{relative}" if base else relative).type
+            != pafs.FileType.NotFound
+        )
 
     def delete(self, name: str, predicate: str) -> int | None:
         """Delete rows matching a SQL predicate; returns the new version (None if no table)."""

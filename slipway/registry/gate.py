@@ -42,7 +42,9 @@ class GateDecision:
 def score_holdout(model_text: str, holdout: pd.DataFrame, spec: ModelSpec) -> Metrics:
     """A model's metrics on ``holdout`` (which carries the label column)."""
     scores = predict(load_booster(model_text), holdout, spec)
-    return compute_metrics(holdout[spec.target].astype(int).to_numpy(), scores, spec.precision_target)
+    return compute_metrics(
+        holdout[spec.target].astype(int).to_numpy(), scores, spec.precision_target
+    )
 
 
 def decide(
@@ -56,11 +58,33 @@ def decide(
     ch = challenger.as_dict()
     metric = policy.metric
     if champion is None or champion_version is None:
-        misses = [f"{name} {ch[name]:.4f} < floor {floor:.4f}" for name, floor in policy.floors.items() if ch[name] < floor]
+        misses = [
+            f"{name} {ch[name]:.4f} < floor {floor:.4f}"
+            for name, floor in policy.floors.items()
+            if ch[name] < floor
+        ]
         if misses:
-            return GateDecision(False, "first model below floors: " + "; ".join(misses), metric, challenger_version, ch, None, None)
-        floors = ", ".join(f"{name} {ch[name]:.4f} >= {floor:.4f}" for name, floor in policy.floors.items())
-        return GateDecision(True, f"first model clears the floors ({floors})", metric, challenger_version, ch, None, None)
+            return GateDecision(
+                False,
+                "first model below floors: " + "; ".join(misses),
+                metric,
+                challenger_version,
+                ch,
+                None,
+                None,
+            )
+        floors = ", ".join(
+            f"{name} {ch[name]:.4f} >= {floor:.4f}" for name, floor in policy.floors.items()
+        )
+        return GateDecision(
+            True,
+            f"first model clears the floors ({floors})",
+            metric,
+            challenger_version,
+            ch,
+            None,
+            None,
+        )
     cp = champion.as_dict()
     delta = ch[metric] - cp[metric]
     verdict = (
@@ -68,5 +92,21 @@ def decide(
         f"{cp[metric]:.4f} on the same {challenger.rows}-row holdout (delta {delta:+.4f}, margin {policy.margin:.4f})"
     )
     if delta >= policy.margin:
-        return GateDecision(True, "beats the champion: " + verdict, metric, challenger_version, ch, champion_version, cp)
-    return GateDecision(False, "does not beat the champion: " + verdict, metric, challenger_version, ch, champion_version, cp)
+        return GateDecision(
+            True,
+            "beats the champion: " + verdict,
+            metric,
+            challenger_version,
+            ch,
+            champion_version,
+            cp,
+        )
+    return GateDecision(
+        False,
+        "does not beat the champion: " + verdict,
+        metric,
+        challenger_version,
+        ch,
+        champion_version,
+        cp,
+    )

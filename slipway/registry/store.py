@@ -28,6 +28,7 @@ from slipway.lakehouse import Lakehouse
 
 VERSIONS = "registry.model_versions"
 ALIASES = "registry.model_aliases"
+DECISIONS = "registry.gate_decisions"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -63,15 +64,40 @@ ALIASES_SCHEMA = pa.schema(
 )
 
 
+DECISIONS_SCHEMA = pa.schema(
+    [
+        pa.field("model_name", pa.string()),
+        pa.field("version", pa.int64()),
+        pa.field("champion_version", pa.int64()),
+        pa.field("passed", pa.bool_()),
+        pa.field("reason", pa.string()),
+        pa.field("metric", pa.string()),
+        pa.field("challenger_metrics", pa.string()),
+        pa.field("champion_metrics", pa.string()),
+        pa.field("decided_at", pa.timestamp("us", tz="UTC")),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+
 def git_commit(repo: Path | None = None) -> str:
     """The code version: the checkout's commit (``+dirty`` when it has local changes)."""
     repo = repo or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=5
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return f"{sha}+dirty" if dirty else sha
     except (OSError, subprocess.SubprocessError):
@@ -143,7 +169,8 @@ class ModelRegistry:
             return []
         rows = self.lakehouse.read(VERSIONS).to_pylist()
         return sorted(
-            (ModelVersion.from_row(r) for r in rows if r["model_name"] == model_name), key=lambda v: v.version
+            (ModelVersion.from_row(r) for r in rows if r["model_name"] == model_name),
+            key=lambda v: v.version,
         )
 
     def get(self, model_name: str, version: int) -> ModelVersion:
@@ -196,12 +223,21 @@ class ModelRegistry:
             "model_sha256": sha,
             "notes": notes,
         }
-        card_doc = {**{k: v for k, v in row.items() if k != "created_at"}, "created_at": now.isoformat(), **(card or {})}
+        card_doc = {
+            **{k: v for k, v in row.items() if k != "created_at"},
+            "created_at": now.isoformat(),
+            **(card or {}),
+        }
         self.lakehouse.write_bytes(
             self._model_path(model_name, version).replace("model.txt", "card.json"),
             json.dumps(card_doc, indent=2, sort_keys=True, default=str).encode(),
         )
-        self.lakehouse.write(VERSIONS, pa.Table.from_pylist([row], schema=VERSIONS_SCHEMA), mode="append", schema=VERSIONS_SCHEMA)
+        self.lakehouse.write(
+            VERSIONS,
+            pa.Table.from_pylist([row], schema=VERSIONS_SCHEMA),
+            mode="append",
+            schema=VERSIONS_SCHEMA,
+        )
         return ModelVersion.from_row(row)
 
     def load_text(self, model_name: str, version: int) -> str:
@@ -209,16 +245,23 @@ class ModelRegistry:
         record = self.get(model_name, version)
         data = self.lakehouse.read_bytes(self._model_path(model_name, version))
         if hashlib.sha256(data).hexdigest() != record.model_sha256:
-            raise ValueError(f"model file of {model_name} v{version} does not match its recorded sha256")
+            raise ValueError(
+                f"model file of {model_name} v{version} does not match its recorded sha256"
+            )
         return data.decode()
 
     # -- aliases ------------------------------------------------------------------------------
     def alias_history(self, model_name: str) -> list[AliasMove]:
         if not self.lakehouse.exists(ALIASES):
             return []
-        rows = [r for r in self.lakehouse.read(ALIASES).to_pylist() if r["model_name"] == model_name]
+        rows = [
+            r for r in self.lakehouse.read(ALIASES).to_pylist() if r["model_name"] == model_name
+        ]
         rows.sort(key=lambda r: r["set_at"])
-        return [AliasMove(r["alias"], int(r["version"]), r["set_at"], r["reason"], r["run_id"]) for r in rows]
+        return [
+            AliasMove(r["alias"], int(r["version"]), r["set_at"], r["reason"], r["run_id"])
+            for r in rows
+        ]
 
     def alias(self, model_name: str, alias: str) -> int | None:
         """The version holding ``alias`` now (``-1`` rows clear an alias), or None."""
@@ -228,7 +271,14 @@ class ModelRegistry:
                 current = move.version
         return None if current is None or current < 0 else current
 
-    def set_alias(self, model_name: str, alias: str, version: int | None, reason: str, run_id: str | None = None) -> None:
+    def set_alias(
+        self,
+        model_name: str,
+        alias: str,
+        version: int | None,
+        reason: str,
+        run_id: str | None = None,
+    ) -> None:
         """Point ``alias`` at ``version`` (None clears it); the move and its reason are logged."""
         if version is not None:
             self.get(model_name, version)  # refuses unknown versions
@@ -240,18 +290,70 @@ class ModelRegistry:
             "reason": reason,
             "run_id": run_id,
         }
-        self.lakehouse.write(ALIASES, pa.Table.from_pylist([row], schema=ALIASES_SCHEMA), mode="append", schema=ALIASES_SCHEMA)
+        self.lakehouse.write(
+            ALIASES,
+            pa.Table.from_pylist([row], schema=ALIASES_SCHEMA),
+            mode="append",
+            schema=ALIASES_SCHEMA,
+        )
 
-    def promote(self, model_name: str, version: int, reason: str, run_id: str | None = None) -> None:
+    def promote(
+        self, model_name: str, version: int, reason: str, run_id: str | None = None
+    ) -> None:
         """Make ``version`` the champion and clear the challenger alias if it pointed there."""
         self.set_alias(model_name, CHAMPION, version, reason, run_id)
         if self.alias(model_name, CHALLENGER) == version:
             self.set_alias(model_name, CHALLENGER, None, f"promoted to champion: {reason}", run_id)
 
-    def rollback(self, model_name: str, to_version: int | None = None, reason: str = "rollback", run_id: str | None = None) -> int:
+    # -- gate decisions -----------------------------------------------------------------------
+    def record_decision(self, model_name: str, decision: Any, run_id: str | None = None) -> None:
+        """Keep the gate's verdict: the champion step promotes only on a recorded pass."""
+        row = {
+            "model_name": model_name,
+            "version": decision.challenger_version,
+            "champion_version": decision.champion_version,
+            "passed": decision.passed,
+            "reason": decision.reason,
+            "metric": decision.metric,
+            "challenger_metrics": json.dumps(decision.challenger, sort_keys=True),
+            "champion_metrics": json.dumps(decision.champion, sort_keys=True)
+            if decision.champion
+            else None,
+            "decided_at": dt.datetime.now(dt.UTC),
+            "run_id": run_id,
+        }
+        self.lakehouse.write(
+            DECISIONS,
+            pa.Table.from_pylist([row], schema=DECISIONS_SCHEMA),
+            mode="append",
+            schema=DECISIONS_SCHEMA,
+        )
+
+    def decisions(self, model_name: str, version: int | None = None) -> list[dict[str, Any]]:
+        """Gate decisions, oldest first (optionally for one version)."""
+        if not self.lakehouse.exists(DECISIONS):
+            return []
+        rows = [
+            r
+            for r in self.lakehouse.read(DECISIONS).to_pylist()
+            if r["model_name"] == model_name and (version is None or r["version"] == version)
+        ]
+        return sorted(rows, key=lambda r: r["decided_at"])
+
+    def rollback(
+        self,
+        model_name: str,
+        to_version: int | None = None,
+        reason: str = "rollback",
+        run_id: str | None = None,
+    ) -> int:
         """Point the champion at ``to_version``, or at the champion before the current one."""
         if to_version is None:
-            champions = [m.version for m in self.alias_history(model_name) if m.alias == CHAMPION and m.version >= 0]
+            champions = [
+                m.version
+                for m in self.alias_history(model_name)
+                if m.alias == CHAMPION and m.version >= 0
+            ]
             current = self.alias(model_name, CHAMPION)
             previous = [v for v in champions if v != current]
             if not previous:

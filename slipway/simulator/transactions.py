@@ -91,10 +91,10 @@ OWL_HOURS = np.cumsum(
 PREFERRED_SHARE = 0.6  # of at-home payments going to the customer's own merchants
 ABROAD_SHARE = 0.85  # of a travelling customer's payments made in the travel country
 LOCAL_CURRENCY_SHARE = 0.7  # of payments abroad made in the local currency
-ONE_OFF_DEVICE = 0.004  # legit payments from a device never seen before or after
+ONE_OFF_DEVICE = 0.02  # legit payments from a device never seen before or after
 BURST_SIZE = (3, 8)
 BURST_SHARE = 0.75  # of default fraud transactions that come in compromised-card bursts
-NIGHT_BURSTS = 0.8
+NIGHT_BURSTS = 0.55
 COMPROMISED_SHARE = 0.75
 CARD_TEST_SIZE = (6, 15)
 
@@ -230,7 +230,7 @@ def _fraud_merchants(
 
 
 def _bursts(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
-    """Compromised card: 3-8 ecom payments within ~30 min, mostly at night, from a new device."""
+    """Compromised card: 3-8 ecom payments within ~30 min, often at night, from a new device."""
     rng = _rng(cfg, day, S_BURST)
     factor, _ = drift_on(cfg.scenarios, day)
     mean_size = sum(BURST_SIZE) / 2
@@ -252,7 +252,7 @@ def _bursts(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows
     device = hex_ids(rng, k)[event]
     where = rng.random(k)
     country_event = np.where(
-        where < 0.85, _foreign(world, rng, victims, 0.55 / 0.85), world.home[victims]
+        where < 0.5, _foreign(world, rng, victims, 0.3 / 0.5), world.home[victims]
     )
     country = country_event[event]
     merch = _fraud_merchants(
@@ -262,7 +262,7 @@ def _bursts(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows
     mult = np.ones(n)
     for cat_idx, m in zip(FRAUD_CATEGORIES, FRAUD_CATEGORY_MULT, strict=True):
         mult[cat == cat_idx] = m
-    eur = rng.lognormal(np.log(170.0), 0.6, size=n) * mult * factor
+    eur = rng.lognormal(np.log(110.0), 0.75, size=n) * mult * factor
     card_currency = COUNTRY_CURRENCY_IDX[world.home[victims]]
     currency = np.where(rng.random(k) < 0.35, USD_IDX, card_currency)[event]
     delay, report = draw_labels(cfg, day, BURST, event, k)
@@ -273,16 +273,16 @@ def _bursts(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows
 
 
 def _takeovers(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
-    """Account takeover: one ecom payment 5-10x the usual spend, new device, new country."""
+    """Account takeover: one ecom payment 3-9x the usual spend, new device, often abroad."""
     rng = _rng(cfg, day, S_TAKEOVER)
     factor, _ = drift_on(cfg.scenarios, day)
     cust = _victims(
         world, day, rng, int(rng.poisson((1.0 - BURST_SHARE) * cfg.fraud_rate * expected))
     )
     n = cust.size
-    country = _foreign(world, rng, cust, 0.4)
+    country = np.where(rng.random(n) < 0.5, _foreign(world, rng, cust, 0.4), world.home[cust])
     merch = _fraud_merchants(world, rng, n, 0.3, ATO_CATEGORIES, ATO_CATEGORY_WEIGHTS)
-    eur = world.spend_eur[cust] * rng.uniform(5.0, 10.0, size=n) * factor
+    eur = world.spend_eur[cust] * rng.uniform(3.0, 9.0, size=n) * factor
     currency = COUNTRY_CURRENCY_IDX[world.home[cust]]
     offset = rng.integers(0, DAY_US, size=n)
     device = hex_ids(rng, n)

@@ -236,7 +236,7 @@ def build_world(cfg: SimConfig) -> World:
     spend = rng_c.lognormal(np.log(28.0), 0.55, size=n) * SEGMENT_SPEND[segment]
     activity = rng_c.gamma(0.9, 1.0, size=n) + 0.02
     night_owl = rng_c.random(n) < 0.06
-    travel_prob = np.minimum(rng_c.beta(1.2, 40.0, size=n) * SEGMENT_TRAVEL[segment], 0.5)
+    travel_prob = np.minimum(rng_c.beta(1.3, 25.0, size=n) * SEGMENT_TRAVEL[segment], 0.5)
     dest = np.tile(TRAVEL_WEIGHTS, (n, 1))
     dest[np.arange(n), home] = 0.0
     travel_cum = np.cumsum(dest, axis=1)

@@ -77,7 +77,12 @@ def choose_device(requested: Device = "auto") -> DeviceChoice:
         usable, reason = probe(device)
         if usable:
             if reasons:
-                log.warning("LightGBM device %s requested, training on %s: %s", requested, device, "; ".join(reasons))
+                log.warning(
+                    "LightGBM device %s requested, training on %s: %s",
+                    requested,
+                    device,
+                    "; ".join(reasons),
+                )
             return DeviceChoice(requested, device, tuple(reasons))
         reasons.append(f"{device} unavailable ({reason})")
     raise RuntimeError("no LightGBM device is usable: " + "; ".join(reasons))

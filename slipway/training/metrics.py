@@ -37,7 +37,9 @@ class Metrics:
         return {k: float(v) for k, v in self.__dict__.items()}
 
 
-def recall_at_precision(y: np.ndarray, scores: np.ndarray, precision_target: float) -> tuple[float, float]:
+def recall_at_precision(
+    y: np.ndarray, scores: np.ndarray, precision_target: float
+) -> tuple[float, float]:
     """Best recall with precision >= target, and the lowest threshold that achieves it."""
     precision, recall, thresholds = precision_recall_curve(y, scores)
     ok = precision[:-1] >= precision_target

@@ -39,13 +39,18 @@ def model_frame(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
         raise KeyError(f"model {spec.name} needs columns that are not in the frame: {missing}")
     out = pd.DataFrame(index=df.index)
     for name in spec.numeric_features:
-        out[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+        values = pd.to_numeric(df[name], errors="coerce").astype("float64")
+        if name in spec.missing_defaults:
+            values = values.fillna(spec.missing_defaults[name])
+        out[name] = values
     for name, categories in spec.categorical_features.items():
         out[name] = pd.Categorical(df[name], categories=list(categories))
     return out
 
 
-def time_split(df: pd.DataFrame, validation_days: int, time_column: str = TIME_COLUMN) -> tuple[pd.DataFrame, pd.DataFrame]:
+def time_split(
+    df: pd.DataFrame, validation_days: int, time_column: str = TIME_COLUMN
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Earlier days train, the latest ``validation_days`` validate."""
     days = pd.to_datetime(df[time_column], utc=True).dt.floor("D")
     unique = np.sort(days.unique())
@@ -88,7 +93,13 @@ def train_model(
     choice = choose_device(device)  # type: ignore[arg-type]
     for reason in choice.fallbacks:
         progress(f"device fallback: {reason}")
-    merged: dict[str, Any] = {**spec.params, **(params or {}), **FIXED_PARAMS, **choice.params(), "seed": seed}
+    merged: dict[str, Any] = {
+        **spec.params,
+        **(params or {}),
+        **FIXED_PARAMS,
+        **choice.params(),
+        "seed": seed,
+    }
     rounds = int(merged.pop("num_iterations", merged.pop("n_estimators", 200)))
     y_train = train[spec.target].astype(int).to_numpy()
     y_valid = valid[spec.target].astype(int).to_numpy()
@@ -113,7 +124,9 @@ def train_model(
     ).sort_values("gain", ascending=False, ignore_index=True)
     importance["gain_share"] = (importance["gain"] / max(importance["gain"].sum(), 1e-12)).round(4)
     window_days = pd.to_datetime(valid[TIME_COLUMN], utc=True)
-    progress(f"trained in {seconds:.1f}s: PR-AUC {metrics.pr_auc:.4f}, ROC-AUC {metrics.roc_auc:.4f}")
+    progress(
+        f"trained in {seconds:.1f}s: PR-AUC {metrics.pr_auc:.4f}, ROC-AUC {metrics.roc_auc:.4f}"
+    )
     return TrainedModel(
         model_text=booster.model_to_string(),
         device=choice,

@@ -36,7 +36,11 @@ def line(record: dict[str, object]) -> str:
     return json.dumps(record)
 
 
-def bronze(lines: list[str], day: dt.date = DAY, source_file: str = "transactions/2026-08-01/part-001.jsonl") -> pa.Table:
+def bronze(
+    lines: list[str],
+    day: dt.date = DAY,
+    source_file: str = "transactions/2026-08-01/part-001.jsonl",
+) -> pa.Table:
     n = len(lines)
     return pa.table(
         {
@@ -45,6 +49,8 @@ def bronze(lines: list[str], day: dt.date = DAY, source_file: str = "transaction
             "source_line": list(range(1, n + 1)),
             "raw": lines,
             "ingest_run_id": ["run-1"] * n,
-            "ingested_at": pa.array([dt.datetime(2026, 8, 2, tzinfo=dt.UTC)] * n, pa.timestamp("us", tz="UTC")),
+            "ingested_at": pa.array(
+                [dt.datetime(2026, 8, 2, tzinfo=dt.UTC)] * n, pa.timestamp("us", tz="UTC")
+            ),
         }
     )

@@ -18,7 +18,16 @@ def _ts(day: int, hh: int, mm: int = 0) -> pd.Timestamp:
 
 def _tx_frame(rows: list[tuple]) -> pd.DataFrame:
     frame = pd.DataFrame(
-        rows, columns=["transaction_id", "customer_id", "merchant_id", "event_time", "amount_eur", "country", "device_id"]
+        rows,
+        columns=[
+            "transaction_id",
+            "customer_id",
+            "merchant_id",
+            "event_time",
+            "amount_eur",
+            "country",
+            "device_id",
+        ],
     )
     frame["date"] = frame["event_time"].dt.date
     return frame
@@ -42,10 +51,14 @@ BASE = [
 def test_customer_state_after_each_transaction(spark) -> None:
     out = _behaviour(spark, BASE)
     c1 = out[out.customer_id == "C1"].set_index("transaction_id")
-    assert c1.loc["t2", "txn_count_1h"] == 2 and c1.loc["t2", "amount_sum_1h"] == pytest.approx(30.0)
+    assert c1.loc["t2", "txn_count_1h"] == 2 and c1.loc["t2", "amount_sum_1h"] == pytest.approx(
+        30.0
+    )
     assert c1.loc["t3", "txn_count_1h"] == 1 and c1.loc["t3", "txn_count_24h"] == 3
     assert c1.loc["t4", "txn_count_24h"] == 1 and c1.loc["t4", "txn_count_7d"] == 4
-    assert c1.loc["t3", "distinct_merchants_24h"] == 2 and c1.loc["t3", "distinct_countries_24h"] == 2
+    assert (
+        c1.loc["t3", "distinct_merchants_24h"] == 2 and c1.loc["t3", "distinct_countries_24h"] == 2
+    )
     assert list(c1.loc["t4", "countries_30d"]) == ["DE", "FR"]
     assert list(c1.loc["t4", "devices_30d"]) == ["D1", "D2"]
     assert c1.loc["t4", "amount_avg_30d"] == pytest.approx(75.0 / 4)
@@ -55,7 +68,9 @@ def test_customer_state_after_each_transaction(spark) -> None:
 
 def _point_in_time(features: pd.DataFrame, entity_rows: pd.DataFrame) -> pd.DataFrame:
     """An independent oracle: latest feature row with feature_ts <= the entity's time."""
-    entity_rows = entity_rows.assign(event_time=entity_rows["event_time"].astype(features["feature_ts"].dtype))
+    entity_rows = entity_rows.assign(
+        event_time=entity_rows["event_time"].astype(features["feature_ts"].dtype)
+    )
     return pd.merge_asof(
         entity_rows.sort_values("event_time"),
         features.drop(columns=["transaction_id"]).sort_values("feature_ts"),
@@ -76,7 +91,13 @@ def test_no_leakage_a_transaction_never_sees_itself_or_the_future(spark) -> None
     changed[2][4] = 7000.0  # t3, later
     changed.append(("t9", "C1", "M9", _ts(1, 10, 45), 1.0, "US", "D7"))  # a later transaction
     after = _point_in_time(_behaviour(spark, [tuple(r) for r in changed]), entity).iloc[0]
-    for col in ("txn_count_1h", "amount_sum_1h", "amount_sum_24h", "amount_avg_30d", "distinct_countries_24h"):
+    for col in (
+        "txn_count_1h",
+        "amount_sum_1h",
+        "amount_sum_24h",
+        "amount_avg_30d",
+        "distinct_countries_24h",
+    ):
         assert after[col] == before[col], col
     assert list(after["countries_30d"]) == list(before["countries_30d"]) == ["DE"]
 
@@ -90,7 +111,13 @@ def test_rows_are_restricted_to_the_requested_days_but_windows_look_back(spark) 
 def _merchant(spark, tx_rows, chargebacks, start, end, maturity=7) -> pd.DataFrame:
     tx = spark.createDataFrame(_tx_frame(tx_rows))
     cb = spark.createDataFrame(pd.DataFrame(chargebacks, columns=["transaction_id", "reported_at"]))
-    out = merchant_risk({"gold.enriched_transactions": tx, "silver.chargebacks": cb}, start, end, maturity).toArrow().to_pandas()
+    out = (
+        merchant_risk(
+            {"gold.enriched_transactions": tx, "silver.chargebacks": cb}, start, end, maturity
+        )
+        .toArrow()
+        .to_pandas()
+    )
     return out.set_index(["merchant_id", "date"]).sort_index()
 
 
@@ -118,7 +145,13 @@ def test_merchant_fraud_rate_uses_matured_transactions_and_reported_labels_only(
 def test_merchant_rows_do_not_change_when_later_labels_arrive(spark) -> None:
     tx = [(f"m{i}", "C1", "M1", _ts(1, 8, i), 10.0, "DE", "D1") for i in range(4)]
     base = _merchant(spark, tx, [("m0", _ts(5, 12))], dt.date(2026, 8, 9), dt.date(2026, 8, 9))
-    more = _merchant(spark, tx, [("m0", _ts(5, 12)), ("m2", _ts(9, 0)), ("m3", _ts(20, 0))], dt.date(2026, 8, 9), dt.date(2026, 8, 9))
+    more = _merchant(
+        spark,
+        tx,
+        [("m0", _ts(5, 12)), ("m2", _ts(9, 0)), ("m3", _ts(20, 0))],
+        dt.date(2026, 8, 9),
+        dt.date(2026, 8, 9),
+    )
     pd.testing.assert_frame_equal(base, more)
 
 
@@ -132,6 +165,12 @@ def test_customer_profile_is_valid_from_signup(spark) -> None:
             "birth_year": [1980],
         }
     )
-    out = customer_profile({"silver.customers": spark.createDataFrame(customers)}).toArrow().to_pandas()
+    out = (
+        customer_profile({"silver.customers": spark.createDataFrame(customers)})
+        .toArrow()
+        .to_pandas()
+    )
     assert out.iloc[0]["feature_ts"] == pd.Timestamp(2025, 3, 1, tz="UTC")
-    assert out.iloc[0]["signup_epoch"] == pytest.approx(pd.Timestamp(2025, 3, 1, tz="UTC").timestamp())
+    assert out.iloc[0]["signup_epoch"] == pytest.approx(
+        pd.Timestamp(2025, 3, 1, tz="UTC").timestamp()
+    )

@@ -19,7 +19,9 @@ OK_FILES = {DAY: [("transactions/2026-08-01/part-001.jsonl", "ok", 0, 0)]}
 
 
 def _run(spark, lines: list[str], max_bad_share: float = 0.5, statuses=None):
-    candidates = silver_candidates(spark.createDataFrame(bronze(lines).to_pandas()), TRANSACTIONS).toArrow()
+    candidates = silver_candidates(
+        spark.createDataFrame(bronze(lines).to_pandas()), TRANSACTIONS
+    ).toArrow()
     return apply_contract(
         candidates,
         TRANSACTIONS,
@@ -46,7 +48,7 @@ def test_each_broken_row_is_quarantined_with_rule_column_value_and_line(spark) -
     good = [line(tx(i)) for i in range(100)]
     broken = [
         "{not json",
-        line(tx(1000, amount=...)) .replace('"currency"', '"amount_value": 3.0, "currency"'),
+        line(tx(1000, amount=...)).replace('"currency"', '"amount_value": 3.0, "currency"'),
         line(tx(1001, amount="abc")),
         line(tx(1002, customer_id=None)),
         line(tx(1003, channel="telepathy")),
@@ -111,7 +113,11 @@ def test_a_truncated_file_holds_the_day_even_when_rows_parse(spark) -> None:
     statuses = {DAY: [("transactions/2026-08-01/part-001.jsonl", "truncated", 60, 120)]}
     out = _run(spark, lines, statuses=statuses)
     (verdict,) = out.verdicts
-    assert verdict.breaker_tripped and "truncated" in verdict.breaker_reason and "120" in verdict.breaker_reason
+    assert (
+        verdict.breaker_tripped
+        and "truncated" in verdict.breaker_reason
+        and "120" in verdict.breaker_reason
+    )
     assert out.silver.num_rows == 0 and verdict.rows_quarantined == 60
 
 

@@ -204,10 +204,12 @@ def test_fraud_is_learnable_from_behaviour(history: tuple[Simulator, pd.DataFram
     night = ts.loc[tx.index].dt.hour < 5
     suspicious = night & (tx["channel"] == "ecom") & new_device
     base = tx["is_fraud"].mean()
-    assert tx.loc[suspicious, "is_fraud"].mean() > 0.5
-    assert tx.loc[suspicious, "is_fraud"].mean() / base > 20
+    # Learnable, but deliberately not trivially separable (a model should land well below a
+    # perfect PR-AUC, so that a better challenger can exist and drift can hurt it).
+    assert tx.loc[suspicious, "is_fraud"].mean() > 0.3
+    assert tx.loc[suspicious, "is_fraud"].mean() / base > 15
     bursts = tx["fraud_type"] == "card_not_present"
-    assert suspicious[bursts].mean() > 0.6  # most compromised-card bursts show all three signs
+    assert 0.35 < suspicious[bursts].mean() < 0.8  # about half the bursts show all three signs
     assert new_device[bursts].all()
     # Account takeovers: far above the customer's usual amount, in a country not their home.
     home = sim.customers().set_index("customer_id")["home_country"]
@@ -215,7 +217,7 @@ def test_fraud_is_learnable_from_behaviour(history: tuple[Simulator, pd.DataFram
     usual = tx[~tx["is_fraud"]].groupby("customer_id")["amount"].median()
     ratio = tx["amount"] / usual.reindex(tx["customer_id"]).to_numpy()
     ato = tx["fraud_type"] == "account_takeover"
-    assert (abroad[ato.to_numpy()]).all()
+    assert 0.3 < abroad[ato.to_numpy()].mean() < 0.7  # half of them from abroad
     assert ratio[ato].median() > 3 * ratio[~tx["is_fraud"]].median()
     # ...but no single signal is a giveaway: legit night, new-device and foreign payments exist.
     legit = ~tx["is_fraud"]

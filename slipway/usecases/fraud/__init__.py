@@ -8,16 +8,27 @@ machinery.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
 from functools import partial
 
-from slipway.usecase import FeatureTable, IngestPolicy, LabelSpec, Reference, Stream, UseCase
+from slipway.usecase import (
+    FeatureTable,
+    IngestPolicy,
+    LabelSpec,
+    ModelSpec,
+    PromotionPolicy,
+    Reference,
+    Stream,
+    UseCase,
+)
 from slipway.usecases.fraud import contracts, feature_contracts, features
 from slipway.usecases.fraud.landing import (
+    CHANNELS,
     CHARGEBACK_FIELDS,
     CUSTOMER_FIELDS,
     FX_TO_EUR,
+    MERCHANT_CATEGORIES,
     MERCHANT_FIELDS,
+    SEGMENTS,
     TRANSACTION_FIELDS,
 )
 
@@ -25,7 +36,9 @@ from slipway.usecases.fraud.landing import (
 def _amount_eur() -> Mapping[str, object]:
     from pyspark.sql import functions as F
 
-    rates = F.create_map(*[x for code, rate in sorted(FX_TO_EUR.items()) for x in (F.lit(code), F.lit(rate))])
+    rates = F.create_map(
+        *[x for code, rate in sorted(FX_TO_EUR.items()) for x in (F.lit(code), F.lit(rate))]
+    )
     return {"amount_eur": F.round(F.col("amount") * rates[F.col("currency")], 4)}
 
 
@@ -106,6 +119,72 @@ CUSTOMER_PROFILE = FeatureTable(
     description="Customer master data, valid from signup.",
 )
 
+MODEL = ModelSpec(
+    name="fraud_lgbm",
+    target=LABEL.target,
+    feature_service="fraud_model_v1",
+    numeric_features=(
+        "amount_eur",
+        "txn_count_1h",
+        "txn_count_24h",
+        "txn_count_7d",
+        "txn_count_30d",
+        "amount_sum_1h",
+        "amount_sum_24h",
+        "amount_sum_7d",
+        "amount_avg_30d",
+        "amount_max_30d",
+        "distinct_merchants_24h",
+        "distinct_countries_24h",
+        "merchant_txn_count_30d",
+        "merchant_avg_amount_30d",
+        "merchant_fraud_rate_30d",
+        "seconds_since_last_txn",
+        "amount_to_avg_30d",
+        "is_new_country",
+        "is_new_device",
+        "is_foreign",
+        "account_age_days",
+        "hour_of_day",
+        "is_night",
+    ),
+    categorical_features={
+        "channel": CHANNELS,
+        "merchant_category": tuple(MERCHANT_CATEGORIES),
+        "segment": SEGMENTS,
+    },
+    params={
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 40,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "num_iterations": 300,
+        "num_threads": 2,
+    },
+    # Applied to the model's input everywhere (training, batch and online) when a value is
+    # missing: a customer without history has zero recent transactions. Every other feature
+    # stays NaN, which LightGBM learns as "missing"; the online scorer flags each one it lacked.
+    missing_defaults={
+        "txn_count_1h": 0.0,
+        "txn_count_24h": 0.0,
+        "txn_count_7d": 0.0,
+        "txn_count_30d": 0.0,
+        "amount_sum_1h": 0.0,
+        "amount_sum_24h": 0.0,
+        "amount_sum_7d": 0.0,
+        "distinct_merchants_24h": 0.0,
+        "distinct_countries_24h": 0.0,
+    },
+    precision_target=0.9,
+    validation_days=7,
+    promotion=PromotionPolicy(
+        metric="pr_auc", margin=0.005, floors={"pr_auc": 0.3, "roc_auc": 0.85}
+    ),
+)
+
 FRAUD = UseCase(
     name="fraud",
     streams=(TRANSACTIONS, CHARGEBACKS),
@@ -113,4 +192,5 @@ FRAUD = UseCase(
     label=LABEL,
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
     feature_tables=(CUSTOMER_BEHAVIOUR, MERCHANT_RISK, CUSTOMER_PROFILE),
+    model=MODEL,
 )

@@ -19,8 +19,13 @@ def _non_empty_lists(s: pd.Series) -> pd.Series:
 
 
 def customer_behaviour_contract() -> pa.DataFrameSchema:
-    counts = {f"txn_count_{w}": Column("Int64", Check.ge(1), nullable=False) for w in ("1h", "24h", "7d", "30d")}
-    sums = {f"amount_sum_{w}": Column(float, Check.gt(0), nullable=False) for w in ("1h", "24h", "7d")}
+    counts = {
+        f"txn_count_{w}": Column("Int64", Check.ge(1), nullable=False)
+        for w in ("1h", "24h", "7d", "30d")
+    }
+    sums = {
+        f"amount_sum_{w}": Column(float, Check.gt(0), nullable=False) for w in ("1h", "24h", "7d")
+    }
     return pa.DataFrameSchema(
         {
             "customer_id": Column(str, nullable=False),
@@ -32,17 +37,30 @@ def customer_behaviour_contract() -> pa.DataFrameSchema:
             "amount_max_30d": Column(float, Check.gt(0), nullable=False),
             "distinct_merchants_24h": Column("Int64", Check.ge(1), nullable=False),
             "distinct_countries_24h": Column("Int64", Check.ge(1), nullable=False),
-            "countries_30d": Column(object, Check(_non_empty_lists, name="non_empty_country_set"), nullable=False),
-            "devices_30d": Column(object, Check(_non_empty_lists, name="non_empty_device_set"), nullable=False),
+            "countries_30d": Column(
+                object, Check(_non_empty_lists, name="non_empty_country_set"), nullable=False
+            ),
+            "devices_30d": Column(
+                object, Check(_non_empty_lists, name="non_empty_device_set"), nullable=False
+            ),
             "last_txn_epoch": Column(float, Check.gt(0), nullable=False),
         },
         checks=[
             Check(lambda df: df["txn_count_1h"] <= df["txn_count_24h"], name="count_1h_within_24h"),
             Check(lambda df: df["txn_count_24h"] <= df["txn_count_7d"], name="count_24h_within_7d"),
             Check(lambda df: df["txn_count_7d"] <= df["txn_count_30d"], name="count_7d_within_30d"),
-            Check(lambda df: df["distinct_merchants_24h"] <= df["txn_count_24h"], name="distinct_merchants_bounded"),
-            Check(lambda df: df["amount_sum_1h"] <= df["amount_sum_24h"] + 1e-6, name="sum_1h_within_24h"),
-            Check(lambda df: df["amount_max_30d"] >= df["amount_avg_30d"] - 1e-6, name="max_at_least_avg"),
+            Check(
+                lambda df: df["distinct_merchants_24h"] <= df["txn_count_24h"],
+                name="distinct_merchants_bounded",
+            ),
+            Check(
+                lambda df: df["amount_sum_1h"] <= df["amount_sum_24h"] + 1e-6,
+                name="sum_1h_within_24h",
+            ),
+            Check(
+                lambda df: df["amount_max_30d"] >= df["amount_avg_30d"] - 1e-6,
+                name="max_at_least_avg",
+            ),
         ],
         strict=False,
         name="features.customer_behaviour",

@@ -32,7 +32,9 @@ PROFILE_WINDOW = 30 * DAY
 
 
 def _in_dates(col: str, start: dt.date, end: dt.date) -> Column:
-    return (F.col(col) >= F.lit(start.isoformat()).cast("date")) & (F.col(col) <= F.lit(end.isoformat()).cast("date"))
+    return (F.col(col) >= F.lit(start.isoformat()).cast("date")) & (
+        F.col(col) <= F.lit(end.isoformat()).cast("date")
+    )
 
 
 def customer_behaviour(inputs: dict[str, DataFrame], start: dt.date, end: dt.date) -> DataFrame:
@@ -41,9 +43,20 @@ def customer_behaviour(inputs: dict[str, DataFrame], start: dt.date, end: dt.dat
     ``inputs["gold.enriched_transactions"]`` must cover ``[start - 30 days, end]`` so the
     windows of the first days are complete.
     """
-    tx = inputs["gold.enriched_transactions"].select(
-        "date", "transaction_id", "customer_id", "event_time", "amount_eur", "merchant_id", "country", "device_id"
-    ).withColumn("_t", F.unix_micros("event_time"))
+    tx = (
+        inputs["gold.enriched_transactions"]
+        .select(
+            "date",
+            "transaction_id",
+            "customer_id",
+            "event_time",
+            "amount_eur",
+            "merchant_id",
+            "country",
+            "device_id",
+        )
+        .withColumn("_t", F.unix_micros("event_time"))
+    )
 
     def window(width: int) -> Window:
         # Ties on the timestamp are ordered by id so two transactions in the same microsecond
@@ -57,16 +70,24 @@ def customer_behaviour(inputs: dict[str, DataFrame], start: dt.date, end: dt.dat
         (F.col("event_time") + F.expr("INTERVAL 1 MICROSECOND")).alias("feature_ts"),
     ]
     for label, width in BEHAVIOUR_WINDOWS.items():
-        cols.append(F.count(F.lit(1)).over(window(width)).cast("bigint").alias(f"txn_count_{label}"))
-        cols.append(F.round(F.sum("amount_eur").over(window(width)), 4).alias(f"amount_sum_{label}"))
+        cols.append(
+            F.count(F.lit(1)).over(window(width)).cast("bigint").alias(f"txn_count_{label}")
+        )
+        cols.append(
+            F.round(F.sum("amount_eur").over(window(width)), 4).alias(f"amount_sum_{label}")
+        )
     w30 = window(PROFILE_WINDOW)
     w24 = window(DAY)
     cols += [
         F.count(F.lit(1)).over(w30).cast("bigint").alias("txn_count_30d"),
         F.round(F.avg("amount_eur").over(w30), 4).alias("amount_avg_30d"),
         F.round(F.max("amount_eur").over(w30), 4).alias("amount_max_30d"),
-        F.coalesce(F.size(F.collect_set("merchant_id").over(w24)), F.lit(1)).cast("bigint").alias("distinct_merchants_24h"),
-        F.coalesce(F.size(F.collect_set("country").over(w24)), F.lit(1)).cast("bigint").alias("distinct_countries_24h"),
+        F.coalesce(F.size(F.collect_set("merchant_id").over(w24)), F.lit(1))
+        .cast("bigint")
+        .alias("distinct_merchants_24h"),
+        F.coalesce(F.size(F.collect_set("country").over(w24)), F.lit(1))
+        .cast("bigint")
+        .alias("distinct_countries_24h"),
         F.array_sort(F.collect_set("country").over(w30)).alias("countries_30d"),
         F.array_sort(F.collect_set("device_id").over(w30)).alias("devices_30d"),
         (F.col("_t") / F.lit(float(MICROS_PER_SECOND))).alias("last_txn_epoch"),
@@ -83,7 +104,9 @@ def merchant_risk(
     ``inputs["silver.chargebacks"]`` every chargeback reported before ``end``.
     """
     spark = inputs["gold.enriched_transactions"].sparkSession
-    tx = inputs["gold.enriched_transactions"].select("transaction_id", "merchant_id", "date", "amount_eur")
+    tx = inputs["gold.enriched_transactions"].select(
+        "transaction_id", "merchant_id", "date", "amount_eur"
+    )
     cb = inputs["silver.chargebacks"].select(
         "transaction_id", F.to_date("reported_at").alias("reported_date")
     )
@@ -107,10 +130,18 @@ def merchant_risk(
         )
         .groupBy("merchant_id", "day")
         .agg(
-            F.sum(F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("n")).otherwise(0)).alias("merchant_txn_count_30d"),
-            F.sum(F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("amount")).otherwise(0.0)).alias("_amount_30d"),
             F.sum(
-                F.when(F.col("date") < F.date_sub(F.col("day"), maturity_days), F.col("n")).otherwise(0)
+                F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("n")).otherwise(0)
+            ).alias("merchant_txn_count_30d"),
+            F.sum(
+                F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("amount")).otherwise(
+                    0.0
+                )
+            ).alias("_amount_30d"),
+            F.sum(
+                F.when(
+                    F.col("date") < F.date_sub(F.col("day"), maturity_days), F.col("n")
+                ).otherwise(0)
             ).alias("merchant_matured_txn_count"),
         )
     )
@@ -124,29 +155,36 @@ def merchant_risk(
         .groupBy("merchant_id", "day")
         .agg(F.sum("n_fraud").alias("merchant_matured_fraud_count"))
     )
-    return (
-        volume.join(fraud, ["merchant_id", "day"], "left")
-        .select(
-            F.col("day").alias("date"),
-            F.col("merchant_id"),
-            F.to_timestamp(F.col("day")).alias("feature_ts"),
-            F.col("merchant_txn_count_30d").cast("bigint"),
-            F.round(
-                F.when(F.col("merchant_txn_count_30d") > 0, F.col("_amount_30d") / F.col("merchant_txn_count_30d")), 4
-            ).alias("merchant_avg_amount_30d"),
-            F.col("merchant_matured_txn_count").cast("bigint"),
-            F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0)).cast("bigint").alias("merchant_matured_fraud_count"),
+    return volume.join(fraud, ["merchant_id", "day"], "left").select(
+        F.col("day").alias("date"),
+        F.col("merchant_id"),
+        F.to_timestamp(F.col("day")).alias("feature_ts"),
+        F.col("merchant_txn_count_30d").cast("bigint"),
+        F.round(
             F.when(
-                F.col("merchant_matured_txn_count") > 0,
-                F.round(
-                    F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0)) / F.col("merchant_matured_txn_count"), 6
-                ),
-            ).alias("merchant_fraud_rate_30d"),
-        )
+                F.col("merchant_txn_count_30d") > 0,
+                F.col("_amount_30d") / F.col("merchant_txn_count_30d"),
+            ),
+            4,
+        ).alias("merchant_avg_amount_30d"),
+        F.col("merchant_matured_txn_count").cast("bigint"),
+        F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0))
+        .cast("bigint")
+        .alias("merchant_matured_fraud_count"),
+        F.when(
+            F.col("merchant_matured_txn_count") > 0,
+            F.round(
+                F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0))
+                / F.col("merchant_matured_txn_count"),
+                6,
+            ),
+        ).alias("merchant_fraud_rate_30d"),
     )
 
 
-def customer_profile(inputs: dict[str, DataFrame], start: dt.date | None = None, end: dt.date | None = None) -> DataFrame:
+def customer_profile(
+    inputs: dict[str, DataFrame], start: dt.date | None = None, end: dt.date | None = None
+) -> DataFrame:
     """Customer master data, valid from signup on."""
     customers = inputs["silver.customers"]
     return customers.select(
@@ -155,5 +193,7 @@ def customer_profile(inputs: dict[str, DataFrame], start: dt.date | None = None,
         F.col("home_country"),
         F.col("segment"),
         F.col("birth_year").cast("bigint").alias("birth_year"),
-        (F.unix_micros(F.to_timestamp(F.col("signup_date"))) / F.lit(float(MICROS_PER_SECOND))).alias("signup_epoch"),
+        (
+            F.unix_micros(F.to_timestamp(F.col("signup_date"))) / F.lit(float(MICROS_PER_SECOND))
+        ).alias("signup_epoch"),
     )

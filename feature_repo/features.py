@@ -1,0 +1,97 @@
+"""Feature views over the Delta feature tables, and the request-time on-demand view."""
+
+from datetime import timedelta
+
+from data_sources import (
+    customer_behaviour_source,
+    customer_profile_source,
+    merchant_risk_source,
+    transaction_request,
+)
+from entities import customer, merchant
+from feast import FeatureView, Field
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Array, Float64, Int64, String
+
+customer_behaviour = FeatureView(
+    name="customer_behaviour",
+    entities=[customer],
+    ttl=timedelta(days=30),
+    schema=[
+        Field(name="txn_count_1h", dtype=Int64),
+        Field(name="txn_count_24h", dtype=Int64),
+        Field(name="txn_count_7d", dtype=Int64),
+        Field(name="txn_count_30d", dtype=Int64),
+        Field(name="amount_sum_1h", dtype=Float64),
+        Field(name="amount_sum_24h", dtype=Float64),
+        Field(name="amount_sum_7d", dtype=Float64),
+        Field(name="amount_avg_30d", dtype=Float64),
+        Field(name="amount_max_30d", dtype=Float64),
+        Field(name="distinct_merchants_24h", dtype=Int64),
+        Field(name="distinct_countries_24h", dtype=Int64),
+        Field(name="countries_30d", dtype=Array(String)),
+        Field(name="devices_30d", dtype=Array(String)),
+        Field(name="last_txn_epoch", dtype=Float64),
+    ],
+    source=customer_behaviour_source,
+    online=True,
+    description="The customer's state after their latest transaction (velocity, spend, habits).",
+    tags={"owner": "fraud", "table": "features.customer_behaviour"},
+)
+
+merchant_risk = FeatureView(
+    name="merchant_risk",
+    entities=[merchant],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="merchant_txn_count_30d", dtype=Int64),
+        Field(name="merchant_avg_amount_30d", dtype=Float64),
+        Field(name="merchant_matured_txn_count", dtype=Int64),
+        Field(name="merchant_matured_fraud_count", dtype=Int64),
+        Field(name="merchant_fraud_rate_30d", dtype=Float64),
+    ],
+    source=merchant_risk_source,
+    online=True,
+    description="Merchant volume and fraud rate over matured labels, as of the start of the day.",
+    tags={"owner": "fraud", "table": "features.merchant_risk"},
+)
+
+customer_profile = FeatureView(
+    name="customer_profile",
+    entities=[customer],
+    ttl=timedelta(0),
+    schema=[
+        Field(name="home_country", dtype=String),
+        Field(name="segment", dtype=String),
+        Field(name="birth_year", dtype=Int64),
+        Field(name="signup_epoch", dtype=Float64),
+    ],
+    source=customer_profile_source,
+    online=True,
+    description="Customer master data.",
+    tags={"owner": "fraud", "table": "features.customer_profile"},
+)
+
+
+@on_demand_feature_view(
+    sources=[customer_behaviour, customer_profile, transaction_request],
+    schema=[
+        Field(name="seconds_since_last_txn", dtype=Float64),
+        Field(name="amount_to_avg_30d", dtype=Float64),
+        Field(name="is_new_country", dtype=Float64),
+        Field(name="is_new_device", dtype=Float64),
+        Field(name="is_foreign", dtype=Float64),
+        Field(name="account_age_days", dtype=Float64),
+        Field(name="hour_of_day", dtype=Float64),
+        Field(name="is_night", dtype=Float64),
+    ],
+    mode="pandas",
+    description="Request-time features: the transaction against the customer's stored state.",
+)
+def transaction_context(inputs):
+    # Feast serialises this function by value into its registry (it rebinds __module__ to
+    # __main__), so the body only delegates: the logic stays in one importable, tested place and
+    # every process that reads the registry runs the same code.
+    from slipway.usecases.fraud.request_features import transaction_context as compute
+
+    return compute(inputs)

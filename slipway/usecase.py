@@ -146,6 +146,26 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class MonitoringSpec:
+    """When the model's world has moved enough to act.
+
+    Drift: a feature drifts when its Evidently test says so (per-column statistic vs threshold);
+    the day drifts when the share of drifted model features reaches ``drift_share``, or the
+    prediction distribution itself drifts. Performance: once a scored day's labels matured, its
+    PR-AUC (and recall at the model's precision target) are compared with the champion's
+    validation figures; a drop beyond ``max_pr_auc_drop`` is a performance alert.
+    """
+
+    drift_share: float = 0.3
+    stattest_threshold: float | None = None
+    sample_size: int = 20_000
+    reference_size: int = 20_000
+    max_pr_auc_drop: float = 0.1
+    min_positives_for_performance: int = 5
+    monitored_features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class UseCase:
     """Everything the machinery needs to know about one use case."""
 
@@ -156,6 +176,7 @@ class UseCase:
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
     feature_tables: tuple[FeatureTable, ...] = ()
     model: ModelSpec | None = None
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def stream(self, name: str) -> Stream:

@@ -50,6 +50,20 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """A small world built once per test session: landing -> predictions, champion promoted.
+
+    Read-only for tests: a test that changes data must build its own (see tests/support/pipeline).
+    The Slipway environment variables point at it for the whole session.
+    """
+    from tests.support.pipeline import build_pipeline, slipway_env
+
+    data_dir = tmp_path_factory.mktemp("pipeline")
+    with slipway_env(data_dir):
+        yield build_pipeline(data_dir)
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     if not _port_open("127.0.0.1", 6379):
         pytest.skip(

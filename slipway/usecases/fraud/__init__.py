@@ -15,6 +15,7 @@ from slipway.usecase import (
     IngestPolicy,
     LabelSpec,
     ModelSpec,
+    MonitoringSpec,
     PromotionPolicy,
     Reference,
     Stream,
@@ -193,4 +194,12 @@ FRAUD = UseCase(
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
     feature_tables=(CUSTOMER_BEHAVIOUR, MERCHANT_RISK, CUSTOMER_PROFILE),
     model=MODEL,
+    monitoring=MonitoringSpec(
+        drift_share=0.3,
+        sample_size=20_000,
+        reference_size=20_000,
+        max_pr_auc_drop=0.1,
+        min_positives_for_performance=5,
+        monitored_features=MODEL.features,
+    ),
 )

@@ -12,6 +12,12 @@ end_to_end = dg.define_asset_job(
     description="Everything, landing to predictions, for a range of days (what `make run` launches).",
 )
 
+ingestion = dg.define_asset_job(
+    "ingestion",
+    selection=dg.AssetSelection.groups("ingestion"),
+    description="Landing files -> bronze -> silver + quarantine, and the reference snapshots.",
+)
+
 daily_ingest_and_score = dg.define_asset_job(
     "daily_ingest_and_score",
     selection=dg.AssetSelection.groups(*INGEST_GROUPS, "scoring"),
@@ -26,4 +32,4 @@ retrain = dg.define_asset_job(
 
 
 def jobs() -> list:
-    return [end_to_end, daily_ingest_and_score, retrain]
+    return [end_to_end, ingestion, daily_ingest_and_score, retrain]

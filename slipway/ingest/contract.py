@@ -196,21 +196,30 @@ def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Fa
     except SchemaErrors as err:
         cases = err.failure_cases
     result: dict[int, list[Failure]] = {}
+    frame_level: dict[int, list[Failure]] = {}
     all_rows = range(len(frame))
     for case in cases.itertuples(index=False):
         rule = str(case.check)
-        column = None if pd.isna(case.column) else str(case.column)
-        if column == stream.contract().name:
-            column = None
         index = case.index
         targets = (
             all_rows
             if index is None or (isinstance(index, float) and np.isnan(index))
             else [int(index)]
         )
+        if case.schema_context == "DataFrameSchema":
+            # A row-wise rule over several columns: Pandera reports it once per column; keep it
+            # once per row, without pretending one column is to blame.
+            for pos in targets:
+                found = frame_level.setdefault(pos, [])
+                if all(f.rule != rule for f in found):
+                    found.append(Failure(rule, None, None))
+            continue
+        column = None if pd.isna(case.column) else str(case.column)
         value = _short(case.failure_case)
         for pos in targets:
             result.setdefault(pos, []).append(Failure(rule, column, value))
+    for pos, found in frame_level.items():
+        result.setdefault(pos, []).extend(found)
     return result
 
 

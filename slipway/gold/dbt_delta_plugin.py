@@ -1,0 +1,184 @@
+"""A dbt-duckdb plugin that reads lakehouse Delta tables as sources and writes marts as Delta.
+
+Enabled in ``dbt_project/profiles.yml`` (``module: slipway.gold.dbt_delta_plugin``, alias
+``lakehouse``). Why a plugin of our own rather than dbt-duckdb's ``delta`` plugin:
+
+* reads must go through :class:`slipway.lakehouse.Lakehouse` — delta-rs's default pyarrow
+  filesystem aborts the dbt process at exit (exit 134) and DuckDB's ``delta`` extension cannot be
+  downloaded here; the built-in plugin's ``as_of_version`` was also seen ignored;
+* dbt-duckdb cannot write Delta: an ``external`` materialization writes a scratch parquet file and
+  hands it to :meth:`Plugin.store`, which commits it with ``Lakehouse.write`` (full overwrite, or a
+  predicate overwrite of exactly a date window, so a re-run of a window is idempotent).
+
+Source ``meta`` understood by :meth:`Plugin.load` (``plugin: lakehouse`` selects this plugin):
+``lakehouse_table`` (``layer.name``; default ``<source name>.<table name>``), ``version`` (pin),
+``start_date``/``end_date`` (inclusive ISO dates; blank means unbounded) and ``date_column``.
+dbt-duckdb materializes each loaded source as a DuckDB *table* (``default_materialization``):
+views over in-process registrations break in a new process.
+
+Model config understood by :meth:`Plugin.store`: ``lakehouse_table`` (default
+``gold.<model name>``), ``delta_partition_by`` (list of columns, used when the table is created),
+``replace_dates`` (``[start, end]``: replace exactly that closed range; absent: overwrite all) and
+``date_column``.
+
+When the environment variable ``SLIPWAY_DBT_RECEIPTS`` names a file, one JSON line per read and per
+write is appended to it (table, version, rows, window). The Dagster assets use it to attach the
+exact Delta versions read and written to each materialization; plain dbt runs just log them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
+from dbt.adapters.events.logging import AdapterLogger
+
+from slipway.lakehouse import Lakehouse
+from slipway.settings import load_settings
+
+logger = AdapterLogger("SlipwayLakehouse")
+RECEIPTS_ENV = "SLIPWAY_DBT_RECEIPTS"
+_RECEIPT_LOCK = threading.Lock()
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, str) and value.strip().lower() in ("", "none", "null")
+    )
+
+
+def parse_window(start: Any, end: Any) -> tuple[dt.date, dt.date] | None:
+    """``(start, end)`` as dates, or None when both are blank; half a window is an error."""
+    if _blank(start) and _blank(end):
+        return None
+    if _blank(start) or _blank(end):
+        raise ValueError(
+            f"a date window needs both start_date and end_date, got {start!r}..{end!r}"
+        )
+    first, last = (
+        v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v).strip()) for v in (start, end)
+    )
+    if first > last:
+        raise ValueError(f"start_date {first} is after end_date {last}")
+    return first, last
+
+
+def _receipt(record: dict[str, Any]) -> None:
+    """Append one JSON line to ``$SLIPWAY_DBT_RECEIPTS`` (no-op when unset)."""
+    path = os.environ.get(RECEIPTS_ENV, "").strip()
+    if not path:
+        return
+    line = json.dumps(record, default=str)
+    with _RECEIPT_LOCK, open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def read_scratch(path: str) -> pa.Table:
+    """Read the external materialization's parquet file, dropping its empty-result placeholder.
+
+    dbt-duckdb's ``external`` materialization writes one all-NULL row when the model returns no
+    rows (so the file carries a schema). Every mart has non-null keys, so a single all-NULL row
+    means "empty": committing it would put a phantom row into the Delta table.
+    """
+    table = pq.read_table(path)
+    if table.num_rows == 1 and all(
+        table.column(i).null_count == 1 for i in range(table.num_columns)
+    ):
+        return table.slice(0, 0)
+    return table
+
+
+class Plugin(BasePlugin):
+    """Reads sources from and writes ``external`` models to the lakehouse (see the module doc)."""
+
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        # A blank root means "the settings' default": the same rule as every other Slipway process,
+        # so dbt run by hand and dbt run by Dagster agree on where the lakehouse is.
+        root = str(plugin_config.get("root") or "").strip() or load_settings().lakehouse_root
+        self.lakehouse = Lakehouse(root)
+        # DuckDB's COPY (the external materialization's scratch write) does not create folders.
+        if self.creds is not None and "://" not in str(self.creds.external_root):
+            Path(self.creds.external_root).mkdir(parents=True, exist_ok=True)
+
+    def default_materialization(self) -> str:
+        return "table"
+
+    # -- sources ------------------------------------------------------------------------------
+    def load(self, source_config: SourceConfig) -> pa.Table:
+        name = (
+            source_config.get("lakehouse_table")
+            or f"{source_config.schema}.{source_config.identifier}"
+        )
+        version = source_config.get("version")
+        version = None if _blank(version) else int(version)
+        window = parse_window(source_config.get("start_date"), source_config.get("end_date"))
+        date_column = source_config.get("date_column", "date")
+        ref_version = self.lakehouse.version(name) if version is None else version
+        if ref_version is None:
+            raise RuntimeError(
+                f"Delta table {name!r} does not exist under {self.lakehouse.root}: "
+                "materialize its upstream asset first"
+            )
+        data = self.lakehouse.read(name, version=ref_version, dates=window, date_column=date_column)
+        span = f" dates {window[0]}..{window[1]}" if window else ""
+        logger.info(f"loaded {name} v{ref_version}{span}: {data.num_rows} rows")
+        _receipt(
+            {
+                "op": "read",
+                "table": name,
+                "version": ref_version,
+                "rows": data.num_rows,
+                "window": [str(d) for d in window] if window else None,
+            }
+        )
+        return data
+
+    # -- models -------------------------------------------------------------------------------
+    def store(self, target_config: TargetConfig) -> None:
+        config = target_config.config
+        if target_config.location is None:
+            raise RuntimeError("the lakehouse plugin stores 'external' materializations only")
+        name = config.get("lakehouse_table") or f"gold.{target_config.relation.identifier}"
+        date_column = config.get("date_column") or "date"
+        window_value = config.get("replace_dates")
+        window = parse_window(*window_value) if window_value else None
+        partition_by = config.get("delta_partition_by") or None
+        if isinstance(partition_by, str):
+            partition_by = [partition_by]
+        data = read_scratch(target_config.location.path)
+        if window is not None and data.num_rows:
+            dates = data[date_column]
+            lo, hi = pc.min(dates).as_py(), pc.max(dates).as_py()
+            if lo < window[0] or hi > window[1]:
+                raise RuntimeError(
+                    f"{name}: rows dated {lo}..{hi} fall outside the window {window[0]}..{window[1]} "
+                    "being replaced; filter the model on the same window"
+                )
+        if window is not None:
+            result = self.lakehouse.write(
+                name, data, replace_dates=window, date_column=date_column, partition_by=partition_by
+            )
+        else:
+            result = self.lakehouse.write(name, data, mode="overwrite", partition_by=partition_by)
+        span = f" (replaced {window[0]}..{window[1]})" if window else " (full overwrite)"
+        logger.info(f"wrote {name} v{result.version}: {result.rows_written} rows{span}")
+        _receipt(
+            {
+                "op": "write",
+                "table": name,
+                "model": target_config.relation.identifier,
+                "version": result.version,
+                "rows": result.rows_written,
+                "window": [str(d) for d in window] if window else None,
+                "scratch": target_config.location.path,
+            }
+        )

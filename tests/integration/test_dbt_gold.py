@@ -1,0 +1,477 @@
+"""The gold layer for real: dbt-duckdb reads silver Delta fixtures and writes Delta marts.
+
+dbt runs in-process (``dbtRunner``, ~1-2 s an invocation after the first) for the content and
+idempotence checks, and through the Dagster assets (a dbt subprocess, ~8 s) where the Dagster
+wiring is what is under test: partition range -> one dbt invocation, Delta metadata, tests as
+asset checks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from slipway.gold import dbt_project
+from slipway.lakehouse import Lakehouse
+
+UTC = dt.UTC
+D1, D2, D3, D10 = (dt.date(2026, 8, d) for d in (1, 2, 3, 10))
+NOW = dt.datetime(2026, 8, 11, tzinfo=UTC)
+LINEAGE = {
+    "source_file": "fixture.jsonl",
+    "source_line": 1,
+    "ingest_run_id": "r1",
+    "ingested_at": NOW,
+}
+
+TRANSACTIONS = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("transaction_id", pa.string()),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("customer_id", pa.string()),
+        ("merchant_id", pa.string()),
+        ("amount", pa.float64()),
+        ("currency", pa.string()),
+        ("channel", pa.string()),
+        ("country", pa.string()),
+        ("merchant_category", pa.string()),
+        ("device_id", pa.string()),
+        ("amount_eur", pa.float64()),
+        ("source_file", pa.string()),
+        ("source_line", pa.int64()),
+        ("ingest_run_id", pa.string()),
+        ("ingested_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def tx(
+    tid: str,
+    day: dt.date,
+    hour: int,
+    customer: str,
+    merchant: str,
+    channel: str,
+    country: str,
+    eur: float,
+) -> dict[str, Any]:
+    return {
+        "date": day,
+        "transaction_id": tid,
+        "event_time": dt.datetime(day.year, day.month, day.day, hour, 30, tzinfo=UTC),
+        "customer_id": customer,
+        "merchant_id": merchant,
+        "amount": eur,
+        "currency": "EUR",
+        "channel": channel,
+        "country": country,
+        "merchant_category": "5411",
+        "device_id": f"dev-{customer}",
+        "amount_eur": eur,
+        **LINEAGE,
+    }
+
+
+BASE_TRANSACTIONS = [
+    tx("t1", D1, 3, "c1", "m1", "ecom", "DE", 10.0),
+    tx("t8", D1, 9, "c2", "m1", "ecom", "DE", 15.0),
+    tx("t2", D1, 23, "c2", "m2", "pos", "FR", 20.0),
+    tx("t3", D1, 12, "c1", "m2", "ecom", "FR", 30.0),  # c1 lives in DE: foreign
+    tx("t4", D2, 0, "c3", "m3", "contactless", "NL", 40.0),
+    tx("t5", D2, 17, "c3", "m1", "ecom", "DE", 50.0),  # c3 lives in NL: foreign
+    tx("t6", D3, 8, "c2", "m2", "pos", "FR", 60.0),
+    tx("t7", D10, 6, "c1", "m1", "atm", "DE", 70.0),
+]
+
+
+def write_silver_transactions(
+    lakehouse: Lakehouse, rows: list[dict[str, Any]], start: dt.date, end: dt.date
+) -> int:
+    table = pa.Table.from_pylist(rows, schema=TRANSACTIONS)
+    return lakehouse.write(
+        "silver.transactions", table, replace_dates=(start, end), partition_by=["date"]
+    ).version
+
+
+def write_fixtures(lakehouse: Lakehouse) -> None:
+    from slipway.ingest.contract import QUARANTINE_SCHEMA
+
+    write_silver_transactions(lakehouse, BASE_TRANSACTIONS, D1, D10)
+    chargebacks = [
+        {
+            "date": D1 + dt.timedelta(days=4),
+            "transaction_id": "t1",
+            "reported_at": NOW,
+            "fraud_type": "cnp",
+            **LINEAGE,
+        },
+        {
+            "date": D1 + dt.timedelta(days=5),
+            "transaction_id": "t3",
+            "reported_at": NOW,
+            "fraud_type": "cnp",
+            **LINEAGE,
+        },
+        # t3 reported twice: still one charged-back transaction
+        {
+            "date": D1 + dt.timedelta(days=6),
+            "transaction_id": "t3",
+            "reported_at": NOW,
+            "fraud_type": "ato",
+            **LINEAGE,
+        },
+        {
+            "date": D1 + dt.timedelta(days=8),
+            "transaction_id": "t5",
+            "reported_at": NOW,
+            "fraud_type": "cnp",
+            **LINEAGE,
+        },
+    ]
+    lakehouse.write(
+        "silver.chargebacks",
+        pa.Table.from_pylist(chargebacks),
+        mode="overwrite",
+        partition_by=["date"],
+    )
+    snapshot = {"snapshot_date": D1, **LINEAGE}
+    customers = [
+        {
+            **snapshot,
+            "customer_id": "c1",
+            "signup_date": dt.date(2026, 7, 1),
+            "home_country": "DE",
+            "segment": "retail",
+            "birth_year": 1980,
+        },
+        {
+            **snapshot,
+            "customer_id": "c2",
+            "signup_date": dt.date(2026, 7, 31),
+            "home_country": "FR",
+            "segment": "premium",
+            "birth_year": 1990,
+        },
+        {
+            **snapshot,
+            "customer_id": "c3",
+            "signup_date": dt.date(2025, 8, 2),
+            "home_country": "NL",
+            "segment": "business",
+            "birth_year": 1975,
+        },
+    ]
+    lakehouse.write("silver.customers", pa.Table.from_pylist(customers), mode="overwrite")
+    merchants = [
+        {
+            **snapshot,
+            "merchant_id": "m1",
+            "merchant_name": "Bäckerei",
+            "merchant_category": "5411",
+            "country": "DE",
+        },
+        {
+            **snapshot,
+            "merchant_id": "m2",
+            "merchant_name": "Bistro",
+            "merchant_category": "5812",
+            "country": "FR",
+        },
+        {
+            **snapshot,
+            "merchant_id": "m3",
+            "merchant_name": "Winkel",
+            "merchant_category": "5999",
+            "country": "NL",
+        },
+    ]
+    lakehouse.write("silver.merchants", pa.Table.from_pylist(merchants), mode="overwrite")
+
+    def bad(day: dt.date, line: int, rule: str) -> dict[str, Any]:
+        return {
+            "date": day, "stream": "transactions", "record_key": f"bad{line}", "source_file": "fixture.jsonl",
+            "source_line": line, "rule": rule, "column": "amount", "value": "x", "failures": "[]", "raw": "{}",
+            "ingest_run_id": "r1", "quarantined_at": NOW,
+        }  # fmt: skip
+
+    quarantine = [
+        bad(D1, 5, "not_null"),
+        bad(D1, 6, "not_null"),
+        bad(D1, 7, "accepted_values"),
+        bad(D2, 3, "not_null"),
+    ]
+    lakehouse.write(
+        "quarantine.transactions",
+        pa.Table.from_pylist(quarantine, schema=QUARANTINE_SCHEMA),
+        mode="overwrite",
+        partition_by=["date"],
+    )
+
+
+@pytest.fixture
+def gold(
+    data_dir: Path, lakehouse: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Lakehouse]:
+    """A lakehouse with silver fixtures, and the environment dbt reads pointing at it."""
+    monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", lakehouse.root)
+    monkeypatch.setenv("SLIPWAY_DBT_SCRATCH", str(data_dir / "dbt" / "scratch"))
+    # dagster-dbt gives each invocation a folder under $DBT_TARGET_PATH: keep them out of the repo
+    monkeypatch.setenv("DBT_TARGET_PATH", str(data_dir / "dbt" / "target"))
+    write_fixtures(lakehouse)
+    yield lakehouse
+
+
+def dbt(
+    tmp_path: Path, *args: str, window: tuple[dt.date, dt.date] | None = None
+) -> dict[str, str]:
+    """Run dbt in-process in a private target folder; returns {node name: status}."""
+    from dbt.cli.main import dbtRunner
+
+    target = tmp_path / "dbt-target"
+    cmd = [
+        *args,
+        "--project-dir", str(dbt_project.DBT_PROJECT_DIR),
+        "--profiles-dir", str(dbt_project.DBT_PROFILES_DIR),
+        "--target-path", str(target),
+        "--log-path", str(target),
+        "--quiet",
+    ]  # fmt: skip
+    if window:
+        cmd += [
+            "--vars",
+            json.dumps({"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}),
+        ]
+    result = dbtRunner().invoke(cmd)
+    assert result.result is not None, result.exception
+    return {r.node.name: str(r.status) for r in result.result.results}
+
+
+def rows(lakehouse: Lakehouse, name: str, key: str) -> dict[Any, dict[str, Any]]:
+    return {r[key]: r for r in lakehouse.read(name).to_pylist()}
+
+
+# -- (1) a full build: every mart's contents ------------------------------------------------------
+def test_build_all_marts(gold: Lakehouse, tmp_path: Path) -> None:
+    statuses = dbt(tmp_path, "build")
+    assert statuses and all(s in ("success", "pass") for s in statuses.values()), statuses
+
+    enriched = rows(gold, "gold.enriched_transactions", "transaction_id")
+    assert set(enriched) == {r["transaction_id"] for r in BASE_TRANSACTIONS}
+    t3 = enriched["t3"]
+    assert (t3["home_country"], t3["segment"], t3["birth_year"]) == ("DE", "retail", 1980)
+    assert (t3["merchant_name"], t3["merchant_country"]) == ("Bistro", "FR")
+    assert t3["signup_date"] == dt.date(2026, 7, 1)
+    assert t3["is_foreign"] is True and enriched["t1"]["is_foreign"] is False
+    assert enriched["t5"]["is_foreign"] is True and enriched["t4"]["is_foreign"] is False
+    assert {k: enriched[k]["hour_of_day"] for k in ("t1", "t2", "t4")} == {
+        "t1": 3,
+        "t2": 23,
+        "t4": 0,
+    }
+    assert enriched["t3"]["customer_tenure_days"] == 31  # 2026-07-01 -> 2026-08-01
+    assert enriched["t2"]["customer_tenure_days"] == 1
+    assert enriched["t4"]["customer_tenure_days"] == 365
+    assert enriched["t7"]["merchant_name"] == "Bäckerei"
+    assert DeltaTable(gold.uri("gold.enriched_transactions")).metadata().partition_columns == [
+        "date"
+    ]
+
+    kpi = {
+        (r["date"], r["channel"], r["country"]): r
+        for r in gold.read("gold.fraud_kpi_daily").to_pylist()
+    }
+    assert len(kpi) == 7
+    ecom_de = kpi[(D1, "ecom", "DE")]
+    assert (ecom_de["transactions"], ecom_de["chargebacks"], ecom_de["amount_eur"]) == (2, 1, 25.0)
+    assert ecom_de["fraud_rate"] == pytest.approx(0.5)
+    assert ecom_de["chargeback_amount_eur"] == pytest.approx(10.0)
+    assert kpi[(D1, "ecom", "FR")]["chargebacks"] == 1  # reported twice, counted once
+    assert kpi[(D1, "pos", "FR")]["fraud_rate"] == 0.0
+    assert kpi[(D2, "ecom", "DE")]["fraud_rate"] == 1.0
+    # latest transaction date is D10: a day is matured when day + 7 <= D10
+    assert kpi[(D3, "pos", "FR")]["labels_matured"] is True
+    assert kpi[(D10, "atm", "DE")]["labels_matured"] is False
+    assert sum(r["transactions"] for r in kpi.values()) == len(BASE_TRANSACTIONS)
+
+    quality = {(r["date"], r["rule"]): r for r in gold.read("gold.quarantine_daily").to_pylist()}
+    assert set(quality) == {
+        (D1, "not_null"),
+        (D1, "accepted_values"),
+        (D2, "not_null"),
+        (D3, "none"),
+        (D10, "none"),
+    }
+    d1 = quality[(D1, "not_null")]
+    assert (d1["quarantined_rows"], d1["day_quarantined_rows"], d1["silver_rows"]) == (2, 3, 4)
+    assert d1["bad_share"] == pytest.approx(2 / 7) and d1["day_bad_share"] == pytest.approx(3 / 7)
+    assert quality[(D2, "not_null")]["bad_share"] == pytest.approx(1 / 3)
+    assert (
+        quality[(D3, "none")]["quarantined_rows"] == 0 and quality[(D3, "none")]["bad_share"] == 0.0
+    )
+
+
+# -- (2) + (3) partition windows: idempotent, exact, following upstream ---------------------------
+def test_partition_windows_replace_exactly_their_dates(gold: Lakehouse, tmp_path: Path) -> None:
+    def by_date() -> dict[dt.date, set[str]]:
+        found: dict[dt.date, set[str]] = {}
+        for r in gold.read(
+            "gold.enriched_transactions", columns=["date", "transaction_id"]
+        ).to_pylist():
+            found.setdefault(r["date"], set()).add(r["transaction_id"])
+        return found
+
+    assert (
+        dbt(tmp_path, "build", "--select", "tag:daily", window=(D2, D2))["enriched_transactions"]
+        == "success"
+    )
+    v1 = gold.version("gold.enriched_transactions")
+    assert by_date() == {D2: {"t4", "t5"}}
+
+    dbt(
+        tmp_path, "build", "--select", "tag:daily", window=(D2, D2)
+    )  # the same day again: same rows
+    v2 = gold.version("gold.enriched_transactions")
+    assert v2 == v1 + 1 and by_date() == {D2: {"t4", "t5"}}
+
+    dbt(
+        tmp_path, "build", "--select", "tag:daily", window=(D1, D2)
+    )  # a 2-day range, one invocation
+    assert gold.version("gold.enriched_transactions") == v2 + 1
+    assert by_date() == {D1: {"t1", "t2", "t3", "t8"}, D2: {"t4", "t5"}}
+    assert gold.read("gold.enriched_transactions").num_rows == 6  # no duplicates
+
+    # (3) upstream changes: D2 is re-landed with different rows; re-running D2 follows, D1 stays
+    replaced = [
+        tx("t9", D2, 10, "c2", "m3", "ecom", "NL", 99.0),
+        tx("t10", D2, 11, "c1", "m1", "pos", "DE", 1.0),
+    ]
+    write_silver_transactions(gold, replaced, D2, D2)
+    dbt(tmp_path, "build", "--select", "tag:daily", window=(D2, D2))
+    assert by_date() == {D1: {"t1", "t2", "t3", "t8"}, D2: {"t9", "t10"}}
+    t9 = rows(gold, "gold.enriched_transactions", "transaction_id")["t9"]
+    assert (t9["amount_eur"], t9["is_foreign"], t9["merchant_name"]) == (99.0, True, "Winkel")
+
+    # an empty window empties exactly that window (no placeholder row from dbt-duckdb)
+    write_silver_transactions(gold, [], D2, D2)
+    dbt(tmp_path, "build", "--select", "tag:daily", window=(D2, D2))
+    assert by_date() == {D1: {"t1", "t2", "t3", "t8"}}
+
+
+# -- (4) Dagster: one invocation per partition range, Delta metadata, tests as asset checks -------
+def test_dagster_assets_partition_range_metadata_and_checks(
+    gold: Lakehouse, data_dir: Path
+) -> None:
+    import dagster as dg
+
+    from assets.gold import dbt_resource, gold_definitions
+    from orchestration.resources import LakehouseResource
+
+    (daily, marts), _checks = gold_definitions()
+    assert daily.keys == {dg.AssetKey(["gold", "enriched_transactions"])}
+    assert marts.keys == {
+        dg.AssetKey(["gold", "fraud_kpi_daily"]),
+        dg.AssetKey(["gold", "quarantine_daily"]),
+    }
+    assert dg.AssetKey(["silver", "transactions"]) in daily.dependency_keys
+    assert dg.AssetKey(["quarantine", "transactions"]) in marts.dependency_keys
+    assert not any(
+        k.path[0] in ("gold_staging", "stg") for k in daily.dependency_keys | marts.dependency_keys
+    )
+    checks = {c.name for c in daily.check_keys}
+    assert {
+        "unique_enriched_transactions_transaction_id",
+        "not_null_enriched_transactions_date",
+    } <= checks
+
+    resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=gold.root)}
+    range_tags = {
+        "dagster/asset_partition_range_start": "2026-08-01",
+        "dagster/asset_partition_range_end": "2026-08-02",
+    }
+    result = dg.materialize([daily], resources=resources, tags=range_tags)
+    assert result.success
+    assert len(result.get_step_success_events()) == 1  # one step: one dbt invocation for the range
+    materializations = result.get_asset_materialization_events()
+    assert {m.partition for m in materializations} == {"2026-08-01", "2026-08-02"}
+    meta = {k: v.value for k, v in materializations[0].materialization.metadata.items()}
+    assert meta["table_version"] == gold.version("gold.enriched_transactions") == 0
+    assert meta["rows_written"] == meta["dagster/row_count"] == 6
+    assert meta["replaced_dates"] == "2026-08-01 .. 2026-08-02"
+    assert meta["read_versions"] == {
+        "silver.transactions": 0,
+        "silver.customers": 0,
+        "silver.merchants": 0,
+    }
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == checks and all(e.passed for e in evaluations)
+    assert not list((data_dir / "dbt" / "scratch").glob("*")), (
+        "scratch files and receipts are removed"
+    )
+
+    # a broken upstream row: the dbt tests fail as asset checks (partitioned and full-refresh
+    # marts alike, both built in this run) and the steps fail
+    broken = [r for r in BASE_TRANSACTIONS if r["date"] == D1]
+    broken.append(tx("t666", D1, 5, "c404", "m1", "teleport", "DE", 1.0))
+    version = write_silver_transactions(gold, broken, D1, D1)
+    failed = dg.materialize(
+        [daily, marts], resources=resources, partition_key="2026-08-01", raise_on_error=False
+    )
+    assert not failed.success
+    verdicts = {e.check_name: e.passed for e in failed.get_asset_check_evaluations()}
+    assert (
+        verdicts["accepted_values_enriched_transactions_channel__ecom__pos__contactless__atm"]
+        is False
+    )
+    assert (
+        verdicts["relationships_enriched_transactions_customer_id__customer_id__ref_stg_customers_"]
+        is False
+    )
+    assert verdicts["accepted_values_fraud_kpi_daily_channel__ecom__pos__contactless__atm"] is False
+    assert verdicts["unique_enriched_transactions_transaction_id"] is True
+    assert verdicts["unique_combination_quarantine_daily_date__rule"] is True
+    written = {
+        m.asset_key.path[-1]: m.materialization.metadata
+        for m in failed.get_asset_materialization_events()
+    }
+    kpi_meta = {k: v.value for k, v in written["fraud_kpi_daily"].items()}
+    assert kpi_meta["table_version"] == gold.version("gold.fraud_kpi_daily") == 0
+    assert kpi_meta["dagster/row_count"] == gold.read("gold.fraud_kpi_daily").num_rows == 8
+    assert kpi_meta["read_versions"] == {"silver.transactions": version, "silver.chargebacks": 0}
+    assert kpi_meta["replaced_dates"] == "all (full overwrite)"
+
+
+# -- (5) the manifest builds itself ---------------------------------------------------------------
+def test_manifest_is_built_when_missing_or_stale(tmp_path: Path) -> None:
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        dbt_project.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    manifest = project / "target" / "manifest.json"
+    assert dbt_project.manifest_is_stale(project)
+
+    assert dbt_project.ensure_manifest(project, project) == manifest
+    nodes = json.loads(manifest.read_text())["nodes"]
+    assert "model.slipway.enriched_transactions" in nodes
+    built = manifest.stat().st_mtime_ns
+    assert not dbt_project.manifest_is_stale(project)
+    dbt_project.ensure_manifest(project, project)
+    assert manifest.stat().st_mtime_ns == built  # fresh: not parsed again
+
+    model = project / "models" / "marts" / "fraud_kpi_daily.sql"
+    later = time.time() + 5
+    os.utime(model, (later, later))  # an edit after the last parse
+    assert dbt_project.manifest_is_stale(project)
+    dbt_project.ensure_manifest(project, project)
+    assert manifest.stat().st_mtime_ns > built
+    assert not list((project / "target").glob(".parse-*")), "the temporary parse folder is removed"

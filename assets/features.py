@@ -56,6 +56,9 @@ def feature_asset(table: FeatureTable) -> list:
         group_name=FEATURES,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run() if partitions else None,
+        # Master-data features follow their snapshot; windowed ones are run by the daily job,
+        # whose lookback a per-partition condition would not see.
+        automation_condition=None if partitions else dg.AutomationCondition.eager(),
         kinds={"spark", "delta"},
         description=f"{table.description} Entity `{table.entity}`, timestamp `{table.timestamp}`.",
         required_resource_keys={"lakehouse", "spark"},

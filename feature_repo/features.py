@@ -1,4 +1,8 @@
-"""Feature views over the Delta feature tables, and the request-time on-demand view."""
+"""Feature views over the Delta feature tables, and the request-time on-demand view.
+
+Join keys are declared in each schema: Feast would infer them at apply time, but then the views
+parsed from this file never equal the registered ones and every `feast plan` reports a change.
+"""
 
 from datetime import timedelta
 
@@ -18,6 +22,7 @@ customer_behaviour = FeatureView(
     entities=[customer],
     ttl=timedelta(days=30),
     schema=[
+        Field(name="customer_id", dtype=String),
         Field(name="txn_count_1h", dtype=Int64),
         Field(name="txn_count_24h", dtype=Int64),
         Field(name="txn_count_7d", dtype=Int64),
@@ -44,6 +49,7 @@ merchant_risk = FeatureView(
     entities=[merchant],
     ttl=timedelta(days=2),
     schema=[
+        Field(name="merchant_id", dtype=String),
         Field(name="merchant_txn_count_30d", dtype=Int64),
         Field(name="merchant_avg_amount_30d", dtype=Float64),
         Field(name="merchant_matured_txn_count", dtype=Int64),
@@ -61,6 +67,7 @@ customer_profile = FeatureView(
     entities=[customer],
     ttl=timedelta(0),
     schema=[
+        Field(name="customer_id", dtype=String),
         Field(name="home_country", dtype=String),
         Field(name="segment", dtype=String),
         Field(name="birth_year", dtype=Int64),

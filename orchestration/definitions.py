@@ -10,6 +10,7 @@ from assets.feast import feast_definitions
 from assets.features import feature_definitions
 from assets.gold import dbt_resource, gold_definitions
 from assets.ingestion import ingestion_definitions
+from assets.monitoring import monitoring_definitions
 from assets.scoring import scoring_definitions
 from assets.training import training_definitions
 from orchestration.resources import build_resources
@@ -26,14 +27,19 @@ def build_definitions() -> dg.Definitions:
     feature_assets, feature_checks = feature_definitions(usecase)
     training_assets, training_checks = training_definitions(usecase)
     assets += gold_assets + feature_assets + feast_definitions(usecase) + training_assets
-    assets += scoring_definitions(usecase)
-    checks += gold_checks + feature_checks + training_checks
+    monitoring_assets, monitoring_checks = monitoring_definitions(usecase)
+    assets += scoring_definitions(usecase) + monitoring_assets
+    checks += gold_checks + feature_checks + training_checks + monitoring_checks
     from orchestration.jobs import jobs
+    from orchestration.schedules import schedules
+    from orchestration.sensors import sensors
 
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs(),
+        schedules=schedules(),
+        sensors=sensors(),
         resources={**build_resources(), "dbt": dbt_resource()},
     )
 

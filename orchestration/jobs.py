@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-INGEST_GROUPS = ("ingestion", "gold", "features", "feast")
+DRIFT = dg.AssetKey(["monitoring", "drift"])
+PERFORMANCE = dg.AssetKey(["monitoring", "performance"])
 
 end_to_end = dg.define_asset_job(
     "end_to_end",
     selection=dg.AssetSelection.all(),
-    description="Everything, landing to predictions, for a range of days (what `make run` launches).",
+    description="Everything, landing to monitoring, for a range of days (what `make run` launches).",
 )
 
 ingestion = dg.define_asset_job(
@@ -20,8 +21,18 @@ ingestion = dg.define_asset_job(
 
 daily_ingest_and_score = dg.define_asset_job(
     "daily_ingest_and_score",
-    selection=dg.AssetSelection.groups(*INGEST_GROUPS, "scoring"),
-    description="One day's landing files through silver, gold, features, the online store and scoring.",
+    selection=dg.AssetSelection.groups("ingestion", "gold", "features", "feast", "scoring")
+    | dg.AssetSelection.keys(DRIFT),
+    description=(
+        "A day (or a range, as one run) from landing files through silver, gold, features, the "
+        "online store, scoring and drift monitoring."
+    ),
+)
+
+evaluate_performance = dg.define_asset_job(
+    "evaluate_performance",
+    selection=dg.AssetSelection.keys(PERFORMANCE),
+    description="Model performance on days whose labels have matured.",
 )
 
 retrain = dg.define_asset_job(
@@ -32,4 +43,4 @@ retrain = dg.define_asset_job(
 
 
 def jobs() -> list:
-    return [end_to_end, ingestion, daily_ingest_and_score, retrain]
+    return [end_to_end, ingestion, daily_ingest_and_score, evaluate_performance, retrain]

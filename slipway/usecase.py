@@ -154,10 +154,22 @@ class MonitoringSpec:
     prediction distribution itself drifts. Performance: once a scored day's labels matured, its
     PR-AUC (and recall at the model's precision target) are compared with the champion's
     validation figures; a drop beyond ``max_pr_auc_drop`` is a performance alert.
+
+    The ``*_stattest`` fields (Evidently method ids such as ``wasserstein``, ``jensenshannon``,
+    ``psi``) and thresholds fix the test per kind of column (numeric features, categorical
+    features, the model's score); left unset, Evidently picks by sample size, and its p-value
+    tests on small days flag shifts too small to matter. Alerts only concern the current champion and
+    days after the window it was trained on: drift against data the model learned from is not
+    news.
     """
 
     drift_share: float = 0.3
-    stattest_threshold: float | None = None
+    numeric_stattest: str | None = None
+    numeric_threshold: float | None = None
+    categorical_stattest: str | None = None
+    categorical_threshold: float | None = None
+    prediction_stattest: str | None = None
+    prediction_threshold: float | None = None
     sample_size: int = 20_000
     reference_size: int = 20_000
     max_pr_auc_drop: float = 0.1

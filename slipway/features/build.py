@@ -68,13 +68,20 @@ def build_feature_table(
     )
     result = table.build(inputs, start, end).toArrow()
     progress(f"{feature_table_name(table)}: {result.num_rows} rows computed")
+    lineage = {"read_versions": {name: ref.version for name, ref in refs.items()}}
     if table.partitioned:
         assert start is not None and end is not None
         written = lakehouse.write(
-            feature_table_name(table), result, replace_dates=(start, end), partition_by=["date"]
+            feature_table_name(table),
+            result,
+            replace_dates=(start, end),
+            partition_by=["date"],
+            commit_metadata=lineage,
         )
     else:
-        written = lakehouse.write(feature_table_name(table), result, mode="overwrite")
+        written = lakehouse.write(
+            feature_table_name(table), result, mode="overwrite", commit_metadata=lineage
+        )
     return FeatureBuildResult(
         written=written, inputs=refs, rows=result.num_rows, preview=result.slice(0, 10).to_pandas()
     )

@@ -1,9 +1,10 @@
 """Loading the online store from the offline Delta tables (Feast materialization).
 
-A partition run for days ``[start, end]`` materializes from ``start`` up to the end of the latest
-feature data, not only to ``end``: the SQLite online store keeps whatever is written last, so a
-backfill of an old day that stopped at that day would put stale state online. Extending the
-window to the newest data makes every run leave the online store at the latest state.
+A partition run for days ``[start, end]`` materializes up to the end of the latest feature data,
+not only to ``end``: the SQLite online store keeps whatever is written last, so a backfill of an
+old day that stopped at that day would put stale state online. Each view's window also starts one
+TTL before ``start`` (at the beginning of time for views without TTL): a customer profile stamped
+at signup months ago is still the current profile and must be online.
 """
 
 from __future__ import annotations
@@ -60,17 +61,20 @@ def materialize_online(
     if newest is None:
         raise ValueError(f"no feature rows in {tables}: nothing to materialize")
     end = newest + dt.timedelta(microseconds=1)
-    begin = (
-        dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-        if start is not None
-        else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    )
-    progress(
-        f"materializing {[v.name for v in views]} for {begin.isoformat()} .. {end.isoformat()}"
-    )
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    requested = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC) if start is not None else epoch
     started = time.perf_counter()
     with pinned_versions() as versions:
-        store.materialize(start_date=begin, end_date=end, feature_views=[v.name for v in views])
+        for view in views:
+            # A row still valid at `requested` may be older than it: reach back one TTL (all the
+            # way for views without TTL, such as profiles stamped at signup).
+            begin = max(epoch, requested - view.ttl) if view.ttl else epoch
+            progress(f"materializing {view.name} for {begin.isoformat()} .. {end.isoformat()}")
+            store.materialize(start_date=begin, end_date=end, feature_views=[view.name])
     return MaterializeReport(
-        begin, end, [v.name for v in views], dict(versions.versions), time.perf_counter() - started
+        requested,
+        end,
+        [v.name for v in views],
+        dict(versions.versions),
+        time.perf_counter() - started,
     )

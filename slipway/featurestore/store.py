@@ -140,9 +140,18 @@ def apply_repo(store, repo_path: Path = FEATURE_REPO) -> ApplyReport:
     contents = repo_contents(repo_path)
     if not contents.projects:  # as the CLI does: the project is named by the configuration
         contents.projects.append(Project(name=store.project, description="Slipway feature store"))
+    # Materialization intervals are registry *state* (what has been loaded online), compared by
+    # FeatureView.__eq__: without carrying them over, every plan after a materialization reports
+    # every view as changed and apply rewrites the registry for nothing.
+    registered = {fv.name: fv for fv in store.list_feature_views()}
+    for fv in contents.feature_views:
+        if fv.name in registered:
+            fv.materialization_intervals = list(registered[fv.name].materialization_intervals)
     registry_diff, infra_diff, new_infra = store.plan(contents)
     diff_text = registry_diff.to_string().strip()
-    store._apply_diffs(registry_diff, infra_diff, new_infra)
+    changed = any(d.transition_type.name != "UNCHANGED" for d in registry_diff.feast_object_diffs)
+    if changed or infra_diff.infra_object_diffs:
+        store._apply_diffs(registry_diff, infra_diff, new_infra)
     objects = {
         "entities": len(contents.entities),
         "data_sources": len(contents.data_sources),
@@ -150,5 +159,4 @@ def apply_repo(store, repo_path: Path = FEATURE_REPO) -> ApplyReport:
         "on_demand_feature_views": len(contents.on_demand_feature_views),
         "feature_services": len(contents.feature_services),
     }
-    changed = any(d.transition_type.name != "UNCHANGED" for d in registry_diff.feast_object_diffs)
     return ApplyReport(diff=diff_text or "no changes", objects=objects, changed=changed)

@@ -239,7 +239,11 @@ def bronze_to_silver(
         else AUDIT_SCHEMA.empty_table()
     )
     silver = lakehouse.write(
-        silver_table(stream.name), silver_data, replace_dates=(start, end), partition_by=["date"]
+        silver_table(stream.name),
+        silver_data,
+        replace_dates=(start, end),
+        partition_by=["date"],
+        commit_metadata={"read_versions": {bronze_ref.name: bronze_ref.version}, "run_id": run_id},
     )
     quarantine = lakehouse.write(
         quarantine_table(stream.name),
@@ -321,7 +325,12 @@ def reference_to_silver(
         data = outcome.silver.rename_columns(
             ["snapshot_date" if c == "date" else c for c in outcome.silver.column_names]
         )
-        silver = lakehouse.write(silver_table(reference.name), data, mode="overwrite")
+        silver = lakehouse.write(
+            silver_table(reference.name),
+            data,
+            mode="overwrite",
+            commit_metadata={"snapshot": landed.relative, "run_id": run_id},
+        )
     quarantine = lakehouse.write(
         quarantine_table(reference.name),
         outcome.quarantine,
@@ -335,6 +344,13 @@ def reference_to_silver(
         quarantine=quarantine,
         preview=outcome.silver.slice(0, 10).to_pandas(),
     )
+
+
+def processed_days(lakehouse: Lakehouse, stream: str) -> set[dt.date]:
+    """Days the silver step has processed for ``stream`` (published or held), from its audit."""
+    if not lakehouse.exists(audit_table(stream)):
+        return set()
+    return set(lakehouse.read(audit_table(stream), columns=["date"])["date"].to_pylist())
 
 
 # -- checks -------------------------------------------------------------------------------------

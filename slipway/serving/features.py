@@ -1,0 +1,437 @@
+"""Online features of a feature service, read two ways: Feast's own call and a lean direct read.
+
+``FeastFeatureReader`` is the reference: ``store.get_online_features`` with the model's feature
+service, which also runs the on-demand view (``transaction_context``) on the request fields.
+
+``DirectFeatureReader`` exists because that call costs several milliseconds of Python per call
+before any I/O (request-context resolution, proto round trips, arrow conversions; measured in
+``benchmarks/serving.py``). It reads the same online store through Feast's ``OnlineStore.
+online_read`` (so SQLite, Redis or any other Feast online store answers, with Feast's key
+encoding) and applies the same request-time function to the same arrow-built input frame Feast
+builds. ``tests/integration/test_serving.py`` proves that both return the same values.
+
+One deliberate difference: Feast's online path ignores a view's TTL (it serves whatever was
+materialized last, however old), while the point-in-time join used for training and batch
+scoring treats a row older than ``event time - ttl`` as absent. The direct reader applies the
+TTL the way the offline join does (``enforce_ttl``), so a dormant customer is scored online as
+batch would score them, and says so in the missing-feature reasons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+@dataclass
+class OnlineFeatures:
+    """One value per request row for every feature of the service (None when absent).
+
+    ``reasons[i]`` maps each absent stored feature of row ``i`` to why it is absent; ``notes[i]``
+    says what else is worth knowing about row ``i`` (state newer than the transaction); ``errors``
+    lists online-store failures that were turned into absent features instead of exceptions.
+    """
+
+    values: dict[str, list[Any]]
+    reasons: list[dict[str, str]]
+    notes: list[list[str]]
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _python_float(value: Any) -> float | None:
+    """ODFV outputs the way Feast hands them back: floats, NaN as None."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    view: Any  # feast.FeatureView
+    join_keys: tuple[str, ...]
+    key_types: tuple[Any, ...]
+    features: tuple[str, ...]
+    value_types: tuple[Any, ...]
+    ttl: dt.timedelta | None
+
+
+@dataclass(frozen=True)
+class _TransformPlan:
+    name: str
+    fn: Transform
+    sources: tuple[str, ...]  # stored views it reads
+    request_fields: tuple[str, ...]
+    outputs: tuple[str, ...]
+    request_schema: tuple[Any, ...] = ()  # feast Fields of its request sources
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What a feature service reads: stored views (with keys and TTLs) and on-demand views."""
+
+    service: Any  # feast.FeatureService
+    views: tuple[_ViewPlan, ...]
+    transforms: tuple[_TransformPlan, ...]
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = [f for v in self.views for f in v.features]
+        return names + [o for t in self.transforms for o in t.outputs]
+
+    @property
+    def join_keys(self) -> list[str]:
+        return list(dict.fromkeys(k for v in self.views for k in v.join_keys))
+
+    @property
+    def request_fields(self) -> list[str]:
+        return list(dict.fromkeys(f for t in self.transforms for f in t.request_fields))
+
+
+def plan_service(
+    store, service_name: str, transforms: Mapping[str, Transform] | None = None
+) -> ServicePlan:
+    """Resolve a feature service against the registry once (not on every request)."""
+    service = store.get_feature_service(service_name)
+    entities = {e.name: e for e in store.list_entities()}
+    on_demand = {o.name: o for o in store.list_on_demand_feature_views()}
+    views: list[_ViewPlan] = []
+    odfvs: list[_TransformPlan] = []
+    for projection in service.feature_view_projections:
+        names = tuple(f.name for f in projection.features)
+        if projection.name in on_demand:
+            odfv = on_demand[projection.name]
+            fn = (transforms or {}).get(odfv.name) or odfv.feature_transformation.udf
+            schema = tuple(f for rs in odfv.source_request_sources.values() for f in rs.schema)
+            request_fields = tuple(f.name for f in schema)
+            odfvs.append(
+                _TransformPlan(
+                    name=odfv.name,
+                    fn=fn,
+                    sources=tuple(odfv.source_feature_view_projections),
+                    request_fields=request_fields,
+                    outputs=names,
+                    request_schema=schema,
+                )
+            )
+            continue
+        fv = store.get_feature_view(projection.name)
+        join_keys = tuple(c.name for c in fv.entity_columns)
+        key_types = tuple(
+            next(
+                (e.value_type for e in entities.values() if e.join_key == key),
+                c.dtype.to_value_type(),
+            )
+            for key, c in zip(join_keys, fv.entity_columns, strict=True)
+        )
+        dtypes = {f.name: f.dtype for f in fv.features}
+        ttl = fv.ttl if fv.ttl and fv.ttl > dt.timedelta(0) else None
+        views.append(
+            _ViewPlan(
+                view=fv,
+                join_keys=join_keys,
+                key_types=key_types,
+                features=names,
+                value_types=tuple(dtypes[n].to_value_type() for n in names),
+                ttl=ttl,
+            )
+        )
+    return ServicePlan(service=service, views=tuple(views), transforms=tuple(odfvs))
+
+
+class StoreUnavailable(RuntimeError):
+    """The online store failed, timed out, or is being skipped after a recent failure."""
+
+
+class GuardedCall:
+    """Runs a store call with a deadline, and stops calling for a while after a failure.
+
+    A request must not wait on a sick online store: the call runs on a daemon thread and is
+    abandoned after ``deadline_s`` (a hung socket, a locked SQLite file); after any failure the
+    store is skipped for ``cooldown_s`` so that an outage costs one slow request per cooldown,
+    not one per request. Redis' client would otherwise retry a refused connection with backoff
+    for about five seconds per call (redis-py 8 defaults: 10 retries).
+    """
+
+    def __init__(self, deadline_s: float = 0.25, cooldown_s: float = 5.0) -> None:
+        self.deadline_s = deadline_s
+        self.cooldown_s = cooldown_s
+        self._down_until = float("-inf")
+        self._down_reason = ""
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        if now < self._down_until:
+            raise StoreUnavailable(
+                f"{self._down_reason} (skipping the store for {self._down_until - now:.1f}s more)"
+            )
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = fn()
+            except BaseException as exc:  # handed back to the caller below
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="slipway-online-read", daemon=True).start()
+        if not done.wait(self.deadline_s):
+            self._trip(f"online store did not answer within {self.deadline_s * 1000:.0f} ms")
+        if "error" in outcome:
+            exc = outcome["error"]
+            self._trip(f"online store read failed: {type(exc).__name__}: {exc}")
+        return outcome["value"]
+
+    @property
+    def down_reason(self) -> str | None:
+        """Why the store is being skipped now, or None while it is used."""
+        return self._down_reason if time.monotonic() < self._down_until else None
+
+    def reset(self) -> None:
+        """Use the store again on the next call."""
+        self._down_until = float("-inf")
+
+    def mark_down(self, reason: str) -> None:
+        """Skip the store for the cooldown (also used when a warm-up read failed)."""
+        self._down_until = time.monotonic() + self.cooldown_s
+        self._down_reason = reason
+        log.warning("%s; using missing features for %.0fs", reason, self.cooldown_s)
+
+    def _trip(self, reason: str) -> None:
+        self.mark_down(reason)
+        raise StoreUnavailable(reason)
+
+
+class FeastFeatureReader:
+    """Feast's own ``get_online_features`` with the feature service (the reference path).
+
+    Guarded like the direct path; when the store is unavailable every feature, the on-demand
+    ones included, comes back absent (Feast cannot run the view without its inputs).
+    """
+
+    name = "feast"
+
+    def __init__(self, store, plan: ServicePlan, guard: GuardedCall | None = None) -> None:
+        self.store = store
+        self.plan = plan
+        self.guard = guard or GuardedCall()
+
+    def warm_up(self) -> None:
+        """One unguarded call with an unknown key, so the first request pays no set-up."""
+        fields = {f.name: f.dtype for t in self.plan.transforms for f in t.request_schema}
+        row: dict[str, Any] = {key: "__slipway_warm_up__" for key in self.plan.join_keys}
+        for name, dtype in fields.items():
+            row[name] = "" if "String" in str(dtype) else 0.0
+        self.store.get_online_features(features=self.plan.service, entity_rows=[row])
+
+    def read(self, rows: Sequence[Mapping[str, Any]]) -> OnlineFeatures:
+        started = time.perf_counter()
+        wanted = self.plan.join_keys + self.plan.request_fields
+        entity_rows = [{k: row[k] for k in wanted} for row in rows]
+        reasons: list[dict[str, str]] = [{} for _ in rows]
+        notes: list[list[str]] = [[] for _ in rows]
+        try:
+            response = self.guard(
+                lambda: self.store.get_online_features(
+                    features=self.plan.service, entity_rows=entity_rows
+                ).to_dict()
+            )
+        except StoreUnavailable as exc:
+            values = {name: [None] * len(rows) for name in self.plan.feature_names}
+            for i in range(len(rows)):
+                for view in self.plan.views:
+                    for name in view.features:
+                        reasons[i][name] = f"{view.view.name}: {exc}"
+            return OnlineFeatures(values, reasons, notes, [str(exc)], time.perf_counter() - started)
+        values = {name: response[name] for name in self.plan.feature_names}
+        for view in self.plan.views:
+            for name in view.features:
+                for i, value in enumerate(values[name]):
+                    if _is_null(value):
+                        reasons[i][name] = f"{view.view.name}: no value in the online store"
+        return OnlineFeatures(values, reasons, notes, seconds=time.perf_counter() - started)
+
+
+class DirectFeatureReader:
+    """``OnlineStore.online_read`` per stored view, then the on-demand function, in process.
+
+    ``enforce_ttl`` treats stored rows older than ``event time - ttl`` as absent, as the
+    point-in-time join does; rows are keyed by ``event_epoch`` from the request fields. Store
+    reads are guarded (deadline, cooldown): a failing store gives absent stored features, and
+    the on-demand function still runs on them, as it does for a customer never seen.
+    """
+
+    name = "direct"
+
+    def __init__(
+        self, store, plan: ServicePlan, enforce_ttl: bool = True, guard: GuardedCall | None = None
+    ) -> None:
+        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+
+        self.store = store
+        self.plan = plan
+        self.enforce_ttl = enforce_ttl
+        self.guard = guard or GuardedCall()
+        self.online_store = store._get_provider().online_store
+        self._to_python = feast_value_type_to_python_type
+        self._to_proto = python_values_to_proto_values
+
+    def _entity_keys(self, view: _ViewPlan, rows: Sequence[Mapping[str, Any]]):
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+        unique: dict[tuple, int] = {}
+        positions: list[int] = []
+        for row in rows:
+            key = tuple(row[k] for k in view.join_keys)
+            positions.append(unique.setdefault(key, len(unique)))
+        protos = [
+            EntityKey(
+                join_keys=list(view.join_keys),
+                entity_values=[
+                    self._to_proto([v], t)[0] for v, t in zip(key, view.key_types, strict=True)
+                ],
+            )
+            for key in unique
+        ]
+        return protos, positions
+
+    def warm_up(self) -> None:
+        """One unguarded read of an unknown key per view: connections and caches get opened
+        before the first request, whose deadline should not pay for them."""
+        row = {key: "__slipway_warm_up__" for key in self.plan.join_keys}
+        self._read_all([(v, self._entity_keys(v, [row])[0]) for v in self.plan.views])
+
+    def _read_all(self, keys: list[tuple[_ViewPlan, list]]) -> list[list]:
+        config = self.store.config
+        return [
+            self.online_store.online_read(
+                config=config,
+                table=view.view,
+                entity_keys=protos,
+                requested_features=list(view.features),
+            )
+            for view, protos in keys
+        ]
+
+    def _fill_view(
+        self,
+        view: _ViewPlan,
+        read: list,
+        positions: list[int],
+        rows: Sequence[Mapping[str, Any]],
+        values: dict[str, list[Any]],
+        reasons: list[dict[str, str]],
+        notes: list[list[str]],
+    ) -> None:
+        for i, row in enumerate(rows):
+            stored_at, data = read[positions[i]]
+            if data is None:
+                for name in view.features:
+                    reasons[i][name] = f"{view.view.name}: no value in the online store"
+                continue
+            stored_epoch = stored_at.timestamp() if stored_at is not None else None
+            if stored_epoch is not None and stored_epoch > row["event_epoch"]:
+                notes[i].append(
+                    f"{view.view.name} state (stored {stored_at.isoformat()}) is newer than the "
+                    "transaction: a replayed or late transaction sees later state"
+                )
+            expired = (
+                self.enforce_ttl
+                and view.ttl is not None
+                and stored_epoch is not None
+                and stored_epoch < row["event_epoch"] - view.ttl.total_seconds()
+            )
+            if expired:
+                for name in view.features:
+                    reasons[i][name] = (
+                        f"{view.view.name}: expired (stored {stored_at.isoformat()}, "
+                        f"older than the view's TTL of {view.ttl})"
+                    )
+                continue
+            for name, vtype in zip(view.features, view.value_types, strict=True):
+                proto = data.get(name)
+                value = None if proto is None else self._to_python(proto, vtype)
+                values[name][i] = value
+                if value is None:
+                    reasons[i][name] = f"{view.view.name}: null in the online store"
+
+    def read(self, rows: Sequence[Mapping[str, Any]]) -> OnlineFeatures:
+        started = time.perf_counter()
+        n = len(rows)
+        values: dict[str, list[Any]] = {}
+        reasons: list[dict[str, str]] = [{} for _ in rows]
+        notes: list[list[str]] = [[] for _ in rows]
+        errors: list[str] = []
+        keys = []
+        for view in self.plan.views:
+            for name in view.features:
+                values[name] = [None] * n
+            keys.append((view, *self._entity_keys(view, rows)))
+        try:
+            reads = self.guard(lambda: self._read_all([(v, protos) for v, protos, _ in keys]))
+        except StoreUnavailable as exc:
+            errors.append(str(exc))
+            for i in range(n):
+                for view in self.plan.views:
+                    for name in view.features:
+                        reasons[i][name] = f"{view.view.name}: {exc}"
+        else:
+            for (view, _, positions), read in zip(keys, reads, strict=True):
+                self._fill_view(view, read, positions, rows, values, reasons, notes)
+        by_view = {v.view.name: v for v in self.plan.views}
+        for transform in self.plan.transforms:
+            # The input Feast gives the function: keys, request data and the source views'
+            # features, through a python dict -> arrow -> pandas conversion (lists become
+            # arrays, null ints become NaN floats), so the function sees identical inputs.
+            inputs: dict[str, list[Any]] = {}
+            for key in self.plan.join_keys:
+                inputs[key] = [row[key] for row in rows]
+            for name in transform.request_fields:
+                inputs[name] = [row[name] for row in rows]
+            for source in transform.sources:
+                for name in by_view[source].features:
+                    inputs[name] = values[name]
+            out = transform.fn(pa.Table.from_pydict(inputs).to_pandas())
+            for name in transform.outputs:
+                values[name] = [_python_float(v) for v in out[name].tolist()]
+        ordered = {name: values[name] for name in self.plan.feature_names}
+        return OnlineFeatures(
+            ordered, reasons, notes, errors, seconds=time.perf_counter() - started
+        )
+
+
+def make_reader(
+    kind: str,
+    store,
+    service_name: str,
+    transforms: Mapping[str, Transform] | None = None,
+    enforce_ttl: bool = True,
+    guard: GuardedCall | None = None,
+) -> FeastFeatureReader | DirectFeatureReader:
+    """``direct`` (default for serving) or ``feast`` (the reference path)."""
+    plan = plan_service(store, service_name, transforms)
+    if kind == "feast":
+        return FeastFeatureReader(store, plan, guard=guard)
+    if kind == "direct":
+        return DirectFeatureReader(store, plan, enforce_ttl=enforce_ttl, guard=guard)
+    raise ValueError(f"unknown feature path {kind!r}: use 'direct' or 'feast'")

@@ -1,0 +1,118 @@
+"""The HTTP service's request and response shapes (pydantic), for validation and the OpenAPI doc.
+
+The request model is generated from the use case's landing declaration (``Stream.fields``), so
+the documented body is exactly what the upstream promises to land; the rules a transaction must
+pass are silver's (``slipway.serving.request``), not restated here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+
+from slipway.usecase import Stream
+
+_DOC_TYPES: dict[str, Any] = {
+    "string": str,
+    "double": float,
+    "long": int,
+    "boolean": bool,
+    "timestamp": str,
+    "date": str,
+}
+
+
+def transaction_model(stream: Stream) -> type[BaseModel]:
+    """A pydantic model of one landed record of ``stream`` (documentation of the body)."""
+    fields: dict[str, Any] = {}
+    for spec in stream.fields:
+        kind = _DOC_TYPES[spec.dtype]
+        extra = {"format": "date-time"} if spec.dtype == "timestamp" else {}
+        description = spec.description or spec.name
+        if spec.normalise in ("upper", "lower"):
+            description += f" (normalised to {spec.normalise} case)"
+        fields[spec.name] = (
+            kind if spec.required else kind | None,
+            Field(... if spec.required else None, description=description, json_schema_extra=extra),
+        )
+    return create_model(f"{stream.name.title()}In", **fields)
+
+
+def _fraud_transaction_model() -> type[BaseModel]:
+    from slipway.usecases.fraud import TRANSACTIONS
+
+    return transaction_model(TRANSACTIONS)
+
+
+TransactionIn = _fraud_transaction_model()
+
+
+class MissingFeatureOut(BaseModel):
+    feature: str = Field(description="a model feature the online store did not supply")
+    reason: str = Field(description="why: not in the online store, expired, store failure…")
+    used: float | None = Field(
+        description="the declared default the model got, or null: scored as missing (NaN)"
+    )
+
+
+class ScoreOut(BaseModel):
+    transaction_id: str
+    score: float = Field(description="the champion's fraud probability")
+    flagged: bool = Field(description="score >= threshold")
+    threshold: float = Field(description="the champion's recorded threshold_at_precision")
+    model_name: str
+    model_version: int
+    feature_service: str
+    feature_path: str = Field(description="'direct' (online_read + on-demand function) or 'feast'")
+    missing_features: list[MissingFeatureOut]
+    warnings: list[str] = Field(description="online-store failures that were degraded")
+    timing_ms: dict[str, float] = Field(
+        description="queue, champion check, feature read, model and total, in milliseconds"
+    )
+    features: dict[str, Any] | None = Field(
+        default=None, description="the model's input before encoding (with ?features=true)"
+    )
+
+
+class BatchIn(BaseModel):
+    transactions: list[TransactionIn]  # type: ignore[valid-type]
+
+
+class BatchOut(BaseModel):
+    results: list[ScoreOut]
+    model_version: int
+    count: int
+    timing_ms: dict[str, float]
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="'ok', or 'no_champion' while nothing may score")
+    model_name: str
+    model_version: int | None
+    registry_champion: int | None = Field(description="the version the alias named when checked")
+    threshold: float | None
+    loaded_at: str | None
+    check_every_s: float
+    reload_error: str | None
+    feature_service: str
+    feature_path: str
+    features_ready: bool
+    features_error: str | None
+    online_store: str | None
+    online_store_degraded: str | None = Field(
+        description="why the online store is being skipped right now (null: in use)"
+    )
+    feast_project: str | None
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    rule: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    errors: list[FieldErrorOut] | None = None
+    index: int | None = Field(default=None, description="position in a batch request")

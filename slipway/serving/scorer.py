@@ -1,0 +1,386 @@
+"""Online scoring without a web framework: transaction in, champion's score out.
+
+The HTTP service (``slipway.serving.app``) is a thin wrapper; anything that can import Python
+can score with ``OnlineScorer.from_env().score({...})``. Each call does what batch scoring does
+for a day, for one transaction (or a list): silver's typing, normalisation and row rules, the
+request fields (``amount_eur``, ``event_epoch``), the feature service's online features with the
+on-demand view applied, ``model_frame``'s encoding and the champion's LightGBM model.
+
+Failure policy, in order: a bad transaction raises ``InvalidTransaction`` (naming each field and
+rule); no champion raises ``NoChampionError``; a champion that cannot be loaded raises
+``ModelLoadError``; an online store that fails or lacks an entity never raises: the features are
+scored as missing (``missing_defaults`` where declared, NaN otherwise) and every one is listed in
+the result with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from slipway.lakehouse import Lakehouse
+from slipway.serving.champion import Champion, ChampionWatcher, record_dict
+from slipway.serving.features import (
+    DirectFeatureReader,
+    FeastFeatureReader,
+    GuardedCall,
+    OnlineFeatures,
+    StoreUnavailable,
+    make_reader,
+)
+from slipway.serving.request import PreparedTransaction, TransactionParser, fraud_parser
+from slipway.usecase import ModelSpec, UseCase
+
+log = logging.getLogger(__name__)
+
+WARM_UP_DEADLINE_S = 10.0
+
+
+@dataclass
+class MissingFeature:
+    """A model feature the online store could not supply, and what the model got instead."""
+
+    feature: str
+    reason: str
+    used: float | None  # the declared default, or None: left missing (LightGBM's NaN branch)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "reason": self.reason, "used": self.used}
+
+
+@dataclass
+class ScoreResult:
+    transaction_id: str
+    score: float
+    flagged: bool
+    threshold: float
+    model_name: str
+    model_version: int
+    feature_service: str
+    feature_path: str
+    missing_features: list[MissingFeature]
+    warnings: list[str]
+    timing_ms: dict[str, float]
+    features: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self, include_features: bool = False) -> dict[str, Any]:
+        data = {
+            "transaction_id": self.transaction_id,
+            "score": self.score,
+            "flagged": self.flagged,
+            "threshold": self.threshold,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "feature_service": self.feature_service,
+            "feature_path": self.feature_path,
+            "missing_features": [m.as_dict() for m in self.missing_features],
+            "warnings": self.warnings,
+            "timing_ms": self.timing_ms,
+        }
+        if include_features:
+            data["features"] = self.features
+        return data
+
+
+def _null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _with_socket_timeouts(connection_string: str, seconds: float = 1.0) -> str:
+    """Feast's Redis client has no socket timeouts by default: a hung Redis would hold a read
+    forever. Add them unless the connection string sets its own."""
+    extra = [
+        f"{key}={seconds}"
+        for key in ("socket_timeout", "socket_connect_timeout")
+        if f"{key}=" not in connection_string
+    ]
+    return ",".join([connection_string, *extra])
+
+
+class OnlineScorer:
+    """Scores transactions with the registry's champion and the feature store's online state.
+
+    ``feature_path`` is ``direct`` (default: ``OnlineStore.online_read`` plus the on-demand
+    function in process, TTL-aware) or ``feast`` (``FeatureStore.get_online_features``).
+    ``reload_every`` bounds how often the registry is asked whether the champion moved.
+    The feature store is opened lazily, so a scorer starts (and reports health) before the
+    registry or online store exist.
+    """
+
+    def __init__(
+        self,
+        usecase: UseCase,
+        lakehouse: Lakehouse,
+        store_factory: Any,
+        parser: TransactionParser,
+        feature_path: str = "direct",
+        reload_every: float = 5.0,
+        enforce_ttl: bool = True,
+        guard: GuardedCall | None = None,
+    ) -> None:
+        assert usecase.model is not None, f"use case {usecase.name} declares no model"
+        self.usecase = usecase
+        self.spec: ModelSpec = usecase.model
+        self.lakehouse = lakehouse
+        self.parser = parser
+        self.feature_path = feature_path
+        self.enforce_ttl = enforce_ttl
+        self.guard = guard or GuardedCall()
+        self.champions = ChampionWatcher(lakehouse, self.spec, check_every=reload_every)
+        self._store_factory = store_factory
+        self._store: Any = None
+        self._reader: DirectFeatureReader | FeastFeatureReader | None = None
+        self._reader_error: str | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(
+        cls,
+        usecase: UseCase | None = None,
+        feature_path: str | None = None,
+        reload_every: float | None = None,
+    ) -> OnlineScorer:
+        """The scorer for this environment's lakehouse and Feast store (``SLIPWAY_*`` vars).
+
+        ``SLIPWAY_SERVING_FEATURE_PATH`` (``direct``/``feast``) and
+        ``SLIPWAY_SERVING_RELOAD_SECONDS`` override the defaults when arguments are not given;
+        ``SLIPWAY_SERVING_STORE_DEADLINE_MS`` (250) and ``SLIPWAY_SERVING_STORE_COOLDOWN_S`` (5)
+        bound how long a request waits on a sick online store.
+        """
+        import os
+
+        from slipway.featurestore.store import repo_config
+        from slipway.settings import load_settings
+
+        if usecase is None:
+            from slipway.usecases.fraud import FRAUD
+
+            usecase = FRAUD
+        settings = load_settings()
+        path = feature_path or os.environ.get("SLIPWAY_SERVING_FEATURE_PATH", "direct")
+        every = (
+            reload_every
+            if reload_every is not None
+            else float(os.environ.get("SLIPWAY_SERVING_RELOAD_SECONDS", "5"))
+        )
+        # The configuration is read now, from this environment; the store opens on first use.
+        config = repo_config(settings)
+        if config.online_store.type == "redis":
+            config.online_store.connection_string = _with_socket_timeouts(
+                config.online_store.connection_string
+            )
+        guard = GuardedCall(
+            deadline_s=float(os.environ.get("SLIPWAY_SERVING_STORE_DEADLINE_MS", "250")) / 1000,
+            cooldown_s=float(os.environ.get("SLIPWAY_SERVING_STORE_COOLDOWN_S", "5")),
+        )
+
+        def open_store() -> Any:
+            from feast import FeatureStore
+
+            return FeatureStore(config=config)
+
+        return cls(
+            usecase=usecase,
+            lakehouse=Lakehouse(settings.lakehouse_root),
+            store_factory=open_store,
+            parser=fraud_parser(),
+            feature_path=path,
+            reload_every=every,
+            guard=guard,
+        )
+
+    # -- parts --------------------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def reader(self) -> DirectFeatureReader | FeastFeatureReader | None:
+        """The online feature reader, resolved from the registry once (None while unavailable)."""
+        if self._reader is None:
+            try:
+                reader = make_reader(
+                    self.feature_path,
+                    self.store,
+                    self.spec.feature_service,
+                    transforms=self._transforms(),
+                    enforce_ttl=self.enforce_ttl,
+                    guard=self.guard,
+                )
+            except Exception as exc:  # serve with missing features, say why
+                self._reader_error = (
+                    f"feature service {self.spec.feature_service!r} unavailable: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                log.warning(self._reader_error)
+                return None
+            # The first read opens connections and fills Feast's caches (over a second for
+            # get_online_features): it gets a long deadline of its own, not the per-request one.
+            try:
+                GuardedCall(deadline_s=WARM_UP_DEADLINE_S, cooldown_s=0.0)(reader.warm_up)
+            except StoreUnavailable as exc:  # a store that is down now is reported per request
+                self.guard.mark_down(f"warm-up: {exc}")
+            self._reader, self._reader_error = reader, None
+        return self._reader
+
+    def _transforms(self) -> dict[str, Any]:
+        if self.usecase.name == "fraud":
+            from slipway.usecases.fraud.request_features import transaction_context
+
+            return {"transaction_context": transaction_context}
+        return {}
+
+    def warm_up(self) -> None:
+        """Load the champion and resolve the feature service now, not on the first request."""
+        self.champions.refresh(force=True)
+        self.reader()
+
+    # -- scoring ------------------------------------------------------------------------------
+    def prepare(self, transactions: Sequence[Any]) -> list[PreparedTransaction]:
+        """Validate every transaction first: one bad record rejects the call, by position."""
+        return self.parser.parse_many(transactions)
+
+    def score(self, transaction: Mapping[str, Any], include_features: bool = False) -> ScoreResult:
+        prepared = self.parser.parse(transaction)
+        return self.score_prepared([prepared], include_features)[0]
+
+    def score_many(
+        self, transactions: Sequence[Mapping[str, Any]], include_features: bool = False
+    ) -> list[ScoreResult]:
+        return self.score_prepared(self.prepare(transactions), include_features)
+
+    def _entity_rows(self, prepared: Sequence[PreparedTransaction]) -> list[dict[str, Any]]:
+        keys = ("customer_id", "merchant_id")
+        return [{**p.request, **{k: p.values[k] for k in keys}} for p in prepared]
+
+    def _features(self, rows: list[dict[str, Any]]) -> OnlineFeatures:
+        n = len(rows)
+        reader = self.reader()
+        if reader is None:
+            reason = self._reader_error or "feature service unavailable"
+            return OnlineFeatures({}, [{} for _ in rows], [[] for _ in rows], [reason])
+        try:
+            return reader.read(rows)
+        except Exception as exc:  # the Feast path raises on store failures
+            reason = f"online features unavailable: {type(exc).__name__}: {exc}"
+            log.warning(reason)
+            return OnlineFeatures({}, [{} for _ in range(n)], [[] for _ in range(n)], [reason])
+
+    def score_prepared(
+        self, prepared: Sequence[PreparedTransaction], include_features: bool = False
+    ) -> list[ScoreResult]:
+        """Score already-validated transactions in one pass (one store read, one predict)."""
+        if not prepared:
+            return []
+        started = time.perf_counter()
+        champion: Champion = self.champions.current()
+        t_model = time.perf_counter()
+        rows = self._entity_rows(prepared)
+        with self._lock:  # one online-store connection per scorer
+            fetched = self._features(rows)
+        t_features = time.perf_counter()
+        # The model's input, assembled column-wise: stored and request-time features from the
+        # store, the transaction's own fields from the request, None where nothing came back.
+        n = len(rows)
+        columns: dict[str, list[Any]] = {}
+        for name in self.spec.features:
+            if name in rows[0]:
+                columns[name] = [r[name] for r in rows]
+            else:
+                columns[name] = fetched.values.get(name) or [None] * n
+        scores = champion.predict(pd.DataFrame(columns), self.spec)
+        t_scored = time.perf_counter()
+        timing = {
+            "champion": _ms(t_model - started),
+            "features": _ms(t_features - t_model),
+            "model": _ms(t_scored - t_features),
+            "total": _ms(t_scored - started),
+        }
+        results = []
+        for i, p in enumerate(prepared):
+            record = {name: columns[name][i] for name in self.spec.features}
+            missing = self._missing(record, fetched.reasons[i], fetched.errors)
+            score = float(scores[i])
+            results.append(
+                ScoreResult(
+                    transaction_id=p.values["transaction_id"],
+                    score=score,
+                    flagged=score >= champion.threshold,
+                    threshold=champion.threshold,
+                    model_name=self.spec.name,
+                    model_version=champion.version,
+                    feature_service=self.spec.feature_service,
+                    feature_path=self.feature_path,
+                    missing_features=missing,
+                    warnings=[*fetched.errors, *fetched.notes[i]],
+                    timing_ms=dict(timing),
+                    features=record if include_features else {},
+                )
+            )
+        return results
+
+    def _missing(
+        self, values: Mapping[str, Any], reasons: Mapping[str, str], errors: Sequence[str]
+    ) -> list[MissingFeature]:
+        """Every model feature that is null before encoding, or a category the model lacks."""
+        out = []
+        for name in self.spec.features:
+            value = values.get(name)
+            categories = self.spec.categorical_features.get(name)
+            if not _null(value):
+                if categories is not None and value not in categories:
+                    out.append(
+                        MissingFeature(
+                            name,
+                            f"category {value!r} unknown to the model: encoded as missing",
+                            None,
+                        )
+                    )
+                continue
+            reason = reasons.get(name)
+            if reason is None:
+                absent = sorted({r.split(":", 1)[0] for r in reasons.values()})
+                reason = (
+                    errors[0] if errors else "request-time feature undefined for this transaction"
+                )
+                if absent and not errors:
+                    reason += f" (stored state absent: {', '.join(absent)})"
+            out.append(MissingFeature(name, reason, self.spec.missing_defaults.get(name)))
+        return out
+
+    # -- introspection ------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        reader = self._reader
+        store_type = None
+        try:
+            store_type = self.store.config.online_store.type
+        except Exception as exc:  # health must answer even then
+            store_type = f"unavailable: {exc}"
+        champion = self.champions.status()
+        return {
+            "status": "ok" if champion["model_version"] is not None else "no_champion",
+            **champion,
+            "feature_service": self.spec.feature_service,
+            "feature_path": self.feature_path,
+            "features_ready": reader is not None,
+            "features_error": self._reader_error,
+            "online_store": store_type,
+            "online_store_degraded": self.guard.down_reason,
+            "feast_project": getattr(self._store, "project", None),
+        }
+
+    def model_record(self) -> dict[str, Any]:
+        """The champion's registry record (raises ``NoChampionError`` without one)."""
+        return record_dict(self.champions.current().record)

@@ -122,6 +122,8 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         group_name=MONITORING,
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        # Re-scoring a day (a new champion, a backfill) re-measures its drift without anyone asking.
+        automation_condition=dg.AutomationCondition.eager(),
         kinds={"evidently", "delta"},
         description=(
             f"Evidently drift of each scored day (a {mon.sample_size}-row seeded sample of "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,6 @@ from slipway.ingest.bronze import (
 from slipway.ingest.contract import (
     AUDIT_SCHEMA,
     QUARANTINE_SCHEMA,
-    ContractOutcome,
     DayVerdict,
     _contract_failures,
     apply_contract,
@@ -102,29 +101,33 @@ def land_to_bronze(
 ) -> BronzeResult:
     """Copy every landed line of ``stream`` for ``[start, end]`` into bronze, with lineage."""
     now = now or dt.datetime.now(dt.UTC)
-    rows: list[pa.Table] = []
     file_rows: list[pa.Table] = []
     days: list[BronzeDay] = []
-    for day in days_between(start, end):
-        files = list_files(landing_root, stream.name, day, stream.file_pattern)
-        manifest = read_manifest(landing_root, stream.name, day)
-        reads = [read_file(f) for f in files]
-        table = bronze_rows(reads, day, run_id, now)
-        records = landed_file_rows(reads, manifest, day, stream.name, run_id, now)
-        rows.append(table)
-        file_rows.append(records)
-        statuses = [
-            (r["source_file"], r["status"], r["rows"], r["manifest_rows"])
-            for r in records.to_pylist()
-        ]
-        days.append(BronzeDay(day, len(files), table.num_rows, statuses))
-        progress(f"bronze {stream.name} {day}: {len(files)} file(s), {table.num_rows} lines")
-    bronze = lakehouse.write(
+
+    def parts() -> Iterator[pa.Table]:
+        # One day in memory at a time; the lakehouse streams them into one commit.
+        for day in days_between(start, end):
+            files = list_files(landing_root, stream.name, day, stream.file_pattern)
+            manifest = read_manifest(landing_root, stream.name, day)
+            reads = [read_file(f) for f in files]
+            table = bronze_rows(reads, day, run_id, now)
+            records = landed_file_rows(reads, manifest, day, stream.name, run_id, now)
+            file_rows.append(records)
+            statuses = [
+                (r["source_file"], r["status"], r["rows"], r["manifest_rows"])
+                for r in records.to_pylist()
+            ]
+            days.append(BronzeDay(day, len(files), table.num_rows, statuses))
+            progress(f"bronze {stream.name} {day}: {len(files)} file(s), {table.num_rows} lines")
+            del reads
+            yield table
+
+    bronze = lakehouse.write_batches(
         bronze_table(stream.name),
-        pa.concat_tables(rows) if rows else BRONZE_SCHEMA.empty_table(),
+        BRONZE_SCHEMA,
+        parts(),
         replace_dates=(start, end),
         partition_by=["date"],
-        schema=BRONZE_SCHEMA,
     )
     files_written = lakehouse.write(
         files_table(stream.name),
@@ -204,8 +207,12 @@ def bronze_to_silver(
     )
     statuses = _statuses_by_day(lakehouse, stream, start, end)
     columns = silver_columns(stream)
-    outcomes: list[ContractOutcome] = []
-    for day in days_between(start, end):
+    quarantines: list[pa.Table] = []
+    audits: list[pa.Table] = []
+    verdicts: list[DayVerdict] = []
+    previews: list[pa.Table] = []
+
+    def one_day(day: dt.date) -> pa.Table:
         day_statuses = statuses.get(day) or [(f"{stream.name}/{day}/", "no_files", 0, None)]
         if not policy.require_manifest:
             day_statuses = [s for s in day_statuses if s[1] not in ("no_manifest", "no_files")]
@@ -220,31 +227,40 @@ def bronze_to_silver(
             days=[day],
             now=now,
         )
-        outcomes.append(outcome)
+        quarantines.append(outcome.quarantine)
+        audits.append(outcome.audit_rows(stream.name, run_id, now))
+        verdicts.extend(outcome.verdicts)
+        if sum(p.num_rows for p in previews) < 10:
+            previews.append(outcome.silver.slice(0, 10))
         for v in outcome.verdicts:
             held = f" HELD: {v.breaker_reason}" if v.breaker_reason else ""
             progress(
                 f"silver {stream.name} {day}: landed {v.rows_landed}, silver {v.rows_silver}, "
                 f"quarantined {v.rows_quarantined}, duplicates {v.duplicates_dropped}{held}"
             )
-    silver_data = pa.concat_tables([o.silver for o in outcomes]) if outcomes else None
-    quarantine_data = (
-        pa.concat_tables([o.quarantine for o in outcomes])
-        if outcomes
-        else QUARANTINE_SCHEMA.empty_table()
-    )
-    audit_data = (
-        pa.concat_tables([o.audit_rows(stream.name, run_id, now) for o in outcomes])
-        if outcomes
-        else AUDIT_SCHEMA.empty_table()
-    )
-    silver = lakehouse.write(
+        return outcome.silver
+
+    # The first day is computed eagerly for its schema; the rest stream into the same commit.
+    days = days_between(start, end)
+    first = one_day(days[0])
+
+    def parts() -> Iterator[pa.Table]:
+        yield first
+        for day in days[1:]:
+            yield one_day(day)
+
+    silver = lakehouse.write_batches(
         silver_table(stream.name),
-        silver_data,
+        first.schema,
+        parts(),
         replace_dates=(start, end),
         partition_by=["date"],
         commit_metadata={"read_versions": {bronze_ref.name: bronze_ref.version}, "run_id": run_id},
     )
+    quarantine_data = (
+        pa.concat_tables(quarantines) if quarantines else QUARANTINE_SCHEMA.empty_table()
+    )
+    audit_data = pa.concat_tables(audits) if audits else AUDIT_SCHEMA.empty_table()
     quarantine = lakehouse.write(
         quarantine_table(stream.name),
         quarantine_data,
@@ -259,9 +275,9 @@ def bronze_to_silver(
         partition_by=["date"],
         schema=AUDIT_SCHEMA,
     )
-    preview = silver_data.slice(0, 10).to_pandas() if silver_data is not None else pd.DataFrame()
+    preview = pa.concat_tables(previews).slice(0, 10).to_pandas() if previews else pd.DataFrame()
     return SilverResult(
-        verdicts=[v for o in outcomes for v in o.verdicts],
+        verdicts=verdicts,
         silver=silver,
         quarantine=quarantine,
         audit=audit,

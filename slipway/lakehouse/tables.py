@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -234,7 +234,7 @@ class Lakehouse:
     def write(
         self,
         name: str,
-        data: pa.Table,
+        data: pa.Table | pa.RecordBatchReader,
         *,
         mode: Literal["append", "overwrite"] = "append",
         replace_dates: tuple[dt.date | str, dt.date | str] | None = None,
@@ -251,8 +251,10 @@ class Lakehouse:
         ``data`` empties the range). ``schema`` is enforced with a safe cast, so a lossy value
         raises here instead of being silently cast by the writer.
         """
-        data = normalise_arrow(data)
-        if schema is not None:
+        # A RecordBatchReader comes from write_batches, already in the lakehouse's types.
+        if isinstance(data, pa.Table):
+            data = normalise_arrow(data)
+        if schema is not None and isinstance(data, pa.Table):
             data = data.select(schema.names).cast(
                 pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in schema]), safe=True
             )
@@ -285,7 +287,8 @@ class Lakehouse:
             )
         write_deltalake(uri, data, mode=mode, **{k: v for k, v in kwargs.items() if v is not None})
         version = self._table(name).version()
-        return WriteResult(name=name, uri=uri, version=version, rows_written=data.num_rows)
+        rows = data.num_rows if isinstance(data, pa.Table) else -1
+        return WriteResult(name=name, uri=uri, version=version, rows_written=rows)
 
     # -- files (model artefacts, reports) -------------------------------------------------------
     def _file_fs(self) -> tuple[pafs.FileSystem, str]:
@@ -317,6 +320,42 @@ class Lakehouse:
             fs.get_file_info(f"{base}/{relative}" if base else relative).type
             != pafs.FileType.NotFound
         )
+
+    def write_batches(
+        self,
+        name: str,
+        schema: pa.Schema,
+        parts: Iterable[pa.Table],
+        *,
+        replace_dates: tuple[dt.date | str, dt.date | str] | None = None,
+        partition_by: Sequence[str] | None = None,
+        commit_metadata: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        """Stream ``parts`` (tables of ``schema``) into ONE commit, holding one part at a time.
+
+        For ranges too large to gather in memory (a 10M-row backfill): the writer pulls each part
+        as it needs it, so peak memory is one part plus the writer's buffers. An exception while
+        producing a part aborts the write before its commit, leaving the table as it was.
+        """
+        target = pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in schema])
+        count = 0
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            nonlocal count
+            for part in parts:
+                table = normalise_arrow(part).select(target.names).cast(target, safe=True)
+                count += table.num_rows
+                yield from table.to_batches()
+
+        reader = pa.RecordBatchReader.from_batches(target, batches())
+        result = self.write(
+            name,
+            reader,  # type: ignore[arg-type]
+            replace_dates=replace_dates,
+            partition_by=partition_by,
+            commit_metadata=commit_metadata,
+        )
+        return WriteResult(result.name, result.uri, result.version, count)
 
     def delete(self, name: str, predicate: str) -> int | None:
         """Delete rows matching a SQL predicate; returns the new version (None if no table)."""

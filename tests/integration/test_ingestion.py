@@ -176,13 +176,14 @@ CRASH = textwrap.dedent(
     def dying_write(uri, data, **kwargs):
         if not uri.endswith("silver/transactions"):
             return real(uri, data, **kwargs)
-        batches = data.to_batches(max_chunksize=50)
+        batches = data.to_batches(max_chunksize=50) if isinstance(data, pa.Table) else list(data)
         def stream():
             for i, batch in enumerate(batches):
                 if i == len(batches) // 2:
                     os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the write
                 yield batch
-        return real(uri, pa.RecordBatchReader.from_batches(data.schema, stream()), **kwargs)
+        schema = data.schema
+        return real(uri, pa.RecordBatchReader.from_batches(schema, stream()), **kwargs)
 
     tables.write_deltalake = dying_write
     from tests.support.pipeline import run_graph

@@ -13,6 +13,12 @@ Thin on purpose: dbt does the work (``dbt build`` runs the models and their test
 
 dbt tests become asset checks (dagster-dbt's default), including on the partitioned mart, where
 they test the rows written for the run's window.
+
+dbt runs inside the step's process (:mod:`slipway.gold.dbt_runner`: no ``dbt`` subprocess, parsed
+manifests reused), and dagster-dbt's own event translation turns its result events into outputs
+and check results, so they are what ``DbtCliResource.cli(...).stream()`` would yield.
+``SLIPWAY_DBT_SUBPROCESS=1`` switches back to that subprocess (the module docstring of
+``dbt_runner`` says when that is worth it).
 """
 
 import datetime as dt
@@ -33,10 +39,13 @@ from dagster_dbt import (
     DbtCliResource,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from packaging import version
 
 from orchestration.partitions import daily_partitions
-from slipway.gold import dbt_project
+from slipway.gold import dbt_project, dbt_runner
 from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV
 from slipway.lakehouse import Lakehouse
 
@@ -73,6 +82,10 @@ class GoldTranslator(DagsterDbtTranslator):
         spec = super().get_asset_spec(manifest, unique_id, project)
         if unique_id.startswith("model."):
             spec = spec.replace_attributes(kinds={"dbt", "duckdb", "delta"})
+            tags = manifest["nodes"][unique_id].get("tags", [])
+            if "daily" not in tags:
+                # Full-refresh marts are cheap summaries: rebuild them whenever an input changes.
+                spec = spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
         return spec
 
 
@@ -172,22 +185,25 @@ def _cleanup(receipts_path: Path, receipts: list[dict[str, Any]]) -> None:
 
 def run_dbt(
     context: dg.AssetExecutionContext,
-    args: list[str],
+    command: str,
     marts: Mapping[str, Mart],
+    dbt_vars: Mapping[str, Any] | None = None,
 ) -> Iterator[Any]:
-    """Run ``dbt <args>`` for the selected assets and stream its events, with Delta metadata."""
+    """Run ``dbt <command>`` for the selected assets and yield its events, with Delta metadata.
+
+    In this process (:mod:`slipway.gold.dbt_runner`) unless ``SLIPWAY_DBT_SUBPROCESS=1`` asks for
+    dagster-dbt's subprocess; either way the Dagster events are dagster-dbt's own translation of
+    dbt's result events (outputs, asset checks), and a failed dbt fails the step with dbt's errors.
+    """
     lakehouse: Lakehouse = context.resources.lakehouse.get()
-    dbt: DbtCliResource = context.resources.dbt
     env = dbt_lakehouse_env(lakehouse.root)
     scratch = Path(env["SLIPWAY_DBT_SCRATCH"])
     scratch.mkdir(parents=True, exist_ok=True)
     receipts_path = scratch / f"{uuid.uuid4().hex}.receipts.jsonl"
-    # DbtCliResource copies os.environ when it starts the dbt process (inside .cli()), so the
-    # lakehouse root of *this* resource reaches dbt even when the environment says otherwise.
-    with dbt_project.environ({**env, RECEIPTS_ENV: os.fspath(receipts_path)}):
-        invocation = dbt.cli(args, context=context)
+    env[RECEIPTS_ENV] = os.fspath(receipts_path)
+    run = _dbt_subprocess if dbt_runner.use_subprocess() else _dbt_in_process
     try:
-        for event in invocation.stream():
+        for event in run(context, command, dbt_vars, env):
             if isinstance(event, dg.Output):
                 model = context.asset_key_for_output(event.output_name).path[-1]
                 if model in marts:
@@ -198,6 +214,82 @@ def run_dbt(
             yield event
     finally:
         _cleanup(receipts_path, _read_receipts(receipts_path))
+
+
+def _dbt_subprocess(
+    context: dg.AssetExecutionContext,
+    command: str,
+    dbt_vars: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+) -> Iterator[Any]:
+    """dagster-dbt's path: a ``dbt`` subprocess per invocation, its JSON log lines streamed."""
+    dbt: DbtCliResource = context.resources.dbt
+    args = [command, *(["--vars", json.dumps(dict(dbt_vars))] if dbt_vars else [])]
+    # DbtCliResource copies os.environ when it starts the dbt process (inside .cli()), so the
+    # lakehouse root of *this* resource reaches dbt even when the environment says otherwise.
+    with dbt_project.environ(env):
+        invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+
+
+def _dbt_in_process(
+    context: dg.AssetExecutionContext,
+    command: str,
+    dbt_vars: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+) -> Iterator[Any]:
+    """dbt in this process; its result events translated exactly as dagster-dbt translates them."""
+    dbt: DbtCliResource = context.resources.dbt
+    # the selection dagster-dbt would pass (subsets of the assets and checks, indirect selection)
+    params = get_updated_cli_invocation_params_for_context(
+        context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator()
+    )
+    project_dir = Path(params.dbt_project.project_dir if params.dbt_project else dbt.project_dir)
+    args = [*dbt.global_config_flags, command, *params.selection_args]
+    if params.indirect_selection:
+        args += ["--indirect-selection", params.indirect_selection]
+    target_path = _target_path(context, project_dir)
+    invocation = dbt_runner.invoke(
+        args,
+        target_path=target_path,
+        vars=dbt_vars,
+        env=env,
+        project_dir=project_dir,
+        profiles_dir=Path(dbt.profiles_dir or project_dir),
+        profile=dbt.profile,
+        target=dbt.target,
+    )
+    context.log.info(
+        f"{invocation.command}: manifest from {invocation.manifest_from} "
+        f"({invocation.parse_seconds:.2f} s), dbt ran {invocation.run_seconds:.2f} s in-process"
+    )
+    for raw_event in invocation.events:
+        event = DbtCoreCliEventMessage(raw_event=raw_event, event_history_metadata={})
+        yield from event.to_default_asset_events(
+            manifest=params.manifest,
+            dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context,
+            target_path=target_path,
+            project=params.dbt_project,
+        )
+    if not invocation.success:
+        log = target_path / "dbt.log"
+        raise DagsterDbtCliRuntimeError(
+            description=(
+                f"The in-process dbt invocation\n\n`{invocation.command}`\n\nfailed"
+                + (f" (dbt debug log: {log})" if log.exists() else "")
+                + f".\n\nErrors from dbt:\n\n{invocation.error_message() or 'none reported'}"
+            )
+        )
+
+
+def _target_path(context: dg.AssetExecutionContext, project_dir: Path) -> Path:
+    """A target folder of its own for this invocation, named and placed as dagster-dbt does."""
+    root = Path(os.getenv("DBT_TARGET_PATH", "target"))
+    if not root.is_absolute():
+        root = project_dir / root
+    name = f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    return root / name
 
 
 def _marts(manifest: Mapping[str, Any]) -> dict[str, Mart]:
@@ -260,7 +352,7 @@ def gold_definitions() -> tuple[list[dg.AssetsDefinition], list]:
         """Date-partitioned marts: one dbt build for the run's whole partition range."""
         window = _window_vars(context)
         context.log.info(f"dbt build for dates {window['start_date']} .. {window['end_date']}")
-        yield from run_dbt(context, ["build", "--vars", json.dumps(window)], marts)
+        yield from run_dbt(context, "build", marts, dbt_vars=window)
 
     @dbt_assets(
         manifest=manifest,
@@ -271,6 +363,6 @@ def gold_definitions() -> tuple[list[dg.AssetsDefinition], list]:
     )
     def gold_marts(context: dg.AssetExecutionContext):
         """Full-refresh marts (every date, because late chargebacks change any past day)."""
-        yield from run_dbt(context, ["build"], marts)
+        yield from run_dbt(context, "build", marts)
 
     return [gold_daily_marts, gold_marts], []

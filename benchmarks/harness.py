@@ -35,7 +35,9 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()}"
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tuple[float, list[float]]:
+def median_time(
+    fn: Callable[[], Any], repeats: int = 5, warmup: int = 1
+) -> tuple[float, list[float]]:
     """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` unmeasured ones."""
     for _ in range(warmup):
         fn()
@@ -47,14 +49,19 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tup
     return statistics.median(times), times
 
 
-def run_child(code: str, env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
+def run_child(
+    code: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
     """Run Python ``code`` in a child process; returns its JSON stdout plus peak RSS (MiB).
 
     Peak memory is sampled from the child and its children every 50 ms (RSS sum), which is what
     a machine's memory limit sees.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *(argv or [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
@@ -65,7 +72,9 @@ def run_child(code: str, env: dict[str, str] | None = None, timeout: float = 360
     started = time.perf_counter()
     while proc.poll() is None:
         try:
-            rss = parent.memory_info().rss + sum(c.memory_info().rss for c in parent.children(recursive=True))
+            rss = parent.memory_info().rss + sum(
+                c.memory_info().rss for c in parent.children(recursive=True)
+            )
             peak = max(peak, rss)
         except psutil.Error:
             pass

@@ -105,6 +105,9 @@ class Plugin(BasePlugin):
         # so dbt run by hand and dbt run by Dagster agree on where the lakehouse is.
         root = str(plugin_config.get("root") or "").strip() or load_settings().lakehouse_root
         self.lakehouse = Lakehouse(root)
+        # Every source version this dbt invocation read, stored in each mart's Delta commit, so
+        # lineage can walk from a mart version back to the silver versions it was built from.
+        self.read_versions: dict[str, int] = {}
         # DuckDB's COPY (the external materialization's scratch write) does not create folders.
         if self.creds is not None and "://" not in str(self.creds.external_root):
             Path(self.creds.external_root).mkdir(parents=True, exist_ok=True)
@@ -129,6 +132,7 @@ class Plugin(BasePlugin):
                 "materialize its upstream asset first"
             )
         data = self.lakehouse.read(name, version=ref_version, dates=window, date_column=date_column)
+        self.read_versions[name] = ref_version
         span = f" dates {window[0]}..{window[1]}" if window else ""
         logger.info(f"loaded {name} v{ref_version}{span}: {data.num_rows} rows")
         _receipt(
@@ -163,12 +167,23 @@ class Plugin(BasePlugin):
                     f"{name}: rows dated {lo}..{hi} fall outside the window {window[0]}..{window[1]} "
                     "being replaced; filter the model on the same window"
                 )
+        lineage = {
+            "model": target_config.relation.identifier,
+            "read_versions": dict(self.read_versions),
+        }
         if window is not None:
             result = self.lakehouse.write(
-                name, data, replace_dates=window, date_column=date_column, partition_by=partition_by
+                name,
+                data,
+                replace_dates=window,
+                date_column=date_column,
+                partition_by=partition_by,
+                commit_metadata=lineage,
             )
         else:
-            result = self.lakehouse.write(name, data, mode="overwrite", partition_by=partition_by)
+            result = self.lakehouse.write(
+                name, data, mode="overwrite", partition_by=partition_by, commit_metadata=lineage
+            )
         span = f" (replaced {window[0]}..{window[1]})" if window else " (full overwrite)"
         logger.info(f"wrote {name} v{result.version}: {result.rows_written} rows{span}")
         _receipt(

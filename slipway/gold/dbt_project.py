@@ -9,9 +9,12 @@ a run loading the code at the same time never read a half-written file.
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +26,16 @@ DBT_PROFILES_DIR = DBT_PROJECT_DIR
 TARGET_DIR = DBT_PROJECT_DIR / "target"
 MANIFEST_PATH = TARGET_DIR / "manifest.json"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# The packages the last parse was made with: a manifest parsed by another dbt-core/dbt-duckdb is
+# stale even when no project file changed (an upgrade changes the adapter's macros).
+PARSE_VERSIONS_FILE = "slipway_parse_versions.json"
+_VERSIONED_PACKAGES = ("dbt-core", "dbt-duckdb")
+
+# dbt keeps process-global state (flags, the adapter registry, the event manager, dbt-duckdb's
+# DuckDB environment) and reads os.environ at the start of an invocation: two in-process dbt
+# invocations at once in one process would corrupt each other. Every in-process dbt call in
+# Slipway (parse or build) holds this lock. Re-entrant, so a build may parse under it.
+DBT_LOCK = threading.RLock()
 
 # What the manifest is derived from: a change to any of these makes it stale.
 _SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
@@ -39,10 +52,19 @@ def dbt_env(lakehouse_root: str | None = None) -> dict[str, str]:
     scratch = os.environ.get("SLIPWAY_DBT_SCRATCH", "").strip() or str(
         settings.data_dir / "dbt" / "scratch"
     )
-    return {
-        "SLIPWAY_LAKEHOUSE_ROOT": lakehouse_root or settings.lakehouse_root,
-        "SLIPWAY_DBT_SCRATCH": scratch,
-    }
+    root = lakehouse_root or settings.lakehouse_root
+    return {"SLIPWAY_LAKEHOUSE_ROOT": _absolute(root), "SLIPWAY_DBT_SCRATCH": _absolute(scratch)}
+
+
+def _absolute(location: str) -> str:
+    """A local path made absolute against the caller's working directory; URIs unchanged.
+
+    dbt run in this process and dbt run as a subprocess (whose working directory is the dbt
+    project) must not resolve a relative ``SLIPWAY_*`` path differently.
+    """
+    if "://" in location:
+        return location
+    return os.fspath(Path(location).absolute())
 
 
 @contextmanager
@@ -61,6 +83,10 @@ def environ(overrides: Mapping[str, str]) -> Iterator[None]:
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
+    """The newest modification time of a file or folder the manifest is derived from.
+
+    Folders count too: deleting or renaming a model changes its folder's time, not any file's.
+    """
     newest = 0.0
     for name in _SOURCE_FILES:
         path = project_dir / name
@@ -69,16 +95,34 @@ def _newest_source_mtime(project_dir: Path) -> float:
     for name in _SOURCE_DIRS:
         root = project_dir / name
         if root.is_dir():
+            newest = max(newest, root.stat().st_mtime)
             for path in root.rglob("*"):
-                if path.is_file():
-                    newest = max(newest, path.stat().st_mtime)
+                newest = max(newest, path.stat().st_mtime)
     return newest
 
 
+def source_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> float:
+    """Changes whenever a file the manifest is derived from changes (for in-memory caches)."""
+    return _newest_source_mtime(project_dir)
+
+
+def installed_versions() -> dict[str, str]:
+    """The versions of the packages a parsed manifest depends on besides the project's files."""
+    return {name: importlib.metadata.version(name) for name in _VERSIONED_PACKAGES}
+
+
 def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
-    """True when the manifest is missing or older than any model, macro, test or project file."""
-    manifest = project_dir / "target" / "manifest.json"
+    """True when the manifest is missing, older than any model, macro, test or project file, or
+    was parsed by other versions of dbt-core / dbt-duckdb than the installed ones."""
+    target = project_dir / "target"
+    manifest = target / "manifest.json"
     if not manifest.exists():
+        return True
+    try:
+        parsed_with = json.loads((target / PARSE_VERSIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    if parsed_with != installed_versions():
         return True
     return manifest.stat().st_mtime < _newest_source_mtime(project_dir)
 
@@ -90,7 +134,8 @@ def parse_project(
 
     The parse writes into a private temporary target folder first; the manifest and the
     partial-parse file (which dagster-dbt copies into each run's target folder to skip
-    re-parsing) are then moved into ``target/`` with ``os.replace``.
+    re-parsing, and which :mod:`slipway.gold.dbt_runner` loads instead of parsing) are then
+    moved into ``target/`` with ``os.replace``, next to the versions they were parsed with.
     """
     from dbt.cli.main import dbtRunner
 
@@ -98,7 +143,8 @@ def parse_project(
     target.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
     try:
-        with environ(dbt_env()):
+        (tmp / PARSE_VERSIONS_FILE).write_text(json.dumps(installed_versions()), encoding="utf-8")
+        with DBT_LOCK, environ(dbt_env()):
             result = dbtRunner().invoke(
                 [
                     "parse",
@@ -115,7 +161,8 @@ def parse_project(
             )
         if not result.success:
             raise RuntimeError(f"dbt parse failed for {project_dir}: {result.exception}")
-        for name in (PARTIAL_PARSE_FILE, "manifest.json"):  # manifest last: it marks "fresh"
+        # manifest last: it marks "fresh"
+        for name in (PARSE_VERSIONS_FILE, PARTIAL_PARSE_FILE, "manifest.json"):
             if (tmp / name).exists():
                 os.replace(tmp / name, target / name)
     finally:

@@ -315,14 +315,29 @@ def _one_day(
     kept = part.filter(pa.array(~exact)) if landed else part
     duplicates = int(exact.sum())
 
-    flags = kept.select(["raw", stream.key, *FLAG_COLUMNS]).to_pylist() if kept.num_rows else []
     failures: dict[int, list[Failure]] = {}
     structurally_ok = np.ones(kept.num_rows, dtype=bool)
-    for pos, row in enumerate(flags):
-        found = _structural_failures(row, stream.key, stream.fields)
-        if found:
-            failures[pos] = found
-            structurally_ok[pos] = False
+    if kept.num_rows:
+        # Vectorised screen first; only rows with a structural problem become Python objects.
+        suspect = ~kept["_json_ok"].to_numpy(zero_copy_only=False).astype(bool)
+        for column in ("_missing_fields", "_cast_failures"):
+            lengths = pc.fill_null(pc.list_value_length(kept[column]), 0).to_numpy(
+                zero_copy_only=False
+            )
+            suspect |= lengths > 0
+        suspect |= kept["_conflicting_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
+        positions = np.flatnonzero(suspect)
+        if len(positions):
+            rows = (
+                kept.take(pa.array(positions))
+                .select(["raw", stream.key, *FLAG_COLUMNS])
+                .to_pylist()
+            )
+            for pos, row in zip(positions, rows, strict=True):
+                found = _structural_failures(row, stream.key, stream.fields)
+                if found:
+                    failures[int(pos)] = found
+                    structurally_ok[pos] = False
 
     ok_positions = np.flatnonzero(structurally_ok)
     if len(ok_positions):

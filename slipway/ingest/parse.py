@@ -62,44 +62,55 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
 
     Output: ``date``, the declared fields (typed, normalised), lineage columns, ``raw`` and
     ``_json_ok``, ``_missing_fields``, ``_unexpected_fields``, ``_cast_failures``.
+
+    The line is parsed once into a struct of strings (every JSON scalar keeps its text, so a
+    value that will not cast is still seen) and its key set is read with ``json_object_keys``:
+    an absent key (a renamed field) is told apart from a JSON null, and a line that is not a
+    JSON object has no key set at all. Each later expression reads plain columns, never the JSON.
     """
-    parsed = bronze.withColumn("_map", F.from_json(F.col("raw"), "map<string,string>"))
-    keys = F.map_keys(F.col("_map"))
-    known = F.array(*[F.lit(f.name) for f in fields])
-    typed = [_typed(F.col("_map").getItem(f.name), f).alias(f.name) for f in fields]
+    schema = ", ".join(f"`{f.name}` string" for f in fields)
+    raw_names = {f.name: f"_raw_{f.name}" for f in fields}
+    parsed = bronze.select(
+        "date",
+        *LINEAGE_COLUMNS,
+        "raw",
+        F.from_json(F.col("raw"), schema).alias("_s"),
+        F.json_object_keys(F.col("raw")).cast("array<string>").alias("_keys"),
+    ).select(
+        "date",
+        *LINEAGE_COLUMNS,
+        "raw",
+        "_keys",
+        *[F.col(f"_s.{f.name}").alias(raw_names[f.name]) for f in fields],
+    )
+    keys = F.col("_keys")
+    empty = F.array().cast("array<string>")
+    known = F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")
+    typed = [_typed(F.col(raw_names[f.name]), f).alias(f.name) for f in fields]
     missing = _names_where(
         [(f.name, ~F.array_contains(keys, f.name)) for f in fields if f.required]
     )
+    json_ok = keys.isNotNull()
+    out = parsed.select(
+        "date",
+        *typed,
+        *LINEAGE_COLUMNS,
+        "raw",
+        json_ok.alias("_json_ok"),
+        F.when(json_ok, missing).otherwise(empty).alias("_missing_fields"),
+        # Both sides cast: Sail refuses to unify List(Utf8) with List(non-null Utf8).
+        F.coalesce(F.array_except(keys, known), empty).alias("_unexpected_fields"),
+        *[F.col(raw_names[f.name]) for f in fields if f.dtype != "string"],
+    )
     cast_failures = _names_where(
         [
-            (f.name, F.col("_map").getItem(f.name).isNotNull() & F.col(f.name).isNull())
+            (f.name, F.col(raw_names[f.name]).isNotNull() & F.col(f.name).isNull())
             for f in fields
             if f.dtype != "string"
         ]
     )
-    return (
-        parsed.select(
-            "date",
-            *typed,
-            *LINEAGE_COLUMNS,
-            "raw",
-            F.col("_map").isNotNull().alias("_json_ok"),
-            F.coalesce(missing, F.array().cast("array<string>")).alias("_missing_fields"),
-            # Both sides cast: Sail refuses to unify List(Utf8) with List(non-null Utf8).
-            F.coalesce(
-                F.array_except(keys.cast("array<string>"), known.cast("array<string>")),
-                F.array().cast("array<string>"),
-            ).alias("_unexpected_fields"),
-            F.col("_map"),
-        )
-        .withColumn("_cast_failures", F.coalesce(cast_failures, F.array().cast("array<string>")))
-        .withColumn(
-            "_missing_fields",
-            F.when(F.col("_json_ok"), F.col("_missing_fields")).otherwise(
-                F.array().cast("array<string>")
-            ),
-        )
-        .drop("_map")
+    return out.withColumn("_cast_failures", F.coalesce(cast_failures, empty)).drop(
+        *[raw_names[f.name] for f in fields if f.dtype != "string"]
     )
 
 
@@ -108,18 +119,23 @@ def flag_duplicates(parsed: DataFrame, key: str, fields: Sequence[Field]) -> Dat
 
     "Earlier" means landing order: source file, then line. Exact duplicates are dropped and
     counted; a conflicting duplicate (same key, different values) is quarantined, keeping the
-    first delivery, because silently picking one version would hide an upstream defect.
+    first delivery, because silently picking one version would hide an upstream defect. Both
+    windows are keyed on the record key (and a hash of the values), not on every column.
     """
     order = [F.col("source_file"), F.col("source_line")]
     eligible = F.col("_json_ok") & F.col(key).isNotNull()
-    by_values = Window.partitionBy("date", *[f.name for f in fields]).orderBy(*order)
-    by_key = Window.partitionBy("date", key).orderBy(*order)
-    flagged = parsed.withColumn(
-        "_exact_duplicate", eligible & (F.row_number().over(by_values) > F.lit(1))
+    payload = F.xxhash64(
+        *[F.coalesce(F.col(f.name).cast("string"), F.lit("\u0000")) for f in fields]
     )
-    return flagged.withColumn(
-        "_conflicting_duplicate",
-        eligible & ~F.col("_exact_duplicate") & (F.row_number().over(by_key) > F.lit(1)),
+    by_key = Window.partitionBy("date", key).orderBy(*order)
+    earlier = by_key.rowsBetween(Window.unboundedPreceding, -1)
+    hashed = parsed.withColumn("_payload", payload)
+    seen = F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>"))
+    exact = eligible & F.array_contains(seen, F.col("_payload"))
+    return (
+        hashed.withColumn("_exact_duplicate", exact)
+        .withColumn("_conflicting_duplicate", eligible & ~exact & (F.size(seen) > F.lit(0)))
+        .drop("_payload")
     )
 
 

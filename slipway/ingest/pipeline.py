@@ -162,6 +162,24 @@ class SilverResult:
         }
 
 
+CHUNK_ROWS = 1_000_000  # bronze rows per Spark query: amortises the query cost, bounds memory
+
+
+def _chunks(days: list[dt.date], statuses: dict[dt.date, list], limit: int) -> list[list[dt.date]]:
+    """Consecutive days grouped so that each group's landed rows stay under ``limit``."""
+    chunks: list[list[dt.date]] = []
+    size = 0
+    for day in days:
+        rows = sum(s[2] or 0 for s in statuses.get(day, []))
+        if chunks and size + rows <= limit:
+            chunks[-1].append(day)
+            size += rows
+        else:
+            chunks.append([day])
+            size = rows
+    return chunks
+
+
 def silver_columns(stream: Stream) -> list[str]:
     derived = list(stream.derive().keys()) if stream.derive else []
     return ["date", *stream.field_names, *derived, *LINEAGE_COLUMNS]
@@ -212,12 +230,10 @@ def bronze_to_silver(
     verdicts: list[DayVerdict] = []
     previews: list[pa.Table] = []
 
-    def one_day(day: dt.date) -> pa.Table:
+    def contract_day(day: dt.date, candidates: pa.Table) -> pa.Table:
         day_statuses = statuses.get(day) or [(f"{stream.name}/{day}/", "no_files", 0, None)]
         if not policy.require_manifest:
             day_statuses = [s for s in day_statuses if s[1] not in ("no_manifest", "no_files")]
-        rows = bronze.where(F.col("date") == F.lit(day.isoformat()).cast("date"))
-        candidates = silver_candidates(rows, stream).toArrow()
         outcome = apply_contract(
             candidates,
             stream,
@@ -240,14 +256,26 @@ def bronze_to_silver(
             )
         return outcome.silver
 
+    def chunk_days(chunk: list[dt.date]) -> Iterator[pa.Table]:
+        """One Spark query for several days (Sail's per-query cost dominates small days), then
+        the contract day by day (its batch rules and the breaker are per day)."""
+        rows = bronze.where(
+            (F.col("date") >= F.lit(chunk[0].isoformat()).cast("date"))
+            & (F.col("date") <= F.lit(chunk[-1].isoformat()).cast("date"))
+        )
+        candidates = silver_candidates(rows, stream).toArrow()
+        for day in chunk:
+            day_rows = candidates.filter(pc.equal(candidates["date"], pa.scalar(day, pa.date32())))
+            yield contract_day(day, day_rows)
+
+    days = _chunks(days_between(start, end), statuses, CHUNK_ROWS)
+    parts_iter = (part for chunk in days for part in chunk_days(chunk))
     # The first day is computed eagerly for its schema; the rest stream into the same commit.
-    days = days_between(start, end)
-    first = one_day(days[0])
+    first = next(parts_iter)
 
     def parts() -> Iterator[pa.Table]:
         yield first
-        for day in days[1:]:
-            yield one_day(day)
+        yield from parts_iter
 
     silver = lakehouse.write_batches(
         silver_table(stream.name),

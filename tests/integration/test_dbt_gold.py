@@ -1,9 +1,11 @@
 """The gold layer for real: dbt-duckdb reads silver Delta fixtures and writes Delta marts.
 
-dbt runs in-process (``dbtRunner``, ~1-2 s an invocation after the first) for the content and
-idempotence checks, and through the Dagster assets (a dbt subprocess, ~8 s) where the Dagster
-wiring is what is under test: partition range -> one dbt invocation, Delta metadata, tests as
-asset checks.
+dbt runs in this process (``slipway.gold.dbt_runner``, what the Dagster assets use by default),
+with parsed manifests reused across invocations, so several tests check that what a run does
+still follows the run's vars (its date window) when the manifest was parsed earlier. The content
+and idempotence checks call the runner directly; the Dagster tests check the wiring (partition
+range -> one dbt invocation, Delta metadata, tests as asset checks, dbt errors failing the step)
+and, once, that the in-process events equal those of dagster-dbt's own ``dbt`` subprocess.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pytest
@@ -236,25 +238,27 @@ def dbt(
     tmp_path: Path, *args: str, window: tuple[dt.date, dt.date] | None = None
 ) -> dict[str, str]:
     """Run dbt in-process in a private target folder; returns {node name: status}."""
-    from dbt.cli.main import dbtRunner
+    return invoke(tmp_path, *args, window=window).statuses
 
-    target = tmp_path / "dbt-target"
-    cmd = [
-        *args,
-        "--project-dir", str(dbt_project.DBT_PROJECT_DIR),
-        "--profiles-dir", str(dbt_project.DBT_PROFILES_DIR),
-        "--target-path", str(target),
-        "--log-path", str(target),
-        "--quiet",
-    ]  # fmt: skip
-    if window:
-        cmd += [
-            "--vars",
-            json.dumps({"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}),
-        ]
-    result = dbtRunner().invoke(cmd)
-    assert result.result is not None, result.exception
-    return {r.node.name: str(r.status) for r in result.result.results}
+
+class Invocation(NamedTuple):
+    statuses: dict[str, str]
+    manifest_from: str
+
+
+def invoke(tmp_path: Path, *args: str, window: tuple[dt.date, dt.date] | None = None) -> Invocation:
+    from slipway.gold import dbt_runner
+
+    dbt_vars = (
+        {"start_date": window[0].isoformat(), "end_date": window[1].isoformat()} if window else None
+    )
+    run = dbt_runner.invoke(list(args), target_path=tmp_path / "dbt-target", vars=dbt_vars)
+    assert run.events, run.error_message()
+    statuses = {
+        e["data"]["node_info"]["node_name"]: e["data"]["node_info"]["node_status"]
+        for e in run.events
+    }
+    return Invocation(statuses, run.manifest_from)
 
 
 def rows(lakehouse: Lakehouse, name: str, key: str) -> dict[Any, dict[str, Any]]:
@@ -368,6 +372,83 @@ def test_partition_windows_replace_exactly_their_dates(gold: Lakehouse, tmp_path
     assert by_date() == {D1: {"t1", "t2", "t3", "t8"}}
 
 
+# -- (2b) parsed manifests are reused in one process, and the window still follows the vars -------
+def test_window_follows_vars_with_reused_manifests(gold: Lakehouse, tmp_path: Path) -> None:
+    """dbt renders the window (vars) into the manifest at parse time: a manifest reused for
+    another window would overwrite every date with that window's rows. Each window gets its own."""
+    from slipway.gold import dbt_runner
+
+    def by_date() -> dict[dt.date, set[str]]:
+        found: dict[dt.date, set[str]] = {}
+        for r in gold.read(
+            "gold.enriched_transactions", columns=["date", "transaction_id"]
+        ).to_pylist():
+            found.setdefault(r["date"], set()).add(r["transaction_id"])
+        return found
+
+    daily = ("build", "--select", "tag:daily")
+    everything = {D1: {"t1", "t2", "t3", "t8"}, D2: {"t4", "t5"}, D3: {"t6"}, D10: {"t7"}}
+    dbt_runner.clear_manifest_cache()
+    assert invoke(tmp_path, *daily).statuses["enriched_transactions"] == "success"  # no vars: all
+    assert by_date() == everything
+
+    write_silver_transactions(gold, [tx("t9", D2, 10, "c2", "m3", "ecom", "NL", 9.0)], D2, D2)
+    first = invoke(tmp_path, *daily, window=(D2, D2))
+    assert first.manifest_from == "parse"  # a new window is parsed with its vars
+    assert by_date() == {**everything, D2: {"t9"}}  # exactly D2 replaced, the rest kept
+
+    write_silver_transactions(gold, [tx("t11", D3, 10, "c2", "m3", "ecom", "NL", 9.0)], D3, D3)
+    invoke(tmp_path, *daily, window=(D3, D3))
+    assert by_date() == {**everything, D2: {"t9"}, D3: {"t11"}}
+
+    # the same window again reuses its manifest (a fresh copy: dbt mutates the one it runs with)
+    write_silver_transactions(gold, [tx("t12", D2, 10, "c1", "m1", "pos", "DE", 2.0)], D2, D2)
+    again = invoke(tmp_path, *daily, window=(D2, D2))
+    assert again.manifest_from == "memory" and again.statuses["enriched_transactions"] == "success"
+    assert by_date() == {**everything, D2: {"t12"}, D3: {"t11"}}
+
+    rebuilt = invoke(tmp_path, *daily)  # and the vars-less manifest is reused for a full rebuild
+    assert rebuilt.manifest_from == "memory"
+    assert by_date() == {**everything, D2: {"t12"}, D3: {"t11"}}
+
+
+def test_interrupted_invocation_leaves_the_next_one_working(
+    gold: Lakehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbtRunner returns even an interrupt as a result: it must reach the caller, and the
+    process-global dbt state (lock, callbacks, DuckDB environment) must be usable afterwards."""
+    import threading
+
+    from slipway.gold import dbt_runner
+    from slipway.gold.dbt_project import DBT_LOCK
+
+    collect = dbt_runner._Collector.__call__
+
+    def interrupt(self: Any, msg: Any) -> None:
+        if msg.info.name == "MainReportArgs":
+            raise KeyboardInterrupt("stop")
+        collect(self, msg)
+
+    monkeypatch.setattr(dbt_runner._Collector, "__call__", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        invoke(tmp_path, "build", "--select", "tag:daily")
+    monkeypatch.setattr(dbt_runner._Collector, "__call__", collect)
+
+    def probe() -> None:  # from another thread: is the lock free?
+        if DBT_LOCK.acquire(blocking=False):
+            free.append(True)
+            DBT_LOCK.release()
+
+    free: list[bool] = []
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert free == [True]
+    assert invoke(tmp_path, "build", "--select", "tag:daily").statuses["enriched_transactions"] == (
+        "success"
+    )
+
+
 # -- (4) Dagster: one invocation per partition range, Delta metadata, tests as asset checks -------
 def test_dagster_assets_partition_range_metadata_and_checks(
     gold: Lakehouse, data_dir: Path
@@ -449,6 +530,110 @@ def test_dagster_assets_partition_range_metadata_and_checks(
     assert kpi_meta["dagster/row_count"] == gold.read("gold.fraud_kpi_daily").num_rows == 8
     assert kpi_meta["read_versions"] == {"silver.transactions": version, "silver.chargebacks": 0}
     assert kpi_meta["replaced_dates"] == "all (full overwrite)"
+    # the steps fail with dbt's own account of what failed
+    errors = step_errors(failed)
+    assert "accepted_values_enriched_transactions_channel" in errors["gold_daily_marts"]
+    assert "accepted_values_fraud_kpi_daily_channel" in errors["gold_marts"]
+    assert not list((data_dir / "dbt" / "scratch").glob("*"))
+
+
+def step_errors(result: Any) -> dict[str, str]:
+    """step key -> its failure's messages (the error and its causes)."""
+    found = {}
+    for event in result.get_step_failure_events():
+        error, parts = event.step_failure_data.error, []
+        while error is not None:
+            parts.append(error.message)
+            error = error.cause
+        found[event.step_key] = "\n".join(parts)
+    return found
+
+
+# -- (4b) dbt errors fail the step clearly; the next run in the same process works ----------------
+def test_dagster_dbt_error_then_windows_in_one_process(
+    data_dir: Path, lakehouse: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from assets.gold import dbt_resource, gold_definitions
+    from orchestration.resources import LakehouseResource
+
+    monkeypatch.setenv("DBT_TARGET_PATH", str(data_dir / "dbt" / "target"))
+    (daily, _marts), _checks = gold_definitions()
+    # the run's lakehouse resource is what dbt writes to, whatever the environment says
+    monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(data_dir / "elsewhere"))
+    resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=lakehouse.root)}
+
+    # nothing in silver yet: the plugin's error is dbt's error, and the step fails with it
+    failed = dg.materialize(
+        [daily], resources=resources, partition_key="2026-08-02", raise_on_error=False
+    )
+    assert not failed.success
+    message = step_errors(failed)["gold_daily_marts"]
+    assert "silver.transactions" in message and "does not exist" in message, message
+    assert not list((data_dir / "dbt" / "scratch").glob("*"))
+
+    write_fixtures(lakehouse)
+    windows = []
+    for day in ("2026-08-02", "2026-08-03"):  # two windows, one process: each replaces its own
+        result = dg.materialize([daily], resources=resources, partition_key=day)
+        assert result.success
+        (m,) = result.get_asset_materialization_events()
+        windows.append(m.materialization.metadata["replaced_dates"].value)
+    assert windows == ["2026-08-02 .. 2026-08-02", "2026-08-03 .. 2026-08-03"]
+    dates = {r["date"] for r in lakehouse.read("gold.enriched_transactions").to_pylist()}
+    assert dates == {D2, D3}
+    assert not (data_dir / "elsewhere").exists()
+
+
+# -- (4c) the in-process events are dagster-dbt's own --------------------------------------------
+def test_in_process_events_equal_dagster_dbt_subprocess(
+    gold: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same partition through dagster-dbt's ``dbt`` subprocess (SLIPWAY_DBT_SUBPROCESS=1)
+    and in-process: the same outputs, metadata and asset check results, failing ones included."""
+    import dagster as dg
+
+    from assets.gold import dbt_resource, gold_definitions
+    from orchestration.resources import LakehouseResource
+    from slipway.gold.dbt_runner import SUBPROCESS_ENV
+
+    (daily, _marts), _checks = gold_definitions()
+    resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=gold.root)}
+    broken = [r for r in BASE_TRANSACTIONS if r["date"] == D1]
+    broken.append(tx("t666", D1, 5, "c404", "m1", "teleport", "DE", 1.0))
+    write_silver_transactions(gold, broken, D1, D1)
+    volatile = {"invocation_id", "Execution Duration", "table_version"}
+
+    def events(subprocess: bool) -> tuple[Any, ...]:
+        monkeypatch.setenv(SUBPROCESS_ENV, "1" if subprocess else "0")
+        result = dg.materialize(
+            [daily], resources=resources, partition_key="2026-08-01", raise_on_error=False
+        )
+        outputs = {
+            (m.asset_key, m.partition): {
+                k: v.value for k, v in m.materialization.metadata.items() if k not in volatile
+            }
+            for m in result.get_asset_materialization_events()
+        }
+        checks = {
+            e.check_name: (
+                e.passed,
+                e.severity,
+                {k: v.value for k, v in e.metadata.items() if k not in volatile},
+            )
+            for e in result.get_asset_check_evaluations()
+        }
+        return result.success, outputs, checks
+
+    in_process, subprocess = events(subprocess=False), events(subprocess=True)
+    assert in_process == subprocess
+    success, outputs, checks = in_process
+    assert not success and len(outputs) == 1 and len(checks) == len(daily.check_keys)
+    assert (
+        checks["accepted_values_enriched_transactions_channel__ecom__pos__contactless__atm"][0]
+        is False
+    )
 
 
 # -- (5) the manifest builds itself ---------------------------------------------------------------
@@ -475,3 +660,18 @@ def test_manifest_is_built_when_missing_or_stale(tmp_path: Path) -> None:
     dbt_project.ensure_manifest(project, project)
     assert manifest.stat().st_mtime_ns > built
     assert not list((project / "target").glob(".parse-*")), "the temporary parse folder is removed"
+
+    past = manifest.stat().st_mtime - 1
+    os.utime(model, (past, past))  # back from the future: fresh again
+    assert not dbt_project.manifest_is_stale(project)
+    # parsed by another dbt-core / dbt-duckdb: stale although no project file changed
+    versions = project / "target" / dbt_project.PARSE_VERSIONS_FILE
+    recorded = versions.read_text()
+    versions.write_text(json.dumps({**json.loads(recorded), "dbt-duckdb": "0.0.1"}))
+    assert dbt_project.manifest_is_stale(project)
+    versions.write_text(recorded)
+    assert not dbt_project.manifest_is_stale(project)
+    # a deleted model changes no remaining file, only its folder
+    time.sleep(0.01)
+    (project / "models" / "marts" / "quarantine_daily.sql").unlink()
+    assert dbt_project.manifest_is_stale(project)

@@ -44,7 +44,10 @@ def render() -> str:
             continue
         result = json.loads(path.read_text())
         lines += [f"**{result.get('title', name)}**", ""]
-        lines += [f"- machine: {result.get('machine', 'unknown')}", f"- measured: {result.get('measured_at', '?')}"]
+        lines += [
+            f"- machine: {result.get('machine', 'unknown')}",
+            f"- measured: {result.get('measured_at', '?')}",
+        ]
         if result.get("command"):
             lines.append(f"- command: `{result['command']}`")
         lines.append("")
@@ -68,14 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=[*BENCHMARKS, "all", "render"])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
-    names = list(BENCHMARKS) if args.name == "all" else ([] if args.name == "render" else [args.name])
+    names = (
+        list(BENCHMARKS) if args.name == "all" else ([] if args.name == "render" else [args.name])
+    )
     for name in names:
         print(f"== benchmark {name}: {BENCHMARKS[name]}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
         result = module.run(quick=args.quick)
         result.setdefault("machine", machine())
         result.setdefault("measured_at", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
-        result.setdefault("command", f"python -m benchmarks {name}" + (" --quick" if args.quick else ""))
+        result.setdefault(
+            "command", f"python -m benchmarks {name}" + (" --quick" if args.quick else "")
+        )
         print(f"saved {save(name, result)}", flush=True)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(render() + "\n")

@@ -22,7 +22,7 @@ ingestion = dg.define_asset_job(
 daily_ingest_and_score = dg.define_asset_job(
     "daily_ingest_and_score",
     selection=dg.AssetSelection.groups("ingestion", "gold", "features", "feast", "scoring")
-    | dg.AssetSelection.keys(DRIFT),
+    | dg.AssetSelection.assets(DRIFT),
     description=(
         "A day (or a range, as one run) from landing files through silver, gold, features, the "
         "online store, scoring and drift monitoring."
@@ -31,7 +31,7 @@ daily_ingest_and_score = dg.define_asset_job(
 
 evaluate_performance = dg.define_asset_job(
     "evaluate_performance",
-    selection=dg.AssetSelection.keys(PERFORMANCE),
+    selection=dg.AssetSelection.assets(PERFORMANCE),
     description="Model performance on days whose labels have matured.",
 )
 

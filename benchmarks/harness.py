@@ -8,6 +8,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,29 +61,34 @@ def run_child(
     Peak memory is sampled from the child and its children every 50 ms (RSS sum), which is what
     a machine's memory limit sees.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *(argv or [])],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-        text=True,
-    )
-    peak = 0
-    parent = psutil.Process(proc.pid)
-    started = time.perf_counter()
-    while proc.poll() is None:
-        try:
-            rss = parent.memory_info().rss + sum(
-                c.memory_info().rss for c in parent.children(recursive=True)
-            )
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        if time.perf_counter() - started > timeout:
-            proc.kill()
-            raise TimeoutError(f"benchmark child exceeded {timeout}s")
-        time.sleep(0.05)
-    out, err = proc.communicate()
+    # Output goes to files, not pipes: a chatty child (Dagster logs) would fill a pipe's buffer
+    # and block forever, since the parent only reads after the child exits.
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, *(argv or [])],
+            stdout=out_file,
+            stderr=err_file,
+            env={**os.environ, **(env or {})},
+            text=True,
+        )
+        peak = 0
+        parent = psutil.Process(proc.pid)
+        started = time.perf_counter()
+        while proc.poll() is None:
+            try:
+                rss = parent.memory_info().rss + sum(
+                    c.memory_info().rss for c in parent.children(recursive=True)
+                )
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            if time.perf_counter() - started > timeout:
+                proc.kill()
+                raise TimeoutError(f"benchmark child exceeded {timeout}s")
+            time.sleep(0.05)
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({proc.returncode}):\n{err[-4000:]}")
     lines = [line for line in out.splitlines() if line.startswith("{")]

@@ -12,13 +12,17 @@ from slipway.ingest.arrivals import detect_arrivals
 D1, D2, D3 = dt.date(2026, 8, 1), dt.date(2026, 8, 2), dt.date(2026, 8, 3)
 
 
-def _deliver(root: Path, day: dt.date, part: int = 1, manifest: bool = True, stream: str = "transactions") -> None:
+def _deliver(
+    root: Path, day: dt.date, part: int = 1, manifest: bool = True, stream: str = "transactions"
+) -> None:
     folder = root / stream / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stream}_{day}_part-{part:03d}.jsonl").write_text('{"x": 1}\n')
     if manifest:
         parts = sorted(p.name for p in folder.glob("*.jsonl"))
-        (folder / "_manifest.json").write_text(json.dumps({"files": [{"name": p, "rows": 1} for p in parts]}))
+        (folder / "_manifest.json").write_text(
+            json.dumps({"files": [{"name": p, "rows": 1} for p in parts]})
+        )
 
 
 def test_new_days_are_one_run_each_and_only_once(tmp_path: Path) -> None:

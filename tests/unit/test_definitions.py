@@ -27,7 +27,9 @@ def _graph() -> dict[str, object]:
             "group": node.group_name,
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "partitioned": node.partitions_def is not None,
-            "automation": type(node.automation_condition).__name__ if node.automation_condition else None,
+            "automation": type(node.automation_condition).__name__
+            if node.automation_condition
+            else None,
             "checks": sorted(c.name for c in node.check_keys),
         }
     return {
@@ -41,7 +43,16 @@ def _graph() -> dict[str, object]:
 def test_the_code_location_loads_and_validates() -> None:
     dg.Definitions.validate_loadable(defs)
     groups = {defs.resolve_asset_graph().get(k).group_name for k in defs.resolve_all_asset_keys()}
-    assert {"ingestion", "gold", "features", "feast", "training", "registry", "scoring", "monitoring"} <= groups
+    assert {
+        "ingestion",
+        "gold",
+        "features",
+        "feast",
+        "training",
+        "registry",
+        "scoring",
+        "monitoring",
+    } <= groups
 
 
 def test_the_asset_graph_matches_its_snapshot() -> None:

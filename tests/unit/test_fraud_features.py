@@ -174,3 +174,32 @@ def test_customer_profile_is_valid_from_signup(spark) -> None:
     assert out.iloc[0]["signup_epoch"] == pytest.approx(
         pd.Timestamp(2025, 3, 1, tz="UTC").timestamp()
     )
+
+
+def test_the_feature_contract_catches_a_broken_row(spark, lakehouse) -> None:
+    import pyarrow as pa
+
+    from slipway.features.build import check_feature_table
+    from slipway.usecases.fraud import CUSTOMER_BEHAVIOUR
+
+    out = _behaviour(spark, BASE)
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    lakehouse.write(
+        "features.customer_behaviour",
+        table,
+        replace_dates=(D1, dt.date(2026, 8, 31)),
+        partition_by=["date"],
+    )
+    assert check_feature_table(lakehouse, CUSTOMER_BEHAVIOUR, D1, dt.date(2026, 8, 31)).passed
+    broken = out.copy()
+    broken.loc[0, "txn_count_1h"] = 99  # more in one hour than in the whole day: a feature bug
+    broken.loc[1, "amount_avg_30d"] = -5.0
+    lakehouse.write(
+        "features.customer_behaviour",
+        pa.Table.from_pandas(broken, preserve_index=False),
+        replace_dates=(D1, dt.date(2026, 8, 31)),
+    )
+    result = check_feature_table(lakehouse, CUSTOMER_BEHAVIOUR, D1, dt.date(2026, 8, 31))
+    assert not result.passed
+    checks = set(result.failures["check"].astype(str))
+    assert "count_1h_within_24h" in checks and "greater_than(0)" in checks

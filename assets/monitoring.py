@@ -16,7 +16,7 @@ from assets.metadata import preview, written
 from assets.scoring import PREDICTIONS_KEY
 from orchestration.partitions import daily_partitions
 from slipway.lakehouse import Lakehouse
-from slipway.monitoring.alerts import contract_failures
+from slipway.monitoring.alerts import contract_failures, training_window_end
 from slipway.monitoring.charts import drift_share_png
 from slipway.monitoring.daily import DriftRun, monitor_drift
 from slipway.monitoring.performance import evaluate_performance
@@ -201,7 +201,16 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         checked = rows[rows["run_id"] == context.run.run_id]
         if checked.empty and not rows.empty:  # run on its own: judge the latest day
             checked = rows[rows["date"] == rows["date"].max()]
+        # Days the model was trained on are its reference, not news (the same rule as the alerts):
+        # the first days of a cold start differ from steady state and would warn on every backfill.
+        trained_through = training_window_end(lakehouse, spec.name)
+        inside = (
+            checked[checked["date"] <= trained_through] if trained_through else checked.iloc[0:0]
+        )
+        checked = checked[checked["date"] > trained_through] if trained_through else checked
         ok, text, by_day = _drift_description(checked)
+        if not inside.empty:
+            text += f" ({inside['date'].nunique()} day(s) up to {trained_through} are inside the champion's training data: not judged)"
         return dg.AssetCheckResult(
             passed=ok,
             severity=dg.AssetCheckSeverity.WARN,

@@ -206,6 +206,23 @@ def _newer(lakehouse: Lakehouse, name: str, model_name: str, after: str | None) 
     return lakehouse.read_pandas(name, filter=expr)
 
 
+def training_window_end(lakehouse: Lakehouse, model_name: str) -> dt.date | None:
+    """The last day of the champion's training data (the end of its validation window), if any.
+
+    Days up to it are the model's own reference, not news: neither an alert nor a warning. (The
+    training set's as-of day is later: transactions after as-of minus the label maturity were not
+    matured, so they are not in it.)
+    """
+    from slipway.registry.store import CHAMPION, ModelRegistry
+
+    registry = ModelRegistry(lakehouse)
+    champion = registry.alias(model_name, CHAMPION)
+    if champion is None:
+        return None
+    window = registry.get(model_name, champion).training_set.get("valid_window") or []
+    return dt.date.fromisoformat(str(window[-1])) if window else None
+
+
 def _stale_reasons(
     lakehouse: Lakehouse, model_name: str, candidates: list[Alert]
 ) -> dict[str, str]:
@@ -213,19 +230,17 @@ def _stale_reasons(
     champion was trained on (its training set's as-of day or earlier)."""
     from slipway.registry.store import CHAMPION, ModelRegistry
 
-    registry = ModelRegistry(lakehouse)
-    champion = registry.alias(model_name, CHAMPION)
+    champion = ModelRegistry(lakehouse).alias(model_name, CHAMPION)
     if champion is None:
         return {a.evidence_key: "no champion to retrain" for a in candidates}
-    as_of = registry.get(model_name, champion).training_set.get("as_of")
-    trained_through = dt.date.fromisoformat(str(as_of)) if as_of else None
+    trained_through = training_window_end(lakehouse, model_name)
     reasons: dict[str, str] = {}
     for a in candidates:
         if a.model_version != champion:
             reasons[a.evidence_key] = f"about v{a.model_version}; the champion is now v{champion}"
         elif trained_through is not None and a.date <= trained_through:
             reasons[a.evidence_key] = (
-                f"{a.date} is inside v{champion}'s training data (as of {trained_through})"
+                f"{a.date} is inside v{champion}'s training data (through {trained_through})"
             )
     return reasons
 

@@ -37,22 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import ROOT
+from slipway.simulator.config import TRANSACTION_FIELDS
 
 WORLD = ROOT / "data" / "bench" / "serving"
 MARKER = WORLD / "world.json"
 RATE = 100.0  # requests per second
-LANDED = (
-    "transaction_id",
-    "event_time",
-    "customer_id",
-    "merchant_id",
-    "amount",
-    "currency",
-    "channel",
-    "country",
-    "merchant_category",
-    "device_id",
-)
+LANDED = TRANSACTION_FIELDS
 
 
 # -- the world ----------------------------------------------------------------------------------

@@ -275,9 +275,7 @@ class Lakehouse:
             mode = "overwrite"
         elif mode == "overwrite" and exists:
             kwargs["schema_mode"] = "overwrite"
-        if not self.is_local:
-            pass
-        else:
+        if self.is_local:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         if commit_metadata:
             kwargs["commit_properties"] = CommitProperties(

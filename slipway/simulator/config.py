@@ -15,6 +15,7 @@ from slipway.simulator.scenarios import Scenario
 
 # The business's own tables: the simulator generates what the use case declares, so converted
 # amounts are exact and every channel, MCC and segment is one the model knows.
+from slipway.usecases.fraud import landing as _landing
 from slipway.usecases.fraud.landing import CHANNELS, FX_TO_EUR, SEGMENTS
 
 __all__ = ["CHANNELS", "FX_TO_EUR", "SEGMENTS", "SimConfig"]
@@ -112,28 +113,12 @@ SEGMENT_TRAVEL = np.array([1.0, 2.0, 2.5, 0.8])
 FRAUD_TYPES: tuple[str, ...] = ("card_not_present", "account_takeover", "card_testing")
 BURST, TAKEOVER, CARD_TESTING = range(3)
 
-# The landed records, in the order their keys appear on each line (the upstream contract).
-TRANSACTION_FIELDS: tuple[str, ...] = (
-    "transaction_id",
-    "event_time",
-    "customer_id",
-    "merchant_id",
-    "amount",
-    "currency",
-    "channel",
-    "country",
-    "merchant_category",
-    "device_id",
-)
-CHARGEBACK_FIELDS: tuple[str, ...] = ("transaction_id", "reported_at", "fraud_type")
-CUSTOMER_FIELDS: tuple[str, ...] = (
-    "customer_id",
-    "signup_date",
-    "home_country",
-    "segment",
-    "birth_year",
-)
-MERCHANT_FIELDS: tuple[str, ...] = ("merchant_id", "merchant_name", "merchant_category", "country")
+# The landed records, in the order their keys appear on each line: the upstream contract as the
+# use case declares it (one declaration; the simulator only writes it).
+TRANSACTION_FIELDS: tuple[str, ...] = tuple(f.name for f in _landing.TRANSACTION_FIELDS)
+CHARGEBACK_FIELDS: tuple[str, ...] = tuple(f.name for f in _landing.CHARGEBACK_FIELDS)
+CUSTOMER_FIELDS: tuple[str, ...] = tuple(f.name for f in _landing.CUSTOMER_FIELDS)
+MERCHANT_FIELDS: tuple[str, ...] = tuple(f.name for f in _landing.MERCHANT_FIELDS)
 # Ground truth columns that ``Simulator.transactions`` adds and that never reach the landing zone.
 HIDDEN_FIELDS: tuple[str, ...] = ("is_fraud", "fraud_type")
 

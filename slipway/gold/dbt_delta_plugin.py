@@ -82,6 +82,26 @@ def _receipt(record: dict[str, Any]) -> None:
         f.write(line + "\n")
 
 
+_EMPTY_TYPES = {
+    "date": pa.date32(),
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def empty_table(columns: dict[str, str]) -> pa.Table:
+    """An empty table of a source's declared ``empty_schema`` (column -> type name)."""
+    unknown = {t for t in columns.values() if t not in _EMPTY_TYPES}
+    if unknown:
+        raise ValueError(
+            f"empty_schema types must be among {sorted(_EMPTY_TYPES)}, got {sorted(unknown)}"
+        )
+    return pa.schema([(name, _EMPTY_TYPES[kind]) for name, kind in columns.items()]).empty_table()
+
+
 def read_scratch(path: str) -> pa.Table:
     """Read the external materialization's parquet file, dropping its empty-result placeholder.
 
@@ -126,6 +146,10 @@ class Plugin(BasePlugin):
         window = parse_window(source_config.get("start_date"), source_config.get("end_date"))
         date_column = source_config.get("date_column", "date")
         ref_version = self.lakehouse.version(name) if version is None else version
+        if ref_version is None and source_config.get("empty_schema"):
+            # A history that has not started yet (e.g. monitoring before the first scored day).
+            logger.info(f"{name} does not exist yet: loading it empty, as its source declares")
+            return empty_table(source_config.get("empty_schema"))
         if ref_version is None:
             raise RuntimeError(
                 f"Delta table {name!r} does not exist under {self.lakehouse.root}: "

@@ -323,6 +323,55 @@ def test_build_all_marts(gold: Lakehouse, tmp_path: Path) -> None:
     assert (
         quality[(D3, "none")]["quarantined_rows"] == 0 and quality[(D3, "none")]["bad_share"] == 0.0
     )
+    # monitoring has never run here: its sources load empty and the mart is an empty history
+    assert gold.read("gold.drift_daily").num_rows == 0
+
+
+def test_drift_mart_summarises_monitoring_rows(gold: Lakehouse, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    def metric(day, feature, metric, statistic, drifted):
+        return {
+            "date": day, "model_name": "m", "model_version": 1, "feature": feature,
+            "metric": metric, "statistic": statistic, "threshold": 0.1, "drifted": drifted,
+        }  # fmt: skip
+
+    gold.write(
+        "monitoring.drift_metrics",
+        pa.Table.from_pylist(
+            [
+                metric(D1, "amount_eur", "value_drift", 0.9, True),
+                metric(D1, "channel", "value_drift", 0.2, True),
+                metric(D1, "hour_of_day", "value_drift", 0.01, False),
+                metric(D1, "*", "drift_share", 2 / 3, True),
+                metric(D1, "score", "prediction_drift", 0.05, False),
+                metric(D2, "amount_eur", "value_drift", 0.02, False),
+                metric(D2, "*", "drift_share", 0.0, False),
+                metric(D2, "score", "prediction_drift", 0.3, True),
+            ]
+        ),
+        mode="overwrite",
+    )
+    gold.write(
+        "monitoring.performance",
+        pa.Table.from_pylist(
+            [
+                {
+                    "date": D1, "model_name": "m", "model_version": 1, "status": "evaluated",
+                    "pr_auc": 0.7, "recall_at_precision": 0.5, "pr_auc_drop": 0.2, "degraded": True,
+                }  # fmt: skip
+            ]
+        ),
+        mode="overwrite",
+    )
+    statuses = dbt(tmp_path, "build", "--select", "drift_daily")
+    assert statuses and all(s in ("success", "pass") for s in statuses.values()), statuses
+    days = {r["date"]: r for r in gold.read("gold.drift_daily").to_pylist()}
+    assert days[D1]["drifted_features"] == 2 and days[D1]["drifted_feature_list"] == "amount_eur, channel"
+    assert days[D1]["day_drifted"] and not days[D1]["prediction_drifted"]
+    assert days[D1]["pr_auc"] == pytest.approx(0.7) and days[D1]["degraded"]
+    assert days[D2]["prediction_drifted"] and not days[D2]["day_drifted"]
+    assert days[D2]["performance_status"] is None and days[D2]["degraded"] is False
 
 
 # -- (2) + (3) partition windows: idempotent, exact, following upstream ---------------------------
@@ -463,7 +512,9 @@ def test_dagster_assets_partition_range_metadata_and_checks(
     assert marts.keys == {
         dg.AssetKey(["gold", "fraud_kpi_daily"]),
         dg.AssetKey(["gold", "quarantine_daily"]),
+        dg.AssetKey(["gold", "drift_daily"]),
     }
+    assert dg.AssetKey(["monitoring", "drift"]) in marts.dependency_keys
     assert dg.AssetKey(["silver", "transactions"]) in daily.dependency_keys
     assert dg.AssetKey(["quarantine", "transactions"]) in marts.dependency_keys
     assert not any(

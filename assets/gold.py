@@ -52,6 +52,9 @@ from slipway.lakehouse import Lakehouse
 GOLD = "gold"
 DAILY_TAG = "daily"
 DAILY_SELECT = f"tag:{DAILY_TAG}"
+# Marts over monitoring results get their own step, so the business marts never wait for (or are
+# skipped with) scoring and monitoring.
+MONITORING_SELECT = "tag:monitoring"
 
 
 class GoldTranslator(DagsterDbtTranslator):
@@ -356,7 +359,7 @@ def gold_definitions() -> tuple[list[dg.AssetsDefinition], list]:
 
     @dbt_assets(
         manifest=manifest,
-        exclude=DAILY_SELECT,
+        exclude=f"{DAILY_SELECT} {MONITORING_SELECT}",
         name="gold_marts",
         dagster_dbt_translator=translator,
         required_resource_keys={"dbt", "lakehouse"},
@@ -365,4 +368,15 @@ def gold_definitions() -> tuple[list[dg.AssetsDefinition], list]:
         """Full-refresh marts (every date, because late chargebacks change any past day)."""
         yield from run_dbt(context, "build", marts)
 
-    return [gold_daily_marts, gold_marts], []
+    @dbt_assets(
+        manifest=manifest,
+        select=MONITORING_SELECT,
+        name="gold_monitoring_marts",
+        dagster_dbt_translator=translator,
+        required_resource_keys={"dbt", "lakehouse"},
+    )
+    def gold_monitoring_marts(context: dg.AssetExecutionContext):
+        """Marts over the monitoring tables (drift and performance history), rebuilt in full."""
+        yield from run_dbt(context, "build", marts)
+
+    return [gold_daily_marts, gold_marts, gold_monitoring_marts], []

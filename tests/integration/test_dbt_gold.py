@@ -356,10 +356,16 @@ def test_drift_mart_summarises_monitoring_rows(gold: Lakehouse, tmp_path: Path) 
         "monitoring.performance",
         pa.Table.from_pylist(
             [
-                {
-                    "date": D1, "model_name": "m", "model_version": 1, "status": "evaluated",
-                    "pr_auc": 0.7, "recall_at_precision": 0.5, "pr_auc_drop": 0.2, "degraded": True,
-                }  # fmt: skip
+                dict(
+                    date=D1,
+                    model_name="m",
+                    model_version=1,
+                    status="evaluated",
+                    pr_auc=0.7,
+                    recall_at_precision=0.5,
+                    pr_auc_drop=0.2,
+                    degraded=True,
+                )
             ]
         ),
         mode="overwrite",
@@ -367,7 +373,10 @@ def test_drift_mart_summarises_monitoring_rows(gold: Lakehouse, tmp_path: Path) 
     statuses = dbt(tmp_path, "build", "--select", "drift_daily")
     assert statuses and all(s in ("success", "pass") for s in statuses.values()), statuses
     days = {r["date"]: r for r in gold.read("gold.drift_daily").to_pylist()}
-    assert days[D1]["drifted_features"] == 2 and days[D1]["drifted_feature_list"] == "amount_eur, channel"
+    assert (
+        days[D1]["drifted_features"] == 2
+        and days[D1]["drifted_feature_list"] == "amount_eur, channel"
+    )
     assert days[D1]["day_drifted"] and not days[D1]["prediction_drifted"]
     assert days[D1]["pr_auc"] == pytest.approx(0.7) and days[D1]["degraded"]
     assert days[D2]["prediction_drifted"] and not days[D2]["day_drifted"]
@@ -507,14 +516,15 @@ def test_dagster_assets_partition_range_metadata_and_checks(
     from assets.gold import dbt_resource, gold_definitions
     from orchestration.resources import LakehouseResource
 
-    (daily, marts), _checks = gold_definitions()
+    (daily, marts, monitoring_marts), _checks = gold_definitions()
+    assert monitoring_marts.keys == {dg.AssetKey(["gold", "drift_daily"])}
+    assert dg.AssetKey(["monitoring", "drift"]) in monitoring_marts.dependency_keys
     assert daily.keys == {dg.AssetKey(["gold", "enriched_transactions"])}
     assert marts.keys == {
         dg.AssetKey(["gold", "fraud_kpi_daily"]),
         dg.AssetKey(["gold", "quarantine_daily"]),
-        dg.AssetKey(["gold", "drift_daily"]),
     }
-    assert dg.AssetKey(["monitoring", "drift"]) in marts.dependency_keys
+    assert dg.AssetKey(["monitoring", "drift"]) not in marts.dependency_keys
     assert dg.AssetKey(["silver", "transactions"]) in daily.dependency_keys
     assert dg.AssetKey(["quarantine", "transactions"]) in marts.dependency_keys
     assert not any(
@@ -610,7 +620,7 @@ def test_dagster_dbt_error_then_windows_in_one_process(
     from orchestration.resources import LakehouseResource
 
     monkeypatch.setenv("DBT_TARGET_PATH", str(data_dir / "dbt" / "target"))
-    (daily, _marts), _checks = gold_definitions()
+    (daily, *_marts), _checks = gold_definitions()
     # the run's lakehouse resource is what dbt writes to, whatever the environment says
     monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(data_dir / "elsewhere"))
     resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=lakehouse.root)}
@@ -649,7 +659,7 @@ def test_in_process_events_equal_dagster_dbt_subprocess(
     from orchestration.resources import LakehouseResource
     from slipway.gold.dbt_runner import SUBPROCESS_ENV
 
-    (daily, _marts), _checks = gold_definitions()
+    (daily, *_marts), _checks = gold_definitions()
     resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=gold.root)}
     broken = [r for r in BASE_TRANSACTIONS if r["date"] == D1]
     broken.append(tx("t666", D1, 5, "c404", "m1", "teleport", "DE", 1.0))

@@ -3,7 +3,7 @@
   which features drifted, and (once labels matured) PR-AUC against the model's validation figure.
   One place for a "how is the model doing" chart or alert rule in any BI tool.
 -#}
-{{ config(lakehouse_table='gold.drift_daily') }}
+{{ config(lakehouse_table='gold.drift_daily', tags=['monitoring']) }}
 
 with drift as (
     select

@@ -7,6 +7,8 @@ import datetime as dt
 import importlib
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.harness import DOC, RESULTS, machine, save
 
@@ -25,6 +27,41 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|")
+
+
+LEAD_COLUMNS = ("measure", "case")
+
+
+def _filled(value: object) -> bool:
+    return value is not None and value != ""
+
+
+def render_tables(
+    rows: list[dict[str, Any]], table_of: Callable[[dict[str, Any]], str] | None
+) -> list[str]:
+    """One markdown table per kind of row (``table_of``), with only the columns that kind fills.
+
+    Benchmarks measure unlike things side by side (an HTTP run, an in-process lookup); one table
+    over the union of their columns is mostly empty cells and invites reading a figure under the
+    wrong heading.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(table_of(row) if table_of else "", []).append(row)
+    lines: list[str] = []
+    for heading, members in groups.items():
+        keys = list(dict.fromkeys(k for row in members for k in row if _filled(row[k])))
+        headers = [k for k in LEAD_COLUMNS if k in keys] + [
+            k for k in keys if k not in LEAD_COLUMNS
+        ]
+        if heading:
+            lines += [f"*{heading}*", ""]
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "---|" * len(headers))
+        for row in members:
+            lines.append("| " + " | ".join(_cell(row.get(h, "")) for h in headers) + " |")
+        lines.append("")
+    return lines
 
 
 def render() -> str:
@@ -51,14 +88,11 @@ def render() -> str:
         if result.get("command"):
             lines.append(f"- command: `{result['command']}`")
         lines.append("")
+        module = importlib.import_module(f"benchmarks.{name}")
         rows = result.get("rows", [])
-        if rows:
-            headers = list(dict.fromkeys(k for row in rows for k in row))
-            lines.append("| " + " | ".join(headers) + " |")
-            lines.append("|" + "---|" * len(headers))
-            for row in rows:
-                lines.append("| " + " | ".join(_cell(row.get(h, "")) for h in headers) + " |")
-            lines.append("")
+        if hasattr(module, "doc_rows"):
+            rows = module.doc_rows(rows)
+        lines += render_tables(rows, getattr(module, "table_of", None))
         for note in result.get("notes", []):
             lines.append(f"- {note}")
         if result.get("notes"):

@@ -135,6 +135,13 @@ def _measure(label: str, total: int, repeats: int, baseline: bool) -> list[dict[
     return out
 
 
+def table_of(row: dict[str, Any]) -> str:
+    """Which table of docs/benchmarks.md a result row belongs to."""
+    if "Sail vs plain pandas" in str(row.get("measure", "")):
+        return "One day's parse + type + dedup: Sail against a plain pandas implementation"
+    return "Landing -> bronze -> silver, 30 days per size"
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = [("100k", 100_000, 2)] if quick else [("1m", 1_000_000, 3), ("10m", 10_000_000, 2)]
     rows: list[dict[str, Any]] = []

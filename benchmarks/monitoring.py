@@ -213,6 +213,16 @@ def _pipeline_rows(quick: bool, repeats: int) -> tuple[list[dict[str, Any]], str
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
+def table_of(row: dict[str, Any]) -> str:
+    """Which table of docs/benchmarks.md a result row belongs to."""
+    case = str(row.get("case", ""))
+    if case.startswith("synthetic"):
+        return "Evidently drift on synthetic frames: the lean report against DataDriftPreset"
+    if case.startswith("pipeline"):
+        return "Drift in the pipeline (simulated data, the champion's cached reference)"
+    return "Detect-to-retrain (scenario 4): from the drifted day's files to a new champion"
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 20_000 if quick else 100_000
     repeats = 1 if quick else 3

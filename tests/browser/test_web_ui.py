@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import pytest
 
 from slipway.settings import PROJECT_ROOT
 from tests.support.pipeline import copy_world, env_for, slipway_env
+from tests.support.servers import free_port, graphql, group_members, terminate
 
 pytestmark = pytest.mark.browser
 
@@ -87,12 +87,6 @@ class Webserver:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
     import httpx
 
@@ -102,53 +96,22 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    import httpx
-
-    response = httpx.post(
-        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
-    import psutil
-
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                members.append(proc.pid)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-    return members
-
-
 def _stop(process: subprocess.Popen, timeout: float = 30) -> list[int]:
     """TERM the webserver by PID, then what it started (it leads its own session, so its group is
     its code server and run workers); KILL what outlives the timeout. Returns the stragglers."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)  # reaps it: a zombie would still count as a member
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    terminate(process, timeout)  # reaps it: a zombie would still count as a member
     # its code server stops on its own once its RPCs are done: give it a moment
     deadline = time.monotonic() + 15
-    while _group_members(process.pid) and time.monotonic() < deadline:
+    while group_members(process.pid) and time.monotonic() < deadline:
         time.sleep(0.25)
-    stragglers = _group_members(process.pid)
+    stragglers = group_members(process.pid)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_members(process.pid):
+        if not group_members(process.pid):
             break
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         deadline = time.monotonic() + 10
-        while _group_members(process.pid) and time.monotonic() < deadline:
+        while group_members(process.pid) and time.monotonic() < deadline:
             time.sleep(0.25)
     return stragglers
 
@@ -199,7 +162,7 @@ def webserver(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[We
         finally:
             instance.dispose()
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "webserver.log"
     env = {
@@ -237,7 +200,7 @@ def webserver(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[We
         yield Webserver(url, process.pid, home, world, log)
     finally:
         stragglers = _stop(process)
-    assert not _group_members(process.pid), "processes of the webserver survived KILL"
+    assert not group_members(process.pid), "processes of the webserver survived KILL"
     if stragglers:
         warnings.warn(
             f"processes outlived the webserver's own exit and were signalled: {stragglers}",
@@ -404,7 +367,7 @@ def test_materialization_launched_from_the_ui_succeeds(page, webserver: Webserve
 
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while True:
-        run = _graphql(webserver.url, RUN_QUERY, {"id": run_id})["runOrError"]
+        run = graphql(webserver.url, RUN_QUERY, {"id": run_id})["runOrError"]
         assert run["__typename"] == "Run", run
         if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
             break

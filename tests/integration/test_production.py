@@ -38,6 +38,7 @@ import pytest
 
 from slipway.settings import PROJECT_ROOT
 from tests.support.pipeline import simulate, slipway_env
+from tests.support.servers import free_port, graphql, group_members
 
 SLIPWAYCTL = PROJECT_ROOT / "deploy" / "prod" / "slipwayctl"
 TEMPLATE = PROJECT_ROOT / "deploy" / "prod" / "dagster.yaml"
@@ -98,12 +99,6 @@ class ProdRuns:
     days: list[dt.date]
     ingest_assets: set
     retrain_assets: set
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _redis_client(profile: ProdProfile):
@@ -442,31 +437,6 @@ def _slipwayctl(command: str, env: dict[str, str], timeout: float) -> subprocess
     )
 
 
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    import httpx
-
-    response = httpx.post(
-        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
-
-
-def _group_alive(pgid: int) -> list[int]:
-    import psutil
-
-    alive = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-    return alive
-
-
 def _kill_group(pgid: int) -> None:
     """Last resort for a failed test: what slipwayctl started, and only that."""
     import signal
@@ -514,7 +484,7 @@ def test_slipwayctl_runs_webserver_and_daemon_on_postgres(
     from dagster._core.scheduler.instigation import InstigatorType
 
     _require_success(prod_runs)  # the UI then has a real run in its history
-    port = _free_port()
+    port = free_port()
     prod_dir = tmp_path / "prod"
     # the module's world, as a deployment finds it: every landed day processed, so the sensors
     # tick and find nothing to launch
@@ -543,7 +513,7 @@ def test_slipwayctl_runs_webserver_and_daemon_on_postgres(
         status = _slipwayctl("status", env, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
 
-        data = _graphql(url, REPOSITORY_QUERY)
+        data = graphql(url, REPOSITORY_QUERY)
         health = {
             d["daemonType"]: d["healthy"]
             for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]
@@ -555,7 +525,7 @@ def test_slipwayctl_runs_webserver_and_daemon_on_postgres(
         assert {s["name"] for s in repo["sensors"]} == sensors
         assert {s["name"] for s in repo["schedules"]} == schedules
         # the run of the module's world is in the history the webserver reads
-        runs = _graphql(url, "{ runsOrError { ... on Runs { results { runId status } } } }")
+        runs = graphql(url, "{ runsOrError { ... on Runs { results { runId status } } } }")
         listed = runs["runsOrError"]["results"]
         for run_id in (prod_runs.ingest_id, prod_runs.retrain_id):
             assert {"runId": run_id, "status": "SUCCESS"} in listed
@@ -568,7 +538,7 @@ def test_slipwayctl_runs_webserver_and_daemon_on_postgres(
                     "repositoryLocationName": repo["location"]["name"],
                     "sensorName": sensor["name"],
                 }
-                started = _graphql(url, START_SENSOR, {"selector": selector})["startSensor"]
+                started = graphql(url, START_SENSOR, {"selector": selector})["startSensor"]
                 assert started["__typename"] == "Sensor", started
 
         with slipway_env(prod_profile.data_dir, prod_profile.env):
@@ -606,7 +576,7 @@ def test_slipwayctl_runs_webserver_and_daemon_on_postgres(
             )
     finally:
         down = _slipwayctl("down", env, timeout=120)
-        leftovers = {s: _group_alive(pid) for s, pid in pids.items()}
+        leftovers = {s: group_members(pid) for s, pid in pids.items()}
         for pid in pids.values():
             _kill_group(pid)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -15,8 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +40,7 @@ from slipway.usecases.fraud import MODEL
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
 from tests.support.pipeline import PipelineData, env_for, slipway_env
 from tests.support.pipeline import copy_world as copy_built_world
+from tests.support.servers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 LANDED = [f.name for f in TRANSACTION_FIELDS]
@@ -77,12 +76,6 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
         return abs(float(a) - float(b)) <= 1e-9
     return a == b
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -347,12 +340,7 @@ def test_real_uvicorn_serves_and_stops(
         assert response.json()["model_version"] >= 1
         assert httpx.post(f"{base}/score", json={"amount": 1}, timeout=30).status_code == 422
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        terminate(proc)
     assert proc.returncode is not None
 
 

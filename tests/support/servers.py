@@ -1,0 +1,55 @@
+"""Helpers for tests and benchmarks that start real servers (uvicorn, dagster webserver/daemon).
+
+One place for the loopback port, the stop-by-PID sequence, the process-group census and the
+Dagster GraphQL call, so that every server-starting test stops its processes the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def terminate(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, wait ``timeout`` s, then SIGKILL; always reaps (a zombie still counts as alive)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    """A Dagster webserver GraphQL call; fails the caller on any GraphQL error."""
+    import httpx
+
+    response = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]

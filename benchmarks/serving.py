@@ -18,11 +18,9 @@ online store fully materialized):
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,6 +37,7 @@ from typing import Any
 
 from benchmarks.harness import ROOT
 from slipway.simulator.config import TRANSACTION_FIELDS
+from tests.support.servers import free_port, terminate
 
 WORLD = ROOT / "data" / "bench" / "serving"
 MARKER = WORLD / "world.json"
@@ -124,16 +123,6 @@ def median_of_runs(runs: list[list[float]]) -> dict[str, float]:
     }
 
 
-def _freeze_like_the_server() -> None:
-    """What the HTTP app does after warm-up: long-lived objects leave the collector's sight.
-
-    Without it a full collection over Feast's, pandas' and Dagster's objects pauses the process
-    for ~100 ms; in-process figures would then measure the collector, not the serving path.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 # -- in-process lookups -------------------------------------------------------------------------
 def entity_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from slipway.serving.request import fraud_parser
@@ -157,6 +146,7 @@ def lookup_rows(
 ) -> list[dict[str, Any]]:
     """Feast's call and the serving path, 1 and 100 entities, in this process."""
     from slipway.featurestore.store import open_store
+    from slipway.serving.app import freeze_long_lived_objects
     from slipway.serving.features import GuardedCall, make_reader
     from slipway.usecases.fraud import MODEL
     from slipway.usecases.fraud.request_features import transaction_context
@@ -180,7 +170,8 @@ def lookup_rows(
     }
     for reader in readers.values():
         reader.warm_up()
-    _freeze_like_the_server()
+    # as the HTTP app does after warm-up: time the serving path, not the collector
+    freeze_long_lived_objects()
     for size in (1, 100):
         for label, reader in readers.items():
             results = []
@@ -211,11 +202,13 @@ def lookup_rows(
 
 def scorer_rows(records: list[dict[str, Any]], runs: int, iterations: int) -> list[dict[str, Any]]:
     """The whole OnlineScorer in process (validation, features, model_frame, LightGBM)."""
+    from slipway.serving.app import freeze_long_lived_objects
     from slipway.serving.scorer import OnlineScorer
 
     scorer = OnlineScorer.from_env()
     scorer.warm_up()
-    _freeze_like_the_server()
+    # as the HTTP app does after warm-up: time the serving path, not the collector
+    freeze_long_lived_objects()
     out = []
     for size in (1, 100):
         results = []
@@ -291,12 +284,6 @@ def redis_rows(
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def uvicorn_server() -> Iterator[int]:
     """``make serve``'s command on a free loopback port; stopped by PID."""
@@ -331,12 +318,7 @@ def uvicorn_server() -> Iterator[int]:
             time.sleep(0.25)
         yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        terminate(proc)
 
 
 _local = threading.local()

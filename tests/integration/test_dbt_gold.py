@@ -265,6 +265,16 @@ def rows(lakehouse: Lakehouse, name: str, key: str) -> dict[Any, dict[str, Any]]
     return {r[key]: r for r in lakehouse.read(name).to_pylist()}
 
 
+def enriched_by_date(lakehouse: Lakehouse) -> dict[dt.date, set[str]]:
+    """The transaction ids of gold.enriched_transactions, per date partition."""
+    found: dict[dt.date, set[str]] = {}
+    for r in lakehouse.read(
+        "gold.enriched_transactions", columns=["date", "transaction_id"]
+    ).to_pylist():
+        found.setdefault(r["date"], set()).add(r["transaction_id"])
+    return found
+
+
 # -- (1) a full build: every mart's contents ------------------------------------------------------
 def test_build_all_marts(gold: Lakehouse, tmp_path: Path) -> None:
     statuses = dbt(tmp_path, "build")
@@ -385,32 +395,24 @@ def test_drift_mart_summarises_monitoring_rows(gold: Lakehouse, tmp_path: Path) 
 
 # -- (2) + (3) partition windows: idempotent, exact, following upstream ---------------------------
 def test_partition_windows_replace_exactly_their_dates(gold: Lakehouse, tmp_path: Path) -> None:
-    def by_date() -> dict[dt.date, set[str]]:
-        found: dict[dt.date, set[str]] = {}
-        for r in gold.read(
-            "gold.enriched_transactions", columns=["date", "transaction_id"]
-        ).to_pylist():
-            found.setdefault(r["date"], set()).add(r["transaction_id"])
-        return found
-
     assert (
         dbt(tmp_path, "build", "--select", "tag:daily", window=(D2, D2))["enriched_transactions"]
         == "success"
     )
     v1 = gold.version("gold.enriched_transactions")
-    assert by_date() == {D2: {"t4", "t5"}}
+    assert enriched_by_date(gold) == {D2: {"t4", "t5"}}
 
     dbt(
         tmp_path, "build", "--select", "tag:daily", window=(D2, D2)
     )  # the same day again: same rows
     v2 = gold.version("gold.enriched_transactions")
-    assert v2 == v1 + 1 and by_date() == {D2: {"t4", "t5"}}
+    assert v2 == v1 + 1 and enriched_by_date(gold) == {D2: {"t4", "t5"}}
 
     dbt(
         tmp_path, "build", "--select", "tag:daily", window=(D1, D2)
     )  # a 2-day range, one invocation
     assert gold.version("gold.enriched_transactions") == v2 + 1
-    assert by_date() == {D1: {"t1", "t2", "t3", "t8"}, D2: {"t4", "t5"}}
+    assert enriched_by_date(gold) == {D1: {"t1", "t2", "t3", "t8"}, D2: {"t4", "t5"}}
     assert gold.read("gold.enriched_transactions").num_rows == 6  # no duplicates
 
     # (3) upstream changes: D2 is re-landed with different rows; re-running D2 follows, D1 stays
@@ -420,14 +422,14 @@ def test_partition_windows_replace_exactly_their_dates(gold: Lakehouse, tmp_path
     ]
     write_silver_transactions(gold, replaced, D2, D2)
     dbt(tmp_path, "build", "--select", "tag:daily", window=(D2, D2))
-    assert by_date() == {D1: {"t1", "t2", "t3", "t8"}, D2: {"t9", "t10"}}
+    assert enriched_by_date(gold) == {D1: {"t1", "t2", "t3", "t8"}, D2: {"t9", "t10"}}
     t9 = rows(gold, "gold.enriched_transactions", "transaction_id")["t9"]
     assert (t9["amount_eur"], t9["is_foreign"], t9["merchant_name"]) == (99.0, True, "Winkel")
 
     # an empty window empties exactly that window (no placeholder row from dbt-duckdb)
     write_silver_transactions(gold, [], D2, D2)
     dbt(tmp_path, "build", "--select", "tag:daily", window=(D2, D2))
-    assert by_date() == {D1: {"t1", "t2", "t3", "t8"}}
+    assert enriched_by_date(gold) == {D1: {"t1", "t2", "t3", "t8"}}
 
 
 # -- (2b) parsed manifests are reused in one process, and the window still follows the vars -------
@@ -436,38 +438,33 @@ def test_window_follows_vars_with_reused_manifests(gold: Lakehouse, tmp_path: Pa
     another window would overwrite every date with that window's rows. Each window gets its own."""
     from slipway.gold import dbt_runner
 
-    def by_date() -> dict[dt.date, set[str]]:
-        found: dict[dt.date, set[str]] = {}
-        for r in gold.read(
-            "gold.enriched_transactions", columns=["date", "transaction_id"]
-        ).to_pylist():
-            found.setdefault(r["date"], set()).add(r["transaction_id"])
-        return found
-
     daily = ("build", "--select", "tag:daily")
     everything = {D1: {"t1", "t2", "t3", "t8"}, D2: {"t4", "t5"}, D3: {"t6"}, D10: {"t7"}}
     dbt_runner.clear_manifest_cache()
     assert invoke(tmp_path, *daily).statuses["enriched_transactions"] == "success"  # no vars: all
-    assert by_date() == everything
+    assert enriched_by_date(gold) == everything
 
     write_silver_transactions(gold, [tx("t9", D2, 10, "c2", "m3", "ecom", "NL", 9.0)], D2, D2)
     first = invoke(tmp_path, *daily, window=(D2, D2))
     assert first.manifest_from == "parse"  # a new window is parsed with its vars
-    assert by_date() == {**everything, D2: {"t9"}}  # exactly D2 replaced, the rest kept
+    assert enriched_by_date(gold) == {
+        **everything,
+        D2: {"t9"},
+    }  # exactly D2 replaced, the rest kept
 
     write_silver_transactions(gold, [tx("t11", D3, 10, "c2", "m3", "ecom", "NL", 9.0)], D3, D3)
     invoke(tmp_path, *daily, window=(D3, D3))
-    assert by_date() == {**everything, D2: {"t9"}, D3: {"t11"}}
+    assert enriched_by_date(gold) == {**everything, D2: {"t9"}, D3: {"t11"}}
 
     # the same window again reuses its manifest (a fresh copy: dbt mutates the one it runs with)
     write_silver_transactions(gold, [tx("t12", D2, 10, "c1", "m1", "pos", "DE", 2.0)], D2, D2)
     again = invoke(tmp_path, *daily, window=(D2, D2))
     assert again.manifest_from == "memory" and again.statuses["enriched_transactions"] == "success"
-    assert by_date() == {**everything, D2: {"t12"}, D3: {"t11"}}
+    assert enriched_by_date(gold) == {**everything, D2: {"t12"}, D3: {"t11"}}
 
     rebuilt = invoke(tmp_path, *daily)  # and the vars-less manifest is reused for a full rebuild
     assert rebuilt.manifest_from == "memory"
-    assert by_date() == {**everything, D2: {"t12"}, D3: {"t11"}}
+    assert enriched_by_date(gold) == {**everything, D2: {"t12"}, D3: {"t11"}}
 
 
 def test_interrupted_invocation_leaves_the_next_one_working(

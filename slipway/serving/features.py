@@ -105,6 +105,11 @@ class ServicePlan:
     def request_fields(self) -> list[str]:
         return list(dict.fromkeys(f for t in self.transforms for f in t.request_fields))
 
+    def absent_everywhere(self, n: int, why: object) -> list[dict[str, str]]:
+        """``n`` rows' reasons with every stored feature absent because of ``why``."""
+        reason = {name: f"{v.view.name}: {why}" for v in self.views for name in v.features}
+        return [dict(reason) for _ in range(n)]
+
 
 def plan_service(
     store, service_name: str, transforms: Mapping[str, Transform] | None = None
@@ -258,10 +263,7 @@ class FeastFeatureReader:
             )
         except StoreUnavailable as exc:
             values = {name: [None] * len(rows) for name in self.plan.feature_names}
-            for i in range(len(rows)):
-                for view in self.plan.views:
-                    for name in view.features:
-                        reasons[i][name] = f"{view.view.name}: {exc}"
+            reasons = self.plan.absent_everywhere(len(rows), exc)
             return OnlineFeatures(values, reasons, notes, [str(exc)], time.perf_counter() - started)
         values = {name: response[name] for name in self.plan.feature_names}
         for view in self.plan.views:
@@ -391,10 +393,7 @@ class DirectFeatureReader:
             reads = self.guard(lambda: self._read_all([(v, protos) for v, protos, _ in keys]))
         except StoreUnavailable as exc:
             errors.append(str(exc))
-            for i in range(n):
-                for view in self.plan.views:
-                    for name in view.features:
-                        reasons[i][name] = f"{view.view.name}: {exc}"
+            reasons = self.plan.absent_everywhere(n, exc)
         else:
             for (view, _, positions), read in zip(keys, reads, strict=True):
                 self._fill_view(view, read, positions, rows, values, reasons, notes)

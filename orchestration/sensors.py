@@ -15,6 +15,7 @@ from orchestration.jobs import daily_ingest_and_score, evaluate_performance, ret
 from orchestration.resources import LakehouseResource, LandingResource
 from slipway.ingest.arrivals import detect_arrivals
 from slipway.ingest.pipeline import processed_days
+from slipway.lakehouse import days_between
 from slipway.usecases import get_usecase
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -73,14 +74,8 @@ def landing_sensor(
         )
         # A new day's chargebacks mature the labels of the day `maturity_days` earlier.
         first = arrivals.ready_days[0]
-        matured = [
-            d
-            for d in (
-                start + dt.timedelta(days=i) - dt.timedelta(days=usecase.label.maturity_days)
-                for i in range((end - start).days + 1)
-            )
-            if d >= first
-        ]
+        maturity = dt.timedelta(days=usecase.label.maturity_days)
+        matured = [d - maturity for d in days_between(start, end) if d - maturity >= first]
         if matured:
             requests.append(
                 dg.RunRequest(

@@ -34,7 +34,7 @@ from slipway.ingest.contract import (
 )
 from slipway.ingest.landing import latest_snapshot, list_files, read_manifest
 from slipway.ingest.parse import LINEAGE_COLUMNS, silver_candidates
-from slipway.lakehouse import Lakehouse, TableRef, WriteResult
+from slipway.lakehouse import Lakehouse, TableRef, WriteResult, days_between
 from slipway.usecase import IngestPolicy, Reference, Stream
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,6 @@ def quarantine_table(stream: str) -> str:
 
 def audit_table(stream: str) -> str:
     return f"audit.{stream}"
-
-
-def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 # -- bronze -------------------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 """The lakehouse: Delta tables addressed by ``layer.name`` under one root URI."""
 
-from slipway.lakehouse.tables import Lakehouse, TableRef, WriteResult, normalise_arrow
+from slipway.lakehouse.tables import (
+    Lakehouse,
+    TableRef,
+    WriteResult,
+    days_between,
+    normalise_arrow,
+)
 
-__all__ = ["Lakehouse", "TableRef", "WriteResult", "normalise_arrow"]
+__all__ = ["Lakehouse", "TableRef", "WriteResult", "days_between", "normalise_arrow"]

@@ -35,6 +35,11 @@ from deltalake.exceptions import TableNotFoundError
 UTC_US = pa.timestamp("us", tz="UTC")
 
 
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every date of the inclusive range ``[start, end]``, as partition ranges are given."""
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
 @dataclass(frozen=True)
 class TableRef:
     """A table at one version: what lineage records and what pinned reads take."""

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.dataset as pads
 
-from slipway.lakehouse import Lakehouse, WriteResult
+from slipway.lakehouse import Lakehouse, WriteResult, days_between
 from slipway.monitoring.drift import ColumnDrift, DriftOutcome, compute_drift
 from slipway.monitoring.reference import (
     ReferenceProfile,
@@ -80,10 +80,6 @@ class DriftRun:
     @property
     def references(self) -> dict[int, ReferenceProfile]:
         return {d.model_version: d.reference for d in self.days}
-
-
-def _days(start: dt.date, end: dt.date) -> list[dt.date]:
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def scored_day(
@@ -201,7 +197,7 @@ def monitor_drift(
     predictions_version = lakehouse.version(PREDICTIONS)
     days: list[DayDrift] = []
     empty: list[dt.date] = []
-    for day in _days(start, end):
+    for day in days_between(start, end):
         if inputs_version is None or predictions_version is None:
             empty.append(day)
             continue

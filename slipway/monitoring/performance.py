@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from slipway.lakehouse import Lakehouse, WriteResult
+from slipway.lakehouse import Lakehouse, WriteResult, days_between
 from slipway.monitoring.tables import (
     EVALUATED,
     PERFORMANCE,
@@ -122,7 +122,7 @@ def evaluate_performance(
     labels_name = f"silver.{usecase.label.stream}"
     labels_version = lakehouse.version(labels_name)
     predictions_version = lakehouse.version(PREDICTIONS)
-    all_days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    all_days = days_between(start, end)
     latest = (
         latest_label_day(lakehouse, usecase, labels_version) if labels_version is not None else None
     )

@@ -10,7 +10,7 @@ import datetime as dt
 import dagster as dg
 
 from assets.metadata import column_schema, preview, read_versions, written
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, partition_dates
 from slipway.features.build import build_feature_table, check_feature_table, feature_table_name
 from slipway.usecase import FeatureTable, UseCase
 
@@ -20,8 +20,7 @@ FEATURES = "features"
 def _range(context) -> tuple[dt.date | None, dt.date | None]:
     if not context.has_partition_key_range and not context.has_partition_key:
         return None, None
-    window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+    return partition_dates(context)
 
 
 def _deps(table: FeatureTable) -> list[dg.AssetDep]:

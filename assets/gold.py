@@ -21,7 +21,6 @@ and check results, so they are what ``DbtCliResource.cli(...).stream()`` would y
 ``dbt_runner`` says when that is worth it).
 """
 
-import datetime as dt
 import importlib.metadata
 import json
 import os
@@ -44,7 +43,7 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from packaging import version
 
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, partition_dates
 from slipway.gold import dbt_project, dbt_runner
 from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV
 from slipway.lakehouse import Lakehouse
@@ -325,9 +324,8 @@ def _marts(manifest: Mapping[str, Any]) -> dict[str, Mart]:
 
 def _window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The run's partition range as the inclusive ISO dates the dbt project expects."""
-    window = context.partition_time_window
-    last = window.end - dt.timedelta(days=1)
-    return {"start_date": window.start.date().isoformat(), "end_date": last.date().isoformat()}
+    start, end = partition_dates(context)
+    return {"start_date": start.isoformat(), "end_date": end.isoformat()}
 
 
 # -- definitions ----------------------------------------------------------------------------------

@@ -6,23 +6,14 @@ that recomputes the verdict from the tables, so a failed day stops everything do
 UI says why.
 """
 
-import datetime as dt
-
 import dagster as dg
 
 from assets.metadata import column_schema, preview, written
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, partition_dates
 from slipway.ingest import pipeline
 from slipway.usecase import Reference, Stream, UseCase
 
 INGESTION = "ingestion"
-
-
-def _range(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
 
 def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
@@ -36,7 +27,7 @@ def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
         required_resource_keys={"lakehouse", "landing"},
     )
     def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        start, end = _range(context)
+        start, end = partition_dates(context)
         result = pipeline.land_to_bronze(
             context.resources.lakehouse.get(),
             context.resources.landing.root,
@@ -91,7 +82,7 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         required_resource_keys={"lakehouse", "spark"},
     )
     def _silver(context: dg.AssetExecutionContext):
-        start, end = _range(context)
+        start, end = partition_dates(context)
         result = pipeline.bronze_to_silver(
             context.resources.lakehouse.get(),
             context.resources.spark.session(),
@@ -149,7 +140,7 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         required_resource_keys={"lakehouse"},
     )
     def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        start, end = _range(context)
+        start, end = partition_dates(context)
         days = pipeline.check_silver(context.resources.lakehouse.get(), stream, start, end)
         failed = [d for d in days if not d.passed]
         lines = []

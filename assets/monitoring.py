@@ -7,14 +7,13 @@ look and, through the drift sensor, to retrain; it must not stop the rest of the
 """
 
 import base64
-import datetime as dt
 
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import preview, written
 from assets.scoring import PREDICTIONS_KEY
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, partition_dates
 from slipway.lakehouse import Lakehouse
 from slipway.monitoring.alerts import contract_failures, training_window_end
 from slipway.monitoring.charts import drift_share_png
@@ -32,13 +31,6 @@ from slipway.usecase import UseCase
 MONITORING = "monitoring"
 DRIFT_KEY = dg.AssetKey(["monitoring", "drift"])
 PERFORMANCE_KEY = dg.AssetKey(["monitoring", "performance"])
-
-
-def _range(
-    context: dg.AssetExecutionContext,
-) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
 
 def _file_url(uri: str) -> str:
@@ -135,7 +127,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         required_resource_keys={"lakehouse"},
     )
     def drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        start, end = _range(context)
+        start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get()
         run = monitor_drift(
             lakehouse, usecase, start, end, run_id=context.run.run_id, progress=context.log.info
@@ -237,7 +229,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         required_resource_keys={"lakehouse"},
     )
     def performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        start, end = _range(context)
+        start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get()
         run = evaluate_performance(
             lakehouse, usecase, start, end, run_id=context.run.run_id, progress=context.log.info

@@ -1,11 +1,9 @@
 """Batch scoring per day: the champion's predictions, the challenger's in shadow."""
 
-import datetime as dt
-
 import dagster as dg
 
 from assets.metadata import preview, read_versions, written
-from orchestration.partitions import daily_partitions
+from orchestration.partitions import daily_partitions, partition_dates
 from slipway.lakehouse import TableRef
 from slipway.scoring.batch import score_days
 from slipway.usecase import UseCase
@@ -31,8 +29,7 @@ def scoring_definitions(usecase: UseCase) -> list:
         required_resource_keys={"lakehouse", "feast"},
     )
     def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        window = context.partition_time_window
-        start, end = window.start.date(), (window.end - dt.timedelta(days=1)).date()
+        start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get()
         result = score_days(
             lakehouse,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
 from slipway.settings import load_settings
@@ -11,3 +13,11 @@ daily_partitions = dg.DailyPartitionsDefinition(
     timezone="UTC",
     fmt="%Y-%m-%d",
 )
+
+
+def partition_dates(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> tuple[dt.date, dt.date]:
+    """The run's partition key range as inclusive dates (a daily window's end is exclusive)."""
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()

@@ -29,6 +29,15 @@ DAY = 24 * HOUR
 
 BEHAVIOUR_WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
 PROFILE_WINDOW = 30 * DAY
+# amount_eur carries 4 decimals (silver rounds it so). Summed as a decimal, a sum is exact, so
+# it does not depend on the order the engine adds the rows in: a partial aggregate per Spark
+# partition, or a sliding window that started at another day, gives the same bits. As doubles,
+# a re-built day could differ from the first build in the 4th decimal after rounding.
+EXACT_AMOUNT = "decimal(18,4)"
+
+
+def _exact_amount() -> Column:
+    return F.col("amount_eur").cast(EXACT_AMOUNT)
 
 
 def _in_dates(col: str, start: dt.date, end: dt.date) -> Column:
@@ -74,13 +83,13 @@ def customer_behaviour(inputs: dict[str, DataFrame], start: dt.date, end: dt.dat
             F.count(F.lit(1)).over(window(width)).cast("bigint").alias(f"txn_count_{label}")
         )
         cols.append(
-            F.round(F.sum("amount_eur").over(window(width)), 4).alias(f"amount_sum_{label}")
+            F.sum(_exact_amount()).over(window(width)).cast("double").alias(f"amount_sum_{label}")
         )
     w30 = window(PROFILE_WINDOW)
     w24 = window(DAY)
     cols += [
         F.count(F.lit(1)).over(w30).cast("bigint").alias("txn_count_30d"),
-        F.round(F.avg("amount_eur").over(w30), 4).alias("amount_avg_30d"),
+        F.round(F.avg(_exact_amount()).over(w30), 4).cast("double").alias("amount_avg_30d"),
         F.round(F.max("amount_eur").over(w30), 4).alias("amount_max_30d"),
         F.coalesce(F.size(F.collect_set("merchant_id").over(w24)), F.lit(1))
         .cast("bigint")
@@ -111,7 +120,7 @@ def merchant_risk(
         "transaction_id", F.to_date("reported_at").alias("reported_date")
     )
     daily = tx.groupBy("merchant_id", "date").agg(
-        F.count(F.lit(1)).alias("n"), F.sum("amount_eur").alias("amount")
+        F.count(F.lit(1)).alias("n"), F.sum(_exact_amount()).alias("amount")
     )
     frauds = (
         tx.join(cb, "transaction_id", "inner")
@@ -135,7 +144,7 @@ def merchant_risk(
             ).alias("merchant_txn_count_30d"),
             F.sum(
                 F.when(F.col("date") >= F.date_sub(F.col("day"), 30), F.col("amount")).otherwise(
-                    0.0
+                    F.lit(0).cast(EXACT_AMOUNT)
                 )
             ).alias("_amount_30d"),
             F.sum(
@@ -166,7 +175,9 @@ def merchant_risk(
                 F.col("_amount_30d") / F.col("merchant_txn_count_30d"),
             ),
             4,
-        ).alias("merchant_avg_amount_30d"),
+        )
+        .cast("double")
+        .alias("merchant_avg_amount_30d"),
         F.col("merchant_matured_txn_count").cast("bigint"),
         F.coalesce(F.col("merchant_matured_fraud_count"), F.lit(0))
         .cast("bigint")

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from slipway.serving.batching import MicroBatcher
 from slipway.serving.champion import ModelLoadError, NoChampionError
-from slipway.serving.request import InvalidTransaction
+from slipway.serving.request import FieldError, InvalidTransaction
 from slipway.serving.schema import (
     BatchIn,
     BatchOut,
@@ -160,7 +160,12 @@ def create_app(
 
     async def _score(request: Request, records: list[Any], features: bool) -> list[Any]:
         scorer: OnlineScorer = request.app.state.scorer
-        prepared = scorer.prepare(records)
+        try:
+            prepared = scorer.prepare(records)
+        except ArithmeticError as exc:  # e.g. a 400-digit amount: the caller's number, not ours
+            log.warning("a request's number overflowed the parser: %s", bounded(str(exc)))
+            rule = FieldError("(number)", "finite_number", f"a number is out of range ({exc})")
+            raise InvalidTransaction([rule]) from None
         future = request.app.state.batcher.submit(prepared, include_features=features)
         return await asyncio.wrap_future(future)
 

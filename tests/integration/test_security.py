@@ -273,6 +273,11 @@ def test_uvicorn_started_directly_refuses_production_without_keys(tmp_path: Path
     assert "SLIPWAY_ENV=prod needs SLIPWAY_API_KEYS" in done.stderr
 
 
+def _listens(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _non_loopback_address() -> str | None:
     """This machine's address on its default route (no packet is sent), if it has one."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -565,3 +570,55 @@ def test_fuzz_finds_no_5xx(service: Service) -> None:
     # the fuzz reached the scorer and each gate, not only one of them
     assert {200, 400, 401, 415, 422} <= set(seen), seen
     print(f"fuzz: {sum(seen.values())} requests in {time.monotonic() - started:.1f}s: {seen}")
+
+
+# -- the production Redis fragment, on a real redis-server ---------------------------------------
+def test_redis_fragment_listens_on_loopback_and_requires_the_password(tmp_path: Path) -> None:
+    """``redis-server deploy/prod/redis.conf --include <auth file>``, as docs/operations.md says."""
+    import shutil
+
+    import psutil
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server on PATH to start the production fragment with")
+    password = secrets.token_urlsafe(24)
+    auth = tmp_path / "redis-auth.conf"
+    auth.write_text(f"requirepass {password}\n")
+    auth.chmod(0o600)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(binary, str(ROOT / "deploy/prod/redis.conf"), "--include", str(auth)),
+            *("--port", str(port), "--dir", str(tmp_path), "--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _listens(port):
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert time.monotonic() < deadline, "redis-server did not listen in 20 s"
+            time.sleep(0.1)
+        listening = {
+            c.laddr.ip
+            for c in psutil.Process(proc.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listening and all(is_loopback(ip) for ip in listening), listening
+        anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=5)
+        assert client.ping()
+        for command in ("FLUSHALL", "CONFIG"):  # renamed away: no client can wipe or reconfigure
+            with pytest.raises(redis.ResponseError, match="unknown command"):
+                client.execute_command(command, "GET" if command == "CONFIG" else "SYNC")
+        address = _non_loopback_address()
+        if address is not None:
+            with socket.socket() as probe:
+                assert probe.connect_ex((address, port)) != 0
+    finally:
+        terminate(proc)

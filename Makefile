@@ -39,11 +39,12 @@ format: env
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
+# The Dagster UI has no authentication of its own: loopback only (docs/operations.md, Security).
 ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-serve: env ## start the online scoring HTTP service on http://127.0.0.1:8000
-	$(PY) -m uvicorn slipway.serving.app:app --host 127.0.0.1 --port 8000
+serve: env ## start the online scoring HTTP service on http://127.0.0.1:8000 (keys: SLIPWAY_API_KEYS)
+	$(PY) -m slipway.serving
 
 prod-up: env ## start dagster-webserver and dagster-daemon against Postgres (SLIPWAY_ENV=prod)
 	./deploy/prod/slipwayctl up

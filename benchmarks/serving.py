@@ -4,7 +4,8 @@ What is measured, on a small real world built with the test pipeline helpers (si
 -> predictions, champion promoted; reused from ``data/bench/serving`` when present, with its
 online store fully materialized):
 
-* end to end over HTTP: ``uvicorn slipway.serving.app:app`` in a subprocess on loopback, driven
+* end to end over HTTP: ``python -m slipway.serving`` (``make serve``) in a subprocess on
+  loopback with an API key, so every request pays the key check and the body limits, driven
   at a fixed arrival rate (open loop: request ``i`` is due at ``t0 + i / rate`` whatever the
   previous ones did, and its latency counts from that due time, so a slow server cannot hide
   its queueing); p50/p95/p99, achieved rate, errors, per run and the median of the runs;
@@ -44,6 +45,7 @@ MARKER = WORLD / "world.json"
 RATE = 100.0  # requests per second
 BENCH_DEADLINE_S = 60.0  # in-process lookups: time the store, never the guard's skip path
 LANDED = TRANSACTION_FIELDS
+API_KEY = f"bench-{uuid.uuid4().hex}"  # production mode: every request carries a key
 
 
 # -- the world ----------------------------------------------------------------------------------
@@ -290,10 +292,10 @@ def uvicorn_server() -> Iterator[int]:
     from tests.support.pipeline import env_for
 
     port = free_port()
-    env = {**os.environ, **env_for(WORLD)}
+    env = {**os.environ, **env_for(WORLD), "SLIPWAY_API_KEYS": API_KEY}
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "uvicorn", "slipway.serving.app:app"),
+            *(sys.executable, "-m", "slipway.serving"),
             *("--host", "127.0.0.1", "--port", str(port)),
             *("--log-level", "warning", "--no-access-log"),
         ],
@@ -331,7 +333,9 @@ def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, b
     closed is retried once on a fresh one (nothing was processed: the send itself failed).
     """
     payload = None if body is None else json.dumps(body).encode()
-    headers = {"content-type": "application/json"} if payload else {}
+    headers = {"authorization": f"Bearer {API_KEY}"}
+    if payload:
+        headers["content-type"] = "application/json"
     for attempt in (1, 2):
         conn = getattr(_local, "conn", None)
         fresh = conn is None or getattr(_local, "port", None) != port
@@ -424,7 +428,7 @@ def http_rows(
 ) -> list[dict[str, Any]]:
     rows = []
     with uvicorn_server() as port:
-        status, body = request(port, "GET", "/health")
+        status, body = request(port, "GET", "/health/details")
         health = json.loads(body)
         notes.append(
             f"server: model v{health['model_version']}, {health['feature_service']}, "

@@ -49,3 +49,44 @@ def load_settings() -> Settings:
         spark_remote=_env("SLIPWAY_SPARK_REMOTE", "sail"),
         partition_start=_env("SLIPWAY_PARTITION_START", "2026-08-01"),
     )
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServingSecurity:
+    """Who may call the online scorer, where it listens, and how much of a request it reads.
+
+    ``api_keys`` come from ``SLIPWAY_API_KEYS`` (comma-separated) and from nowhere else: no file
+    of the repository holds one. With no keys the service is the embedded default, open but on
+    loopback only; production (``SLIPWAY_ENV=prod``) refuses to start without keys.
+    """
+
+    api_keys: tuple[str, ...]
+    host: str
+    port: int
+    max_body_bytes: int
+    max_json_depth: int
+
+
+def load_serving_security() -> ServingSecurity:
+    """The scorer's access and input limits from the environment (see docs/operations.md)."""
+    keys = tuple(k.strip() for k in os.environ.get("SLIPWAY_API_KEYS", "").split(",") if k.strip())
+    return ServingSecurity(
+        api_keys=keys,
+        host=_env("SLIPWAY_SERVING_HOST", "127.0.0.1"),
+        port=_env_int("SLIPWAY_SERVING_PORT", 8000),
+        # 1,000 transactions (the batch limit) of ~310 bytes each fit with room to spare.
+        max_body_bytes=_env_int("SLIPWAY_SERVING_MAX_BODY_BYTES", 512 * 1024),
+        # A transaction is flat and a batch is three levels deep; anything near 32 is hostile.
+        max_json_depth=_env_int("SLIPWAY_SERVING_MAX_JSON_DEPTH", 32),
+    )

@@ -1,9 +1,13 @@
 """The online scoring HTTP service: a thin FastAPI wrapper around ``OnlineScorer``.
 
-``make serve`` runs ``uvicorn slipway.serving.app:app``. Endpoints: ``POST /score`` (one
-transaction), ``POST /score/batch`` (a list), ``GET /health``, ``GET /model``. Errors are
-answered, never crashed on: 400 for a body that is not JSON, 422 naming each field and rule a
-transaction breaks, 503 while no champion exists, 500 only when the champion cannot be loaded.
+``make serve`` runs ``python -m slipway.serving`` (uvicorn, after ``check_bind``). Endpoints:
+``POST /score`` (one transaction), ``POST /score/batch`` (a list), ``GET /health`` (up or down,
+open to probes), ``GET /health/details`` and ``GET /model``. Errors are answered, never crashed
+on: 400 for a body that is not JSON (or nested too deep), 401 without a valid API key, 413 for a
+body over the limit, 415 for one that is not ``application/json``, 422 naming each field and
+rule a transaction breaks, 503 while no champion exists, 500 only when the champion cannot be
+loaded. No error repeats more than a bounded prefix of what was sent (``security.bounded``);
+keys, limits and the loopback rule are in ``slipway.serving.security``.
 
 Scoring runs on one worker thread behind a micro-batcher (``slipway.serving.batching``): the
 event loop parses and validates, the worker scores whatever has queued up in one pass.
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import time
@@ -22,13 +25,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from slipway.serving.batching import MicroBatcher
 from slipway.serving.champion import ModelLoadError, NoChampionError
-from slipway.serving.request import InvalidTransaction
-from slipway.serving.schema import BatchIn, BatchOut, ErrorOut, HealthOut, ScoreOut, TransactionIn
+from slipway.serving.request import FieldError, InvalidTransaction
+from slipway.serving.schema import (
+    BatchIn,
+    BatchOut,
+    ErrorOut,
+    HealthOut,
+    ScoreOut,
+    TransactionIn,
+    UpOut,
+)
 from slipway.serving.scorer import OnlineScorer
+from slipway.serving.security import Guard, bounded, check_startup, parse_json
+from slipway.settings import ServingSecurity, load_serving_security, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +60,11 @@ def _body_schema(model: Any) -> dict[str, Any]:
 
 
 async def _json(request: Request) -> Any:
-    raw = await request.body()
+    raw = await request.body()  # already read, under its size limit, by the Guard
     try:
-        return json.loads(raw)
+        return parse_json(raw, request.app.state.security.max_json_depth)
     except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+        raise BadRequest(str(exc)) from None
 
 
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -68,11 +82,20 @@ def freeze_long_lived_objects() -> None:
     gc.freeze()
 
 
-def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> FastAPI:
-    """The app; ``scorer_factory`` (default ``OnlineScorer.from_env``) runs at startup."""
+def create_app(
+    scorer_factory: Callable[[], OnlineScorer] | None = None,
+    security: ServingSecurity | None = None,
+) -> FastAPI:
+    """The app; ``scorer_factory`` (default ``OnlineScorer.from_env``) runs at startup.
+
+    ``security`` (default: from the environment, ``load_serving_security``) sets the keys and
+    input limits; startup fails in production without keys, or with a weak key.
+    """
+    security = security or load_serving_security()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_startup(security, is_prod=load_settings().is_prod)
         scorer = (scorer_factory or OnlineScorer.from_env)()
         try:
             scorer.warm_up()
@@ -92,10 +115,15 @@ def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> Fast
         lifespan=lifespan,
         responses={
             400: {"model": ErrorOut, "description": "the body is not JSON or not a transaction"},
+            401: {"model": ErrorOut, "description": "no valid API key (SLIPWAY_API_KEYS)"},
+            413: {"model": ErrorOut, "description": "the body is over the size limit"},
+            415: {"model": ErrorOut, "description": "the body is not application/json"},
             422: {"model": ErrorOut, "description": "a transaction breaks the silver contract"},
             503: {"model": ErrorOut, "description": "no champion model yet"},
         },
     )
+    app.state.security = security
+    app.add_middleware(Guard, security=security)
 
     @app.exception_handler(BadRequest)
     async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
@@ -103,7 +131,24 @@ def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> Fast
 
     @app.exception_handler(InvalidTransaction)
     async def _invalid(_: Request, exc: InvalidTransaction) -> JSONResponse:
-        return _error(422, str(exc), errors=[e.as_dict() for e in exc.errors], index=exc.index)
+        errors = [{**e.as_dict(), "message": bounded(e.message)} for e in exc.errors]
+        where = f"transaction {exc.index}: " if exc.index is not None else ""
+        detail = where + "; ".join(f"{bounded(e['field'])}: {e['message']}" for e in errors)
+        return _error(422, detail, errors=errors, index=exc.index)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own checks (query parameters), in our error shape, never echoing input."""
+        errors = [
+            {
+                "field": bounded(".".join(str(part) for part in e.get("loc", ()))),
+                "rule": str(e.get("type", "invalid")),
+                "message": bounded(str(e.get("msg", ""))),
+            }
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return _error(422, detail or "invalid request", errors=errors)
 
     @app.exception_handler(NoChampionError)
     async def _no_champion(_: Request, exc: NoChampionError) -> JSONResponse:
@@ -115,7 +160,12 @@ def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> Fast
 
     async def _score(request: Request, records: list[Any], features: bool) -> list[Any]:
         scorer: OnlineScorer = request.app.state.scorer
-        prepared = scorer.prepare(records)
+        try:
+            prepared = scorer.prepare(records)
+        except ArithmeticError as exc:  # e.g. a 400-digit amount: the caller's number, not ours
+            log.warning("a request's number overflowed the parser: %s", bounded(str(exc)))
+            rule = FieldError("(number)", "finite_number", f"a number is out of range ({exc})")
+            raise InvalidTransaction([rule]) from None
         future = request.app.state.batcher.submit(prepared, include_features=features)
         return await asyncio.wrap_future(future)
 
@@ -161,8 +211,18 @@ def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> Fast
             "timing_ms": {"total": round((time.perf_counter() - started) * 1000.0, 3)},
         }
 
-    @app.get("/health", response_model=HealthOut)
-    def health(request: Request) -> dict[str, Any]:
+    @app.get(
+        "/health",
+        response_model=UpOut,
+        responses={503: {"model": UpOut, "description": "down: nothing may score"}},
+    )
+    def health(request: Request) -> JSONResponse:
+        """Up or down, and nothing else: open to probes, so it says nothing about the model."""
+        up = request.app.state.scorer.health()["status"] == "ok"
+        return JSONResponse({"status": "up" if up else "down"}, status_code=200 if up else 503)
+
+    @app.get("/health/details", response_model=HealthOut)
+    def health_details(request: Request) -> dict[str, Any]:
         """Model version, feature service and online store; answers even without a champion."""
         return request.app.state.scorer.health()
 

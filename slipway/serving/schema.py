@@ -86,6 +86,10 @@ class BatchOut(BaseModel):
     timing_ms: dict[str, float]
 
 
+class UpOut(BaseModel):
+    status: str = Field(description="'up' while the champion can score, else 'down' (HTTP 503)")
+
+
 class HealthOut(BaseModel):
     status: str = Field(description="'ok', or 'no_champion' while nothing may score")
     model_name: str

@@ -43,6 +43,8 @@ from tests.support.pipeline import copy_world as copy_built_world
 from tests.support.servers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
+# With no API keys the app answers only requests that arrive on a loopback address.
+LOOPBACK = "http://127.0.0.1"
 LANDED = [f.name for f in TRANSACTION_FIELDS]
 UTC = dt.UTC
 
@@ -81,7 +83,10 @@ def same(a: Any, b: Any) -> bool:
 @pytest.fixture(scope="module")
 def client(pipeline: PipelineData) -> Iterator[TestClient]:
     """The HTTP app on the session world (read-only: scoring writes nothing)."""
-    with slipway_env(pipeline.data_dir), TestClient(create_app(OnlineScorer.from_env)) as c:
+    with (
+        slipway_env(pipeline.data_dir),
+        TestClient(create_app(OnlineScorer.from_env), base_url=LOOPBACK) as c,
+    ):
         yield c
 
 
@@ -183,7 +188,8 @@ def test_http_score_batch_health_and_model(
     assert results[0]["score"] == body["score"]  # batch and single score the same
     assert client.post("/score/batch", json=[]).json()["count"] == 0
 
-    health = client.get("/health").json()
+    assert client.get("/health").json() == {"status": "up"}  # open to probes: nothing more
+    health = client.get("/health/details").json()
     assert health["status"] == "ok" and health["model_version"] == record.version
     assert health["feature_service"] == MODEL.feature_service
     assert health["online_store"] == "sqlite" and health["features_ready"]
@@ -244,13 +250,14 @@ def test_no_champion_is_503(tmp_path: Path, sample: list[dict[str, Any]]) -> Non
     empty = tmp_path / "empty"
     with slipway_env(empty):
         scorer = OnlineScorer.from_env()
-    with TestClient(create_app(lambda: scorer)) as c:
+    with TestClient(create_app(lambda: scorer), base_url=LOOPBACK) as c:
         response = c.post("/score", json=sample[0])
         assert response.status_code == 503
         assert "no champion" in response.json()["detail"]
         assert c.get("/model").status_code == 503
         health = c.get("/health")
-        assert health.status_code == 200 and health.json()["status"] == "no_champion"
+        assert health.status_code == 503 and health.json() == {"status": "down"}
+        assert c.get("/health/details").json()["status"] == "no_champion"
         # Validation still comes first: a bad transaction is the caller's problem either way.
         assert c.post("/score", json={**sample[0], "amount": -1}).status_code == 422
 
@@ -281,14 +288,14 @@ def test_champion_reload_follows_promote_and_rollback(
     ).version
     with slipway_env(world):
         scorer = OnlineScorer.from_env(reload_every=0.0)
-    with TestClient(create_app(lambda: scorer)) as c:
+    with TestClient(create_app(lambda: scorer), base_url=LOOPBACK) as c:
         first = c.post("/score", json=sample[0]).json()
         assert first["model_version"] == v1
         registry.promote(MODEL.name, v2, reason="test: promote the short model")
         second = c.post("/score", json=sample[0]).json()
         assert second["model_version"] == v2 and second["threshold"] == 0.123
         assert second["score"] != first["score"]
-        assert c.get("/health").json()["model_version"] == v2
+        assert c.get("/health/details").json()["model_version"] == v2
         assert registry.rollback(MODEL.name, reason="test: roll back") == v1
         third = c.post("/score", json=sample[0]).json()
         assert third["model_version"] == v1 and third["score"] == first["score"]
@@ -315,7 +322,7 @@ def test_real_uvicorn_serves_and_stops(
     env = {**os.environ, **env_for(pipeline.data_dir)}
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "uvicorn", "slipway.serving.app:app"),
+            *(sys.executable, "-m", "slipway.serving"),  # what `make serve` runs
             *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
         ],
         cwd=ROOT,

@@ -16,6 +16,16 @@ from slipway.usecase import Reference, Stream, UseCase
 INGESTION = "ingestion"
 
 
+def writer_pool(table: str) -> str:
+    """The concurrency pool of the step that writes ``table`` (and the tables written with it).
+
+    The instance gives every pool one slot (``concurrency: pools: default_limit: 1`` in
+    ``.dagster/dagster.yaml`` and the production template), so two runs over the same stream
+    take turns instead of committing over each other; different streams still run side by side.
+    """
+    return f"lakehouse-{table}"
+
+
 def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
     @dg.asset(
         key=["bronze", stream.name],
@@ -23,6 +33,7 @@ def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"delta", "python"},
+        pool=writer_pool(pipeline.bronze_table(stream.name)),
         description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
         required_resource_keys={"lakehouse", "landing"},
     )
@@ -79,6 +90,7 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         ],
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=writer_pool(pipeline.silver_table(stream.name)),
         required_resource_keys={"lakehouse", "spark"},
     )
     def _silver(context: dg.AssetExecutionContext):
@@ -200,6 +212,7 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
                 description="Blocking: the snapshot passed its contract and was published.",
             ),
         ],
+        pool=writer_pool(pipeline.silver_table(reference.name)),
         required_resource_keys={"lakehouse", "landing", "spark"},
     )
     def _reference(context: dg.AssetExecutionContext):

@@ -106,6 +106,11 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
             progress=context.log.info,
         )
         totals = result.totals()
+        for name, version in result.rolled_back.items():
+            context.log.warning(
+                f"{name} rolled back to v{version}: a previous run died after committing it "
+                "and before publishing it"
+            )
         for held in result.held_days:
             context.log.error(
                 f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}"
@@ -118,6 +123,9 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
                 "dagster/row_count": totals["rows_silver"],
                 "bronze_version_read": result.bronze_read.version,
                 "audit_table_version": result.audit.version,
+                # The audit commit is the publish record: these versions belong together.
+                "published_versions": dg.MetadataValue.json(result.published),
+                "rolled_back": dg.MetadataValue.json(result.rolled_back),
                 "held_days": dg.MetadataValue.json(
                     {str(v.day): v.breaker_reason for v in result.held_days}
                 ),

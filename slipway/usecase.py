@@ -97,6 +97,9 @@ class IngestPolicy:
 
     max_bad_share: float = 0.05
     require_manifest: bool = True
+    # "table": a stream's key is unique across every day of its silver table (a copy re-sent
+    # on a later day is quarantined naming the first day); "day": only within each day.
+    unique_key_scope: Literal["table", "day"] = "table"
 
 
 @dataclass(frozen=True)

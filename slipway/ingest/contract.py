@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
+from slipway.ingest.bronze import UNEXPECTED, UNREADABLE
 from slipway.ingest.parse import FAILURE_SEPARATOR, FLAG_COLUMNS, LINEAGE_COLUMNS
 from slipway.lakehouse import normalise_arrow
 from slipway.usecase import Field, IngestPolicy, Stream
@@ -68,6 +69,8 @@ AUDIT_SCHEMA = pa.schema(
 )
 
 CIRCUIT_BREAKER_RULE = "circuit_breaker"
+READABLE_FILE_RULE = "readable_file"
+EXPECTED_FILE_RULE = "expected_file_name"
 MAX_VALUE_CHARS = 200
 
 
@@ -273,11 +276,15 @@ def _manifest_breaker(
 ) -> str | None:
     problems = []
     for source_file, status, rows, manifest_rows in statuses:
-        if status == "ok":
+        if status in ("ok", "unverified"):  # unverified: the unreadable manifest's row says why
             continue
         if status == "no_manifest" and not policy.require_manifest:
             continue
-        if status == "no_manifest":
+        if status.startswith(UNEXPECTED) and not policy.require_manifest:
+            continue  # named in the files table and quarantine; the day is not held for it
+        if status.startswith((UNREADABLE, UNEXPECTED)):
+            problems.append(f"{source_file}: {status}")
+        elif status == "no_manifest":
             problems.append(f"{source_file}: no manifest from the upstream")
         elif status == "missing":
             problems.append(
@@ -288,6 +295,46 @@ def _manifest_breaker(
                 f"{source_file}: {status.replace('_', ' ')} (landed {rows} rows, manifest says {manifest_rows})"
             )
     return "; ".join(problems) if problems else None
+
+
+def file_quarantine_rows(
+    statuses: Sequence[tuple[str, str, int, int | None]],
+    day: dt.date,
+    stream: str,
+    run_id: str,
+    now: dt.datetime,
+) -> pa.Table:
+    """One quarantine row per file whose content is not (all) in bronze: unreadable, unexpected.
+
+    ``source_line`` is 0 (the whole file) and ``raw`` is null: these rows say which file and
+    why, they are not landed lines, so conservation counts lines only (``source_line > 0``).
+    """
+    rows = []
+    for source_file, status, _, _ in statuses:
+        if status.startswith(UNREADABLE):
+            rule = READABLE_FILE_RULE
+        elif status.startswith(UNEXPECTED):
+            rule = EXPECTED_FILE_RULE
+        else:
+            continue
+        failure = Failure(rule, None, _short(status))
+        rows.append(
+            {
+                "date": day,
+                "stream": stream,
+                "record_key": None,
+                "source_file": source_file,
+                "source_line": 0,
+                "rule": rule,
+                "column": None,
+                "value": failure.value,
+                "failures": json.dumps([{**failure.as_dict(), "value": status}]),
+                "raw": None,
+                "ingest_run_id": run_id,
+                "quarantined_at": now,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
 
 
 def apply_contract(

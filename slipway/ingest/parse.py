@@ -253,7 +253,9 @@ def payload_hash(fields: Sequence[Field]) -> Column:
     return F.xxhash64(*[F.coalesce(F.col(f.name).cast("string"), F.lit("\u0000")) for f in fields])
 
 
-def flag_duplicates(parsed: DataFrame, key: str, fields: Sequence[Field]) -> DataFrame:
+def flag_duplicates(
+    parsed: DataFrame, key: str, fields: Sequence[Field], across_days: bool = True
+) -> DataFrame:
     """Flag exact duplicates (same values as an earlier line) and conflicting ones (same key).
 
     "Earlier" means landing order over every day in the frame: date, source file, then line,
@@ -262,10 +264,13 @@ def flag_duplicates(parsed: DataFrame, key: str, fields: Sequence[Field]) -> Dat
     line of an earlier day, is quarantined, keeping the first delivery, because silently picking
     one version would hide an upstream defect. ``_first_copy_date`` says where the first copy
     lives. One window keyed on the record key (and a hash of the values), not on every column.
+    ``across_days=False`` keys the window on (date, key): uniqueness within each day only.
     """
     order = [F.col("date"), F.col("source_file"), F.col("source_line")]
     eligible = F.col("_json_ok") & F.col(key).isNotNull()
     by_key = Window.partitionBy(key).orderBy(*order)
+    if not across_days:
+        by_key = Window.partitionBy("date", key).orderBy(*order)
     earlier = by_key.rowsBetween(Window.unboundedPreceding, -1)
     hashed = parsed.withColumn("_payload", payload_hash(fields))
     seen = F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>"))
@@ -287,7 +292,9 @@ def derive_columns(df: DataFrame, derived: Mapping[str, Column]) -> DataFrame:
     return df
 
 
-def silver_candidates(bronze: DataFrame, stream: Stream, with_payload: bool = False) -> DataFrame:
+def silver_candidates(
+    bronze: DataFrame, stream: Stream, with_payload: bool = False, across_days: bool = True
+) -> DataFrame:
     """Bronze rows of a stream -> typed, normalised, duplicate-flagged candidates for silver.
 
     ``with_payload`` keeps the values' hash as ``_payload``, for the caller that carries
@@ -296,5 +303,5 @@ def silver_candidates(bronze: DataFrame, stream: Stream, with_payload: bool = Fa
     parsed = parse_lines(bronze, stream.fields)
     if stream.derive is not None:
         parsed = derive_columns(parsed, stream.derive())
-    flagged = flag_duplicates(parsed, stream.key, stream.fields)
+    flagged = flag_duplicates(parsed, stream.key, stream.fields, across_days)
     return flagged.withColumn("_payload", payload_hash(stream.fields)) if with_payload else flagged

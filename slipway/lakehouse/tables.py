@@ -191,6 +191,37 @@ class Lakehouse:
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         return self._table(name).history(limit)
 
+    def latest_commit_metadata(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The latest version and its ``commit_metadata`` (None when there is no table)."""
+        try:
+            table = self._table(name)
+        except TableNotFoundError:
+            return None
+        (entry,) = table.history(1)
+        raw = entry.get("slipway")
+        return table.version(), (json.loads(raw) if raw else {})
+
+    def restore(
+        self, name: str, version: int, commit_metadata: dict[str, Any] | None = None
+    ) -> int:
+        """Make ``version``'s contents the latest again (a new commit); returns the new version.
+
+        For a commit that must not stay visible, e.g. one a crashed run left without the
+        commits it belongs with. Time travel still reaches the undone version.
+        """
+        table = self._table(name)
+        properties = (
+            CommitProperties(
+                custom_metadata={
+                    "slipway": json.dumps(commit_metadata, sort_keys=True, default=str)
+                }
+            )
+            if commit_metadata
+            else None
+        )
+        table.restore(version, commit_properties=properties)
+        return self._table(name).version()
+
     def commit_metadata(self, name: str, version: int) -> dict[str, Any]:
         """The ``commit_metadata`` written with ``version`` (empty when there was none)."""
         for entry in self._table(name).history():

@@ -78,3 +78,47 @@ def materialize_online(
         dict(versions.versions),
         time.perf_counter() - started,
     )
+
+
+@dataclass
+class OnlineConsistency:
+    """Whether the online store holds one materialization's load, from the Feast registry.
+
+    ``ends`` is where each view's latest materialized interval ends; ``interrupted`` lists the
+    views a materialization left ``MATERIALIZING`` (its process died): Feast refuses to serve
+    them, and the other views may hold a newer load than they do.
+    """
+
+    ends: dict[str, dt.datetime | None]
+    interrupted: list[str]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.interrupted and len(set(self.ends.values())) <= 1
+
+    def describe(self) -> str:
+        if self.consistent:
+            end = next(iter(self.ends.values()), None)
+            return f"every view holds the load up to {end}"
+        parts = [f"{name} up to {end}" for name, end in sorted(self.ends.items())]
+        text = "views hold different loads: " + ", ".join(parts)
+        if self.interrupted:
+            text += (
+                f"; interrupted while materializing: {', '.join(self.interrupted)} "
+                "(re-run feast/online_store)"
+            )
+        return text
+
+
+def online_consistency(store) -> OnlineConsistency:
+    """Read each view's state and latest materialized interval from the registry."""
+    from feast.feature_view import FeatureViewState
+
+    ends: dict[str, dt.datetime | None] = {}
+    interrupted = []
+    for view in store.list_feature_views():
+        intervals = view.materialization_intervals
+        ends[view.name] = max((end for _, end in intervals), default=None)
+        if getattr(view, "state", None) == FeatureViewState.MATERIALIZING:
+            interrupted.append(view.name)
+    return OnlineConsistency(ends, sorted(interrupted))

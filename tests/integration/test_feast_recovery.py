@@ -68,15 +68,18 @@ def test_a_killed_materialization_is_reported_and_a_rerun_recovers(
         assert proc.returncode == -9, proc.stderr[-2000:]
 
         store = open_store()
-        report = online_consistency(store)
+        lakehouse = Lakehouse(world / "lakehouse")
+        report = online_consistency(store, lakehouse)
         assert not report.consistent
         assert len(report.interrupted) == 1, report
         assert report.interrupted[0] in report.describe()
+        assert report.unfinished_load and "never finished" in report.describe()
 
-        lakehouse = Lakehouse(world / "lakehouse")
-        materialize_online(store, lakehouse, pipeline.start)  # the re-run, nothing reset by hand
+        # the re-run, nothing reset by hand
+        rerun = materialize_online(store, lakehouse, pipeline.start)
+        assert rerun.recovered == report.interrupted
         store = open_store()
-        after = online_consistency(store)
+        after = online_consistency(store, lakehouse)
         assert after.consistent and not after.interrupted, after.describe()
         assert len(set(after.ends.values())) == 1, after.ends
         customer = lakehouse.read("features.customer_behaviour", columns=["customer_id"])[

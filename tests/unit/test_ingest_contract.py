@@ -278,4 +278,6 @@ def test_the_documented_rules_are_the_stored_ones(spark) -> None:
         "expected_file_name",
         "batch_median_amount_eur_plausible",
         "exact_duplicate_transaction_id",
+        "field_uniqueness",
+        "parseable_values",
     }, documented - stored

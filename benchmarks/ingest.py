@@ -192,6 +192,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "baseline keeps the id unique within each day only. 'One more day' re-runs the last day's "
         "silver on top of the published range, which reads every published key once.",
     ]
+    if wanted:
+        notes.append(f"Sizes limited to {wanted} by SLIPWAY_BENCH_INGEST_SIZES.")
     day_key = "one more day's silver s (median)"
     range_key = "landing->silver s (median)"
     for a, b in zip(

@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.metadata import read_versions
 from orchestration.partitions import daily_partitions
-from slipway.featurestore.online import materialize_online
+from slipway.featurestore.online import materialize_online, online_consistency
 from slipway.featurestore.store import FEATURE_REPO, apply_repo
 from slipway.lakehouse import TableRef
 from slipway.usecase import UseCase
@@ -64,6 +64,9 @@ def feast_definitions(usecase: UseCase) -> list:
         lakehouse = context.resources.lakehouse.get()
         store = context.resources.feast.store()
         report = materialize_online(store, lakehouse, start, progress=context.log.info)
+        consistency = online_consistency(store, lakehouse)
+        if not consistency.consistent:  # never a silent mix of loads
+            context.log.warning(f"online store after this load: {consistency.describe()}")
         return dg.MaterializeResult(
             metadata={
                 "window_start": report.start.isoformat(),
@@ -74,6 +77,9 @@ def feast_definitions(usecase: UseCase) -> list:
                 ),
                 "online_store": store.config.online_store.type,
                 "seconds": round(report.seconds, 2),
+                "consistent": consistency.consistent,
+                "consistency": consistency.describe(),
+                "recovered_views": dg.MetadataValue.json(report.recovered),
             }
         )
 

@@ -16,6 +16,16 @@ from slipway.usecase import Reference, Stream, UseCase
 INGESTION = "ingestion"
 
 
+def writer_pool(table: str) -> str:
+    """The concurrency pool of the step that writes ``table`` (and the tables written with it).
+
+    The instance gives every pool one slot (``concurrency: pools: default_limit: 1`` in
+    ``.dagster/dagster.yaml`` and the production template), so two runs over the same stream
+    take turns instead of committing over each other; different streams still run side by side.
+    """
+    return f"lakehouse-{table}"
+
+
 def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
     @dg.asset(
         key=["bronze", stream.name],
@@ -23,6 +33,7 @@ def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"delta", "python"},
+        pool=writer_pool(pipeline.bronze_table(stream.name)),
         description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
         required_resource_keys={"lakehouse", "landing"},
     )
@@ -79,6 +90,7 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         ],
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=writer_pool(pipeline.silver_table(stream.name)),
         required_resource_keys={"lakehouse", "spark"},
     )
     def _silver(context: dg.AssetExecutionContext):
@@ -94,6 +106,11 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
             progress=context.log.info,
         )
         totals = result.totals()
+        for name, version in result.rolled_back.items():
+            context.log.warning(
+                f"{name} rolled back to v{version}: a previous run died after committing it "
+                "and before publishing it"
+            )
         for held in result.held_days:
             context.log.error(
                 f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}"
@@ -106,6 +123,9 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
                 "dagster/row_count": totals["rows_silver"],
                 "bronze_version_read": result.bronze_read.version,
                 "audit_table_version": result.audit.version,
+                # The audit commit is the publish record: these versions belong together.
+                "published_versions": dg.MetadataValue.json(result.published),
+                "rolled_back": dg.MetadataValue.json(result.rolled_back),
                 "held_days": dg.MetadataValue.json(
                     {str(v.day): v.breaker_reason for v in result.held_days}
                 ),
@@ -200,6 +220,7 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
                 description="Blocking: the snapshot passed its contract and was published.",
             ),
         ],
+        pool=writer_pool(pipeline.silver_table(reference.name)),
         required_resource_keys={"lakehouse", "landing", "spark"},
     )
     def _reference(context: dg.AssetExecutionContext):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import socket
 import sys
 import time
 import warnings
@@ -50,6 +52,60 @@ def ensure_landing(days: int | None, per_day: int | None, customers: int | None)
     return list_days(settings.landing_root, "transactions")
 
 
+PID_TAG, HOST_TAG = "slipway/pid", "slipway/host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs an earlier `make run` left STARTED when its process died, freeing their slots.
+
+    Without a daemon nobody notices a killed in-process run: it would keep its concurrency-pool
+    slots, and the next run's ingestion steps would wait for them forever.
+    """
+    released = []
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={"slipway/trigger": "make run"},
+        )
+    )
+    for run in runs:
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if not pid or host != socket.gethostname() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone")
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
+def ensure_pools(instance: dg.DagsterInstance, job: dg.JobDefinition) -> None:
+    """Create the job's concurrency pools with the instance's default limit, before any run does.
+
+    Two processes creating the same pool at the same instant on SQLite storage can leave a step
+    waiting for a slot nobody assigns; created once up front, they never race.
+    """
+    limit = instance.get_concurrency_config().pool_config.default_pool_limit
+    storage = instance.event_log_storage
+    if limit is None or not storage.supports_global_concurrency_limits:
+        return
+    existing = set(storage.get_concurrency_keys())
+    for node in job.graph.node_defs:
+        for pool in getattr(node, "pools", set()) or set():
+            if pool not in existing:
+                storage.set_concurrency_slots(pool, limit)
+
+
 def run_end_to_end(
     start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None
 ) -> dg.ExecuteInProcessResult:
@@ -58,12 +114,17 @@ def run_end_to_end(
 
     instance = instance or dg.DagsterInstance.get()
     job = defs.get_job_def("end_to_end")
+    for run_id in release_dead_runs(instance):
+        _say(f"run {run_id} was left started by a process that is gone: marked failed")
+    ensure_pools(instance, job)
     return job.execute_in_process(
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat(),
             "slipway/trigger": "make run",
+            PID_TAG: str(os.getpid()),
+            HOST_TAG: socket.gethostname(),
         },
         raise_on_error=False,
     )

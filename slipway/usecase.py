@@ -18,15 +18,28 @@ if TYPE_CHECKING:
 FieldType = Literal["string", "double", "long", "boolean", "timestamp", "date"]
 
 
+DEFAULT_MAX_STRING_LENGTH = 256
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of a landed record, as the upstream promises to deliver it."""
+    """One field of a landed record, as the upstream promises to deliver it.
+
+    The ingestion machinery enforces what a field declares, before the use case's contract runs:
+    a JSON scalar (never an object or array), at most ``max_length`` characters for strings (a
+    bound on every id, so a 1 MiB value is rejected instead of stored), a finite number for
+    ``double``, and for ``timestamp`` an explicit zone and at most microsecond precision.
+    ``timezone`` declares the zone a timestamp without one is taken in; left None, a timestamp
+    without a zone is rejected rather than silently read as UTC.
+    """
 
     name: str
     dtype: FieldType
     required: bool = True
     normalise: Literal["upper", "lower", "strip"] | None = "strip"
     description: str = ""
+    max_length: int | None = DEFAULT_MAX_STRING_LENGTH
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,9 @@ class IngestPolicy:
 
     max_bad_share: float = 0.05
     require_manifest: bool = True
+    # "table": a stream's key is unique across every day of its silver table (a copy re-sent
+    # on a later day is quarantined naming the first day); "day": only within each day.
+    unique_key_scope: Literal["table", "day"] = "table"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from slipway.ingest.parse import FLAG_COLUMNS, LINEAGE_COLUMNS
+from slipway.ingest.bronze import UNEXPECTED, UNREADABLE
+from slipway.ingest.parse import FAILURE_SEPARATOR, FLAG_COLUMNS, LINEAGE_COLUMNS
 from slipway.lakehouse import normalise_arrow
 from slipway.usecase import Field, IngestPolicy, Stream
 
@@ -68,6 +69,8 @@ AUDIT_SCHEMA = pa.schema(
 )
 
 CIRCUIT_BREAKER_RULE = "circuit_breaker"
+READABLE_FILE_RULE = "readable_file"
+EXPECTED_FILE_RULE = "expected_file_name"
 MAX_VALUE_CHARS = 200
 
 
@@ -167,9 +170,30 @@ def _structural_failures(
         failures.append(
             Failure(f"parses_as_{dtypes.get(name, 'value')}", name, _raw_value(row["raw"], name))
         )
+    for found in row["_field_failures"] or []:
+        rule, _, name = found.partition(FAILURE_SEPARATOR)
+        if rule == "finite_number":
+            value = _number_token(row["raw"], name) or _raw_value(row["raw"], name)
+        elif rule == "repeated_key":
+            value = f"key {name!r} appears {str(row['raw']).count(json.dumps(name))} times"
+        else:
+            value = _raw_value(row["raw"], name) if name else _short(row["raw"])
+        failures.append(Failure(rule, name or None, value))
+    first = row.get("_first_copy_date")
+    where = f"{_short(row[key])}, first copy on {first.isoformat()}" if first else _short(row[key])
     if row["_conflicting_duplicate"]:
-        failures.append(Failure(f"unique_{key}", key, _short(row[key])))
+        failures.append(Failure(f"unique_{key}", key, where))
+    elif row["_exact_duplicate"] and first is not None and first != row["date"]:
+        failures.append(Failure(f"exact_duplicate_{key}", key, where))
     return failures
+
+
+def _number_token(raw: str | None, column: str) -> str | None:
+    """The number as written, for a value no JSON parser could hold (``1e309``)."""
+    import re
+
+    found = re.search(rf'"{re.escape(column)}"\s*:\s*(-?[0-9][0-9.eE+-]*)', raw or "")
+    return found.group(1) if found else None
 
 
 def contract_frame(table: pa.Table) -> pd.DataFrame:
@@ -183,6 +207,30 @@ def contract_frame(table: pa.Table) -> pd.DataFrame:
                 pd.DatetimeTZDtype("us", "UTC")
             )
     return frame
+
+
+def _rule_name(schema, case) -> str:
+    """A check's explicit name when it has one (``amount_eur_at_most_25000``), else its expression.
+
+    Pandera reports a built-in check by its expression (``less_than_or_equal_to(25000.0)``)
+    even when it was given a name; the name is what the documentation and users filter on.
+    """
+    number = case.check_number
+    if number is None or (isinstance(number, float) and np.isnan(number)):
+        return str(case.check)
+    if case.schema_context == "DataFrameSchema":
+        checks = schema.checks
+    elif case.schema_context == "Column" and case.column in schema.columns:
+        checks = schema.columns[case.column].checks
+    else:
+        return str(case.check)
+    if int(number) >= len(checks):
+        return str(case.check)
+    check = checks[int(number)]
+    name, error = getattr(check, "name", None), getattr(check, "error", None)
+    if name and error and error.startswith(f"{name}("):
+        return str(case.check)  # an unnamed built-in: its expression says more than its kind
+    return str(name or case.check)
 
 
 def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Failure]]:
@@ -199,7 +247,7 @@ def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Fa
     frame_level: dict[int, list[Failure]] = {}
     all_rows = range(len(frame))
     for case in cases.itertuples(index=False):
-        rule = str(case.check)
+        rule = _rule_name(schema, case)
         index = case.index
         targets = (
             all_rows
@@ -228,11 +276,15 @@ def _manifest_breaker(
 ) -> str | None:
     problems = []
     for source_file, status, rows, manifest_rows in statuses:
-        if status == "ok":
+        if status in ("ok", "unverified"):  # unverified: the unreadable manifest's row says why
             continue
         if status == "no_manifest" and not policy.require_manifest:
             continue
-        if status == "no_manifest":
+        if status.startswith(UNEXPECTED) and not policy.require_manifest:
+            continue  # named in the files table and quarantine; the day is not held for it
+        if status.startswith((UNREADABLE, UNEXPECTED)):
+            problems.append(f"{source_file}: {status}")
+        elif status == "no_manifest":
             problems.append(f"{source_file}: no manifest from the upstream")
         elif status == "missing":
             problems.append(
@@ -243,6 +295,46 @@ def _manifest_breaker(
                 f"{source_file}: {status.replace('_', ' ')} (landed {rows} rows, manifest says {manifest_rows})"
             )
     return "; ".join(problems) if problems else None
+
+
+def file_quarantine_rows(
+    statuses: Sequence[tuple[str, str, int, int | None]],
+    day: dt.date,
+    stream: str,
+    run_id: str,
+    now: dt.datetime,
+) -> pa.Table:
+    """One quarantine row per file whose content is not (all) in bronze: unreadable, unexpected.
+
+    ``source_line`` is 0 (the whole file) and ``raw`` is null: these rows say which file and
+    why, they are not landed lines, so conservation counts lines only (``source_line > 0``).
+    """
+    rows = []
+    for source_file, status, _, _ in statuses:
+        if status.startswith(UNREADABLE):
+            rule = READABLE_FILE_RULE
+        elif status.startswith(UNEXPECTED):
+            rule = EXPECTED_FILE_RULE
+        else:
+            continue
+        failure = Failure(rule, None, _short(status))
+        rows.append(
+            {
+                "date": day,
+                "stream": stream,
+                "record_key": None,
+                "source_file": source_file,
+                "source_line": 0,
+                "rule": rule,
+                "column": None,
+                "value": failure.value,
+                "failures": json.dumps([{**failure.as_dict(), "value": status}]),
+                "raw": None,
+                "ingest_run_id": run_id,
+                "quarantined_at": now,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
 
 
 def apply_contract(
@@ -312,6 +404,12 @@ def _one_day(
         if landed
         else np.zeros(0, bool)
     )
+    if landed and "_first_copy_date" in part.column_names:
+        # A copy of a line published on another day is not a redelivery within the day: it is
+        # quarantined, naming the day where the first copy lives, rather than silently dropped.
+        first = part["_first_copy_date"]
+        same_day = pc.fill_null(pc.equal(first, part["date"]), True)
+        exact &= same_day.to_numpy(zero_copy_only=False).astype(bool)
     kept = part.filter(pa.array(~exact)) if landed else part
     duplicates = int(exact.sum())
 
@@ -320,17 +418,18 @@ def _one_day(
     if kept.num_rows:
         # Vectorised screen first; only rows with a structural problem become Python objects.
         suspect = ~kept["_json_ok"].to_numpy(zero_copy_only=False).astype(bool)
-        for column in ("_missing_fields", "_cast_failures"):
+        for column in ("_missing_fields", "_cast_failures", "_field_failures"):
             lengths = pc.fill_null(pc.list_value_length(kept[column]), 0).to_numpy(
                 zero_copy_only=False
             )
             suspect |= lengths > 0
         suspect |= kept["_conflicting_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
+        suspect |= kept["_exact_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
         positions = np.flatnonzero(suspect)
         if len(positions):
             rows = (
                 kept.take(pa.array(positions))
-                .select(["raw", stream.key, *FLAG_COLUMNS])
+                .select(["date", "raw", stream.key, *FLAG_COLUMNS])
                 .to_pylist()
             )
             for pos, row in zip(positions, rows, strict=True):

@@ -4,6 +4,12 @@ Layout: ``{root}/{stream}/{YYYY-MM-DD}/*.jsonl[.gz]`` with ``_manifest.json`` wr
 done-marker), and reference snapshots under ``{root}/reference/{name}/{name}_{YYYY-MM-DD}.jsonl``.
 The manifest lists each file's row count and sha256, which is how a truncated delivery is told
 apart from a small one.
+
+Every file in a day's folder is accounted for: data files match the stream's pattern ignoring
+case (``part-001.JSONL`` is a data file), anything else that is not hidden (``.`` prefix, the
+upstream's temporary files) or the manifest is *unexpected* and named as such. A manifest that
+cannot be read (a byte-order mark, cut mid-JSON, the wrong shape) raises :class:`ManifestError`
+naming the file and the reason, never a bare decoding error.
 """
 
 from __future__ import annotations
@@ -15,6 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST_NAME = "_manifest.json"
+
+
+class ManifestError(ValueError):
+    """The day's manifest exists but cannot be read; the message names the file and why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Whether a file name matches a stream's pattern, ignoring case (``.JSONL`` is ``.jsonl``)."""
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
 
 
 @dataclass(frozen=True)
@@ -77,14 +97,27 @@ def list_files(
     root: str | Path, stream: str, day: dt.date, pattern: str = "*.jsonl*"
 ) -> list[LandedFile]:
     """Data files of one stream and day, sorted by name (the upstream's part order)."""
+    return [f for f in _day_files(root, stream, day) if matches(f.name, pattern)]
+
+
+def unexpected_files(
+    root: str | Path, stream: str, day: dt.date, pattern: str = "*.jsonl*"
+) -> list[LandedFile]:
+    """Files of the day's folder that are neither data files, the manifest, nor hidden."""
+    return [
+        f
+        for f in _day_files(root, stream, day)
+        if f.name != MANIFEST_NAME and not matches(f.name, pattern)
+    ]
+
+
+def _day_files(root: str | Path, stream: str, day: dt.date) -> list[LandedFile]:
     folder = day_dir(root, stream, day)
     if not folder.is_dir():
         return []
     files = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(("_", ".")):
-            continue
-        if not fnmatch.fnmatch(path.name, pattern):
+        if not path.is_file() or path.name.startswith("."):
             continue
         stat = path.stat()
         files.append(LandedFile(stream, day, path, stat.st_size, stat.st_mtime_ns))
@@ -92,15 +125,36 @@ def list_files(
 
 
 def read_manifest(root: str | Path, stream: str, day: dt.date) -> Manifest | None:
-    """The day's manifest, or None when the upstream has not (yet) written one."""
+    """The day's manifest, or None when the upstream has not (yet) written one.
+
+    Raises :class:`ManifestError` when the file is there but unreadable. A byte-order mark is
+    refused rather than skipped: the upstream's writer changed, and the day is held until a
+    person has looked.
+    """
     path = day_dir(root, stream, day) / MANIFEST_NAME
     if not path.is_file():
         return None
-    doc = json.loads(path.read_text())
-    entries = {
-        f["name"]: ManifestEntry(f["name"], int(f["rows"]), str(f.get("sha256", "")))
-        for f in doc.get("files", [])
-    }
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ManifestError(path, f"unreadable ({err.strerror or err})") from err
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ManifestError(path, "starts with a UTF-8 byte-order mark")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ManifestError(path, f"not valid UTF-8 (byte {err.start})") from err
+    except json.JSONDecodeError as err:
+        raise ManifestError(
+            path, f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from err
+    try:
+        entries = {
+            str(f["name"]): ManifestEntry(str(f["name"]), int(f["rows"]), str(f.get("sha256", "")))
+            for f in doc.get("files", [])
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ManifestError(path, f"not a manifest (files[]: name, rows, sha256): {err!r}") from err
     return Manifest(stream, day, entries, doc.get("generated_at"))
 
 
@@ -110,7 +164,7 @@ def latest_snapshot(root: str | Path, name: str) -> Path | None:
     if not folder.is_dir():
         return None
     candidates = sorted(
-        p for p in folder.iterdir() if p.is_file() and fnmatch.fnmatch(p.name, f"{name}_*.jsonl*")
+        p for p in folder.iterdir() if p.is_file() and matches(p.name, f"{name}_*.jsonl*")
     )
     return candidates[-1] if candidates else None
 

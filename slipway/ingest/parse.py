@@ -7,6 +7,13 @@ is wrong with it, and the contract step decides between silver and quarantine.
 Parsing goes through ``map<string,string>`` rather than a struct so that a renamed or missing
 field is *seen* (the key set is compared with the declared fields) instead of silently becoming
 null, and so that a value that does not cast is told apart from a JSON null.
+
+What a field declares (``slipway.usecase.Field``) is enforced here, per value, so that nothing
+changes meaning or size on the way in: a repeated key (JSON parsers keep the last value), an
+object where a scalar belongs (it would be stored as its JSON text), a string over its length
+limit, a number that is not finite (``1e309`` overflows to infinity), a timestamp without a zone
+(it would be read as UTC) or with digits beyond microseconds (they would be cut). Each becomes
+a ``rule|column`` entry of ``_field_failures``, which the contract step turns into quarantine.
 """
 
 from __future__ import annotations
@@ -24,9 +31,26 @@ FLAG_COLUMNS = (
     "_missing_fields",
     "_unexpected_fields",
     "_cast_failures",
+    "_field_failures",
     "_exact_duplicate",
     "_conflicting_duplicate",
+    "_first_copy_date",
 )
+FAILURE_SEPARATOR = "|"  # a _field_failures entry is "rule|column"
+REPEATED_KEY = "repeated_key"
+SCALAR_VALUE = "scalar_value"
+FINITE_NUMBER = "finite_number"
+PARSEABLE_VALUES = "parseable_values"
+TIMESTAMP_HAS_ZONE = "timestamp_has_zone"
+TIMESTAMP_AT_MOST_MICROSECONDS = "timestamp_at_most_microseconds"
+# A zone at the end of a timestamp that has a time: Z, UTC/GMT, or a numeric offset.
+_ZONE_RE = r"(?i)\d{2}:\d{2}(:\d{2}(\.\d*)?)?\s*(z|utc|gmt|[+-]\d{2}(:?\d{2})?)$"
+_SUB_MICROSECOND_RE = r"\.\d{6}\d*[1-9]"
+
+
+def max_length_rule(limit: int) -> str:
+    return f"string_at_most_{limit}_chars"
+
 
 _SPARK_TYPES = {
     "string": "string",
@@ -46,7 +70,102 @@ def _typed(raw: Column, field: Field) -> Column:
         elif field.normalise == "lower":
             value = F.lower(value)
         return value
-    return F.trim(raw).try_cast(_SPARK_TYPES[field.dtype])
+    value = F.trim(raw).try_cast(_SPARK_TYPES[field.dtype])
+    if field.dtype == "timestamp" and field.timezone and field.timezone.upper() != "UTC":
+        # The session reads a zoneless value as UTC; it was meant in the declared zone.
+        value = F.when(F.trim(raw).rlike(_ZONE_RE), value).otherwise(
+            F.to_utc_timestamp(value, field.timezone)
+        )
+    return value
+
+
+def _field_failures(fields: Sequence[Field], keys: Column, struct_failed: Column) -> Column:
+    """``rule|column`` for every declared promise a value breaks (empty array when none)."""
+
+    def entry(rule: str, name: str) -> str:
+        return f"{rule}{FAILURE_SEPARATOR}{name}"
+
+    conditions: list[tuple[str, Column]] = []
+    overflow: list[tuple[str, Column]] = []
+    for f in fields:
+        raw = F.col(f"_raw_{f.name}")
+        text = F.trim(raw)
+        if f.dtype == "string":
+            # An object or array value arrives as its JSON text; a string that merely starts
+            # with a brace is told apart by the raw line (the regex runs on those rows only).
+            nested = (text.startswith("{") | text.startswith("[")) & F.col("raw").rlike(
+                f'"{f.name}"\\s*:\\s*[\\[{{]'
+            )
+            conditions.append((entry(SCALAR_VALUE, f.name), nested))
+            if f.max_length:
+                conditions.append(
+                    (entry(max_length_rule(f.max_length), f.name), F.length(text) > f.max_length)
+                )
+        elif f.dtype == "double":
+            value = F.col(f.name)
+            conditions.append(
+                (
+                    entry(FINITE_NUMBER, f.name),
+                    value.isin(float("inf"), float("-inf")) | F.isnan(value),
+                )
+            )
+        elif f.dtype == "timestamp":
+            has_time = raw.isNotNull() & F.col(f.name).isNotNull()
+            if not f.timezone:
+                conditions.append(
+                    (entry(TIMESTAMP_HAS_ZONE, f.name), has_time & ~text.rlike(_ZONE_RE))
+                )
+            conditions.append(
+                (
+                    entry(TIMESTAMP_AT_MOST_MICROSECONDS, f.name),
+                    has_time & text.rlike(_SUB_MICROSECOND_RE),
+                )
+            )
+        if f.dtype in ("double", "long"):
+            # Some engines give up on the whole record when a number overflows (every value
+            # null although the keys parsed): find the number that did it in the raw line.
+            token = F.regexp_extract(F.col("raw"), f'"{f.name}"\\s*:\\s*(-?[0-9][0-9.eE+-]*)', 1)
+            as_double = token.try_cast("double")
+            overflow.append(
+                (
+                    entry(FINITE_NUMBER, f.name),
+                    struct_failed
+                    & (token != F.lit(""))
+                    & (as_double.isNull() | as_double.isin(float("inf"), float("-inf"))),
+                )
+            )
+    empty = F.array().cast("array<string>")
+    per_value = _names_where(conditions + overflow)
+    unexplained = F.when(
+        struct_failed & (F.size(_names_where(overflow)) == 0),
+        F.array(F.lit(entry(PARSEABLE_VALUES, ""))),
+    ).otherwise(empty)
+    repeated = F.when(
+        F.size(keys) > F.size(F.array_distinct(keys)),
+        F.transform(
+            F.array_distinct(
+                F.filter(keys, lambda k: F.size(F.filter(keys, lambda j: j == k)) > 1)
+            ),
+            lambda k: F.concat(F.lit(entry(REPEATED_KEY, "")), k),
+        ),
+    ).otherwise(empty)
+    return F.concat(
+        F.coalesce(per_value, empty), F.coalesce(unexplained, empty), F.coalesce(repeated, empty)
+    )
+
+
+def _struct_failed(fields: Sequence[Field]) -> Column:
+    """The line is a JSON object, yet the parser gave up on its values (every one is null).
+
+    Sail's ``from_json`` nulls the whole record when one number overflows (``1e309``); a line
+    whose declared values are all JSON null is not such a failure (it has no non-null value).
+    """
+    keys = F.col("_keys")
+    known = F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")
+    declared = F.size(F.array_intersect(keys, known)) > 0
+    nothing = F.coalesce(*[F.col(f"_s.{f.name}") for f in fields]).isNull()
+    some_value = F.col("raw").rlike(r':\s*[-0-9"\[{tf]')
+    return keys.isNotNull() & declared & (F.col("_s").isNull() | (nothing & some_value))
 
 
 def _names_where(conditions: Sequence[tuple[str, Column]]) -> Column:
@@ -61,7 +180,8 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
     """Parse bronze ``raw`` JSON lines into typed columns plus structural flags.
 
     Output: ``date``, the declared fields (typed, normalised), lineage columns, ``raw`` and
-    ``_json_ok``, ``_missing_fields``, ``_unexpected_fields``, ``_cast_failures``.
+    ``_json_ok``, ``_missing_fields``, ``_unexpected_fields``, ``_cast_failures``,
+    ``_field_failures``.
 
     The line is parsed once into a struct of strings (every JSON scalar keeps its text, so a
     value that will not cast is still seen) and its key set is read with ``json_object_keys``:
@@ -81,6 +201,7 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
         *LINEAGE_COLUMNS,
         "raw",
         "_keys",
+        _struct_failed(fields).alias("_struct_failed"),
         *[F.col(f"_s.{f.name}").alias(raw_names[f.name]) for f in fields],
     )
     keys = F.col("_keys")
@@ -96,11 +217,13 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
         *typed,
         *LINEAGE_COLUMNS,
         "raw",
+        "_keys",
+        "_struct_failed",
         json_ok.alias("_json_ok"),
         F.when(json_ok, missing).otherwise(empty).alias("_missing_fields"),
         # Both sides cast: Sail refuses to unify List(Utf8) with List(non-null Utf8).
         F.coalesce(F.array_except(keys, known), empty).alias("_unexpected_fields"),
-        *[F.col(raw_names[f.name]) for f in fields if f.dtype != "string"],
+        *[F.col(raw_names[f.name]) for f in fields],
     )
     cast_failures = _names_where(
         [
@@ -109,32 +232,55 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
             if f.dtype != "string"
         ]
     )
-    return out.withColumn("_cast_failures", F.coalesce(cast_failures, empty)).drop(
-        *[raw_names[f.name] for f in fields if f.dtype != "string"]
+    return (
+        out.withColumn("_cast_failures", F.coalesce(cast_failures, empty))
+        .withColumn(
+            "_field_failures",
+            F.when(
+                json_ok, _field_failures(fields, F.col("_keys"), F.col("_struct_failed"))
+            ).otherwise(empty),
+        )
+        .drop("_keys", "_struct_failed", *raw_names.values())
     )
 
 
-def flag_duplicates(parsed: DataFrame, key: str, fields: Sequence[Field]) -> DataFrame:
+def payload_hash(fields: Sequence[Field]) -> Column:
+    """One 64-bit hash of a record's typed values: how an exact duplicate is told from a conflict.
+
+    Computed by the engine at hand each time (never stored), so the same expression over
+    candidates and over published silver rows gives comparable values within one run.
+    """
+    return F.xxhash64(*[F.coalesce(F.col(f.name).cast("string"), F.lit("\u0000")) for f in fields])
+
+
+def flag_duplicates(
+    parsed: DataFrame, key: str, fields: Sequence[Field], across_days: bool = True
+) -> DataFrame:
     """Flag exact duplicates (same values as an earlier line) and conflicting ones (same key).
 
-    "Earlier" means landing order: source file, then line. Exact duplicates are dropped and
-    counted; a conflicting duplicate (same key, different values) is quarantined, keeping the
-    first delivery, because silently picking one version would hide an upstream defect. Both
-    windows are keyed on the record key (and a hash of the values), not on every column.
+    "Earlier" means landing order over every day in the frame: date, source file, then line,
+    so an id is unique across days, not only within one. Exact duplicates within a day are
+    dropped and counted; a conflicting duplicate (same key, different values), or a copy of a
+    line of an earlier day, is quarantined, keeping the first delivery, because silently picking
+    one version would hide an upstream defect. ``_first_copy_date`` says where the first copy
+    lives. One window keyed on the record key (and a hash of the values), not on every column.
+    ``across_days=False`` keys the window on (date, key): uniqueness within each day only.
     """
-    order = [F.col("source_file"), F.col("source_line")]
+    order = [F.col("date"), F.col("source_file"), F.col("source_line")]
     eligible = F.col("_json_ok") & F.col(key).isNotNull()
-    payload = F.xxhash64(
-        *[F.coalesce(F.col(f.name).cast("string"), F.lit("\u0000")) for f in fields]
-    )
-    by_key = Window.partitionBy("date", key).orderBy(*order)
+    by_key = Window.partitionBy(key).orderBy(*order)
+    if not across_days:
+        by_key = Window.partitionBy("date", key).orderBy(*order)
     earlier = by_key.rowsBetween(Window.unboundedPreceding, -1)
-    hashed = parsed.withColumn("_payload", payload)
+    hashed = parsed.withColumn("_payload", payload_hash(fields))
     seen = F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>"))
     exact = eligible & F.array_contains(seen, F.col("_payload"))
+    conflicting = eligible & ~exact & (F.size(seen) > F.lit(0))
+    first_date = F.first("date").over(earlier)
     return (
         hashed.withColumn("_exact_duplicate", exact)
-        .withColumn("_conflicting_duplicate", eligible & ~exact & (F.size(seen) > F.lit(0)))
+        .withColumn("_conflicting_duplicate", conflicting)
+        .withColumn("_first_copy_date", F.when(exact | conflicting, first_date))
         .drop("_payload")
     )
 
@@ -146,9 +292,16 @@ def derive_columns(df: DataFrame, derived: Mapping[str, Column]) -> DataFrame:
     return df
 
 
-def silver_candidates(bronze: DataFrame, stream: Stream) -> DataFrame:
-    """Bronze rows of a stream -> typed, normalised, duplicate-flagged candidates for silver."""
+def silver_candidates(
+    bronze: DataFrame, stream: Stream, with_payload: bool = False, across_days: bool = True
+) -> DataFrame:
+    """Bronze rows of a stream -> typed, normalised, duplicate-flagged candidates for silver.
+
+    ``with_payload`` keeps the values' hash as ``_payload``, for the caller that carries
+    uniqueness across separate queries (earlier chunks of a range, published days).
+    """
     parsed = parse_lines(bronze, stream.fields)
     if stream.derive is not None:
         parsed = derive_columns(parsed, stream.derive())
-    return flag_duplicates(parsed, stream.key, stream.fields)
+    flagged = flag_duplicates(parsed, stream.key, stream.fields, across_days)
+    return flagged.withColumn("_payload", payload_hash(stream.fields)) if with_payload else flagged

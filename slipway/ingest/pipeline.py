@@ -31,9 +31,17 @@ from slipway.ingest.contract import (
     _contract_failures,
     apply_contract,
     contract_frame,
+    file_quarantine_rows,
 )
-from slipway.ingest.landing import latest_snapshot, list_files, read_manifest
+from slipway.ingest.landing import (
+    ManifestError,
+    latest_snapshot,
+    list_files,
+    read_manifest,
+    unexpected_files,
+)
 from slipway.ingest.parse import LINEAGE_COLUMNS, silver_candidates
+from slipway.ingest.uniqueness import KeyLedger
 from slipway.lakehouse import Lakehouse, TableRef, WriteResult, days_between
 from slipway.usecase import IngestPolicy, Reference, Stream
 
@@ -104,10 +112,24 @@ def land_to_bronze(
         # One day in memory at a time; the lakehouse streams them into one commit.
         for day in days_between(start, end):
             files = list_files(landing_root, stream.name, day, stream.file_pattern)
-            manifest = read_manifest(landing_root, stream.name, day)
+            others = unexpected_files(landing_root, stream.name, day, stream.file_pattern)
+            try:
+                manifest, manifest_problem = read_manifest(landing_root, stream.name, day), None
+            except ManifestError as err:  # the day is held for it; the other days go on
+                manifest, manifest_problem = None, err.reason
             reads = [read_file(f) for f in files]
             table = bronze_rows(reads, day, run_id, now)
-            records = landed_file_rows(reads, manifest, day, stream.name, run_id, now)
+            records = landed_file_rows(
+                reads,
+                manifest,
+                day,
+                stream.name,
+                run_id,
+                now,
+                unexpected=others,
+                pattern=stream.file_pattern,
+                manifest_problem=manifest_problem,
+            )
             file_rows.append(records)
             statuses = [
                 (r["source_file"], r["status"], r["rows"], r["manifest_rows"])
@@ -144,6 +166,16 @@ class SilverResult:
     audit: WriteResult
     bronze_read: TableRef
     preview: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rolled_back: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def published(self) -> dict[str, int]:
+        """The versions the audit commit (the publish record) names: what readers should pin."""
+        return {
+            self.silver.name: self.silver.version,
+            self.quarantine.name: self.quarantine.version,
+            self.bronze_read.name: self.bronze_read.version,
+        }
 
     @property
     def held_days(self) -> list[DayVerdict]:
@@ -174,6 +206,44 @@ def _chunks(days: list[dt.date], statuses: dict[dt.date, list], limit: int) -> l
             chunks.append([day])
             size = rows
     return chunks
+
+
+PUBLISH_KEY = "publish"  # the audit commit's metadata key naming the versions published together
+
+
+def published_versions(lakehouse: Lakehouse, stream: str) -> dict[str, int] | None:
+    """The silver, quarantine and bronze versions the latest publish record names, or None.
+
+    Silver, quarantine and the audit are three Delta commits; the audit's, written last, is the
+    publish record. A reader that pins these versions sees every day of the stream as one
+    silver run published it: never a silver commit whose quarantine and audit are missing.
+    """
+    latest = lakehouse.latest_commit_metadata(audit_table(stream))
+    if latest is None:
+        return None
+    _, meta = latest
+    record = meta.get(PUBLISH_KEY)
+    return {k: int(v) for k, v in record.items()} if record else None
+
+
+def roll_back_unpublished(lakehouse: Lakehouse, stream: str) -> dict[str, int]:
+    """Undo silver/quarantine commits that no publish record names (a run died between them).
+
+    Returns ``{table: version restored}``. Before publish records existed nothing is undone.
+    """
+    record = published_versions(lakehouse, stream)
+    if record is None:
+        return {}
+    undone = {}
+    for name in (silver_table(stream), quarantine_table(stream)):
+        published = record.get(name)
+        latest = lakehouse.version(name)
+        if published is not None and latest is not None and latest > published:
+            lakehouse.restore(
+                name, published, {"restored_from": latest, "reason": "unpublished commit"}
+            )
+            undone[name] = published
+    return undone
 
 
 def silver_columns(stream: Stream) -> list[str]:
@@ -215,6 +285,9 @@ def bronze_to_silver(
     from pyspark.sql import functions as F
 
     now = now or dt.datetime.now(dt.UTC)
+    rolled_back = roll_back_unpublished(lakehouse, stream.name)
+    for name, version in rolled_back.items():
+        progress(f"{name}: rolled back to v{version}, a commit no publish record names")
     bronze_ref = lakehouse.ref(bronze_table(stream.name), bronze_version)
     bronze = (
         spark.read.format("delta").option("versionAsOf", bronze_ref.version).load(bronze_ref.uri)
@@ -240,6 +313,7 @@ def bronze_to_silver(
             now=now,
         )
         quarantines.append(outcome.quarantine)
+        quarantines.append(file_quarantine_rows(day_statuses, day, stream.name, run_id, now))
         audits.append(outcome.audit_rows(stream.name, run_id, now))
         verdicts.extend(outcome.verdicts)
         if sum(p.num_rows for p in previews) < 10:
@@ -252,6 +326,20 @@ def bronze_to_silver(
             )
         return outcome.silver
 
+    across_days = policy.unique_key_scope == "table"
+    ledger = (
+        KeyLedger.published(
+            spark,
+            lakehouse.uri(silver_table(stream.name)),
+            lakehouse.version(silver_table(stream.name)),
+            stream,
+            start,
+            end,
+        )
+        if across_days
+        else None
+    )
+
     def chunk_days(chunk: list[dt.date]) -> Iterator[pa.Table]:
         """One Spark query for several days (Sail's per-query cost dominates small days), then
         the contract day by day (its batch rules and the breaker are per day)."""
@@ -259,7 +347,11 @@ def bronze_to_silver(
             (F.col("date") >= F.lit(chunk[0].isoformat()).cast("date"))
             & (F.col("date") <= F.lit(chunk[-1].isoformat()).cast("date"))
         )
-        candidates = silver_candidates(rows, stream).toArrow()
+        candidates = silver_candidates(
+            rows, stream, with_payload=ledger is not None, across_days=across_days
+        ).toArrow()
+        if ledger is not None:
+            candidates = ledger.mark(candidates, stream.key)
         for day in chunk:
             day_rows = candidates.filter(pc.equal(candidates["date"], pa.scalar(day, pa.date32())))
             yield contract_day(day, day_rows)
@@ -292,12 +384,23 @@ def bronze_to_silver(
         partition_by=["date"],
         schema=QUARANTINE_SCHEMA,
     )
+    # Written last: the audit commit is the publish record, naming the versions that belong
+    # together. A run that dies before it leaves readers of the record on the previous ones.
     audit = lakehouse.write(
         audit_table(stream.name),
         audit_data,
         replace_dates=(start, end),
         partition_by=["date"],
         schema=AUDIT_SCHEMA,
+        commit_metadata={
+            PUBLISH_KEY: {
+                silver.name: silver.version,
+                quarantine.name: quarantine.version,
+                bronze_ref.name: bronze_ref.version,
+            },
+            "run_id": run_id,
+            "dates": [start.isoformat(), end.isoformat()],
+        },
     )
     preview = pa.concat_tables(previews).slice(0, 10).to_pandas() if previews else pd.DataFrame()
     return SilverResult(
@@ -307,6 +410,7 @@ def bronze_to_silver(
         audit=audit,
         bronze_read=bronze_ref,
         preview=preview,
+        rolled_back=rolled_back,
     )
 
 
@@ -414,11 +518,20 @@ class DayCheck:
 
 
 def _counts_by_day(
-    lakehouse: Lakehouse, name: str, start: dt.date, end: dt.date
+    lakehouse: Lakehouse,
+    name: str,
+    start: dt.date,
+    end: dt.date,
+    version: int | None = None,
+    lines_only: bool = False,
 ) -> dict[dt.date, int]:
     if not lakehouse.exists(name):
         return {}
-    dates = lakehouse.read(name, columns=["date"], dates=(start, end))["date"]
+    # File-level quarantine rows (source_line 0) name a file, they are not landed lines.
+    where = pc.field("source_line") > 0 if lines_only else None
+    dates = lakehouse.read(
+        name, columns=["date"], dates=(start, end), version=version, filter=where
+    )["date"]
     counts = pc.value_counts(dates).to_pylist()
     return {c["values"]: c["counts"] for c in counts}
 
@@ -429,11 +542,16 @@ def check_silver(
     """Recompute, from the tables themselves, whether each day is conserved, published and clean.
 
     Landed rows come from bronze, duplicates from the audit, silver and quarantine are counted,
-    and the published silver rows are validated against the contract again.
+    and the published silver rows are validated against the contract again. Every table is read
+    at the version the latest publish record names, so a run that died between its commits is
+    judged by what was published, not by a half-written state.
     """
-    landed = _counts_by_day(lakehouse, bronze_table(stream.name), start, end)
-    silver = _counts_by_day(lakehouse, silver_table(stream.name), start, end)
-    quarantined = _counts_by_day(lakehouse, quarantine_table(stream.name), start, end)
+    pinned = published_versions(lakehouse, stream.name) or {}
+    names = (bronze_table(stream.name), silver_table(stream.name), quarantine_table(stream.name))
+    bronze_v, silver_v, quarantine_v = (pinned.get(n) for n in names)
+    landed = _counts_by_day(lakehouse, names[0], start, end, version=bronze_v)
+    silver = _counts_by_day(lakehouse, names[1], start, end, version=silver_v)
+    quarantined = _counts_by_day(lakehouse, names[2], start, end, quarantine_v, lines_only=True)
     audit = (
         {
             r["date"]: r
@@ -443,7 +561,7 @@ def check_silver(
         else {}
     )
     published = (
-        lakehouse.read(silver_table(stream.name), dates=(start, end))
+        lakehouse.read(silver_table(stream.name), dates=(start, end), version=silver_v)
         if lakehouse.exists(silver_table(stream.name))
         else None
     )

@@ -1,6 +1,7 @@
 """The lakehouse: Delta tables addressed by ``layer.name`` under one root URI."""
 
 from slipway.lakehouse.tables import (
+    ConcurrentWriteError,
     Lakehouse,
     TableRef,
     WriteResult,
@@ -8,4 +9,11 @@ from slipway.lakehouse.tables import (
     normalise_arrow,
 )
 
-__all__ = ["Lakehouse", "TableRef", "WriteResult", "days_between", "normalise_arrow"]
+__all__ = [
+    "ConcurrentWriteError",
+    "Lakehouse",
+    "TableRef",
+    "WriteResult",
+    "days_between",
+    "normalise_arrow",
+]

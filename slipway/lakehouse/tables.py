@@ -6,6 +6,11 @@ Why a wrapper and not bare ``deltalake`` calls:
   feed training can pin it;
 * partition re-runs replace exactly their date range (predicate overwrite) in one atomic commit,
   so re-running a partition is idempotent and a crash leaves the previous version readable;
+* concurrent writers never duplicate rows: a table is created empty first (a create that loses
+  the race is a no-op), so every write is a predicate overwrite against a version it read, and
+  Delta's commit conflict detection rejects the second of two overlapping overwrites. A write
+  of an in-memory table is retried against the new version (the later writer wins, once); a
+  streamed write cannot be replayed and fails with :class:`ConcurrentWriteError`;
 * reads go through a *native* pyarrow filesystem. delta-rs's default pyarrow dataset wraps a Rust
   object store whose teardown races pyarrow's IO threads at interpreter exit and aborts the
   process ("terminate called without an active exception", exit 134) — seen here with
@@ -30,9 +35,18 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 UTC_US = pa.timestamp("us", tz="UTC")
+WRITE_ATTEMPTS = 3  # an in-memory write that lost a commit race is retried this many times in all
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer committed to the same rows while this write was in flight.
+
+    Nothing of this write was committed; the table holds the other writer's version. Raised for
+    streamed writes, which cannot be replayed, and for in-memory writes that kept losing.
+    """
 
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -177,6 +191,37 @@ class Lakehouse:
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         return self._table(name).history(limit)
 
+    def latest_commit_metadata(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The latest version and its ``commit_metadata`` (None when there is no table)."""
+        try:
+            table = self._table(name)
+        except TableNotFoundError:
+            return None
+        (entry,) = table.history(1)
+        raw = entry.get("slipway")
+        return table.version(), (json.loads(raw) if raw else {})
+
+    def restore(
+        self, name: str, version: int, commit_metadata: dict[str, Any] | None = None
+    ) -> int:
+        """Make ``version``'s contents the latest again (a new commit); returns the new version.
+
+        For a commit that must not stay visible, e.g. one a crashed run left without the
+        commits it belongs with. Time travel still reaches the undone version.
+        """
+        table = self._table(name)
+        properties = (
+            CommitProperties(
+                custom_metadata={
+                    "slipway": json.dumps(commit_metadata, sort_keys=True, default=str)
+                }
+            )
+            if commit_metadata
+            else None
+        )
+        table.restore(version, commit_properties=properties)
+        return self._table(name).version()
+
     def commit_metadata(self, name: str, version: int) -> dict[str, Any]:
         """The ``commit_metadata`` written with ``version`` (empty when there was none)."""
         for entry in self._table(name).history():
@@ -264,34 +309,76 @@ class Lakehouse:
                 pa.schema([pa.field(f.name, _normalise_type(f.type)) for f in schema]), safe=True
             )
         uri = self.uri(name)
-        exists = self.exists(name)
+        if self.is_local:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        if not self.exists(name):
+            self._create(name, data.schema, partition_by, description)
         kwargs: dict[str, Any] = {
             "storage_options": self.storage_options or None,
             "configuration": None,
         }
-        if not exists:
-            kwargs["partition_by"] = list(partition_by) if partition_by else None
-            if description:
-                kwargs["description"] = description
         if replace_dates is not None:
             start, end = (_date_literal(d) for d in replace_dates)
-            if exists:
-                kwargs["predicate"] = f"{date_column} >= '{start}' AND {date_column} <= '{end}'"
+            kwargs["predicate"] = f"{date_column} >= '{start}' AND {date_column} <= '{end}'"
             mode = "overwrite"
-        elif mode == "overwrite" and exists:
+        elif mode == "overwrite":
             kwargs["schema_mode"] = "overwrite"
-        if self.is_local:
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
         if commit_metadata:
             kwargs["commit_properties"] = CommitProperties(
                 custom_metadata={
                     "slipway": json.dumps(commit_metadata, sort_keys=True, default=str)
                 }
             )
-        write_deltalake(uri, data, mode=mode, **{k: v for k, v in kwargs.items() if v is not None})
+        attempts = WRITE_ATTEMPTS if isinstance(data, pa.Table) else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                write_deltalake(
+                    uri, data, mode=mode, **{k: v for k, v in kwargs.items() if v is not None}
+                )
+                break
+            except CommitFailedError as err:
+                if attempt == attempts:
+                    what = (
+                        f"dates {replace_dates[0]}..{replace_dates[1]}"
+                        if replace_dates is not None
+                        else mode
+                    )
+                    raise ConcurrentWriteError(
+                        f"{name}: another writer committed to the same rows ({what}) while this "
+                        f"write was in flight, so nothing of it was committed and the table keeps "
+                        f"the other writer's version (v{self.version(name)}); re-run this step "
+                        f"once the other run is done. Delta said: {err}"
+                    ) from err
         version = self._table(name).version()
         rows = data.num_rows if isinstance(data, pa.Table) else -1
         return WriteResult(name=name, uri=uri, version=version, rows_written=rows)
+
+    def _create(
+        self,
+        name: str,
+        schema: pa.Schema,
+        partition_by: Sequence[str] | None,
+        description: str | None,
+    ) -> None:
+        """Create an empty table (version 0) unless one appeared meanwhile.
+
+        Writing data into a table that does not exist yet is an overwrite that read no version,
+        and two of those both commit, the second removing nothing: every row twice. Creating the
+        empty table first makes every data write one that read a version, which Delta checks.
+        """
+        try:
+            DeltaTable.create(
+                self.uri(name),
+                schema=schema,
+                mode="ignore",
+                partition_by=list(partition_by) if partition_by else None,
+                description=description,
+                storage_options=self.storage_options or None,
+            )
+        except (CommitFailedError, DeltaError):
+            # Lost the race to create it: fine as long as the other writer's table is there.
+            if not self.exists(name):
+                raise
 
     # -- files (model artefacts, reports) -------------------------------------------------------
     def _file_fs(self) -> tuple[pafs.FileSystem, str]:

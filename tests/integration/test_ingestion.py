@@ -222,3 +222,60 @@ def test_a_write_killed_half_way_leaves_the_previous_version_and_a_rerun_converg
             simulate(clean, **{**SMALL, "days": 2})
             assert run_graph(day(0), day(1), job="ingestion").success
             assert after == _content(Lakehouse(clean / "lakehouse"), "silver.transactions")
+
+
+KILL_BETWEEN_COMMITS = textwrap.dedent(
+    """
+    import os, signal, warnings
+    warnings.filterwarnings("ignore")
+    import slipway.lakehouse.tables as tables
+    real = tables.write_deltalake
+
+    def dying_write(uri, data, **kwargs):
+        if uri.endswith("quarantine/transactions"):
+            os.kill(os.getpid(), signal.SIGKILL)  # silver is committed, quarantine and audit not
+        return real(uri, data, **kwargs)
+
+    tables.write_deltalake = dying_write
+    from tests.support.pipeline import run_graph
+    import datetime as dt
+    run_graph(dt.date(2026, 8, 1), dt.date(2026, 8, 2), job="ingestion")
+    print("NOT KILLED")
+    """
+)
+
+
+def test_a_run_killed_between_its_commits_publishes_nothing_and_the_next_run_repairs(
+    tmp_path: Path,
+) -> None:
+    from slipway.ingest.pipeline import check_silver, published_versions
+    from slipway.usecases.fraud import TRANSACTIONS
+
+    with slipway_env(tmp_path):
+        simulate(tmp_path, **{**SMALL, "days": 2})
+        lakehouse = Lakehouse(tmp_path / "lakehouse")
+        assert run_graph(day(0), day(0), job="ingestion").success
+        record = published_versions(lakehouse, "transactions")
+        assert record and record["silver.transactions"] == lakehouse.version("silver.transactions")
+        before = _content(lakehouse, "silver.transactions")
+        proc = subprocess.run(
+            [sys.executable, "-c", KILL_BETWEEN_COMMITS],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=Path(__file__).parents[2],
+        )
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        # the dead run's silver commit is there, but no publish record names it
+        assert lakehouse.version("silver.transactions") == record["silver.transactions"] + 1
+        assert published_versions(lakehouse, "transactions") == record
+        # readers that pin the publish record see the day as it was published, conserved
+        checks = {c.day: c for c in check_silver(lakehouse, TRANSACTIONS, day(0), day(1))}
+        assert checks[day(0)].passed, checks[day(0)]
+        assert checks[day(1)].silver == 0 and not checks[day(1)].passed
+        # the next silver run, even over another range, undoes the unpublished commit
+        assert run_graph(day(0), day(0), job="ingestion").success
+        assert _content(lakehouse, "silver.transactions") == before
+        assert all(c.passed for c in check_silver(lakehouse, TRANSACTIONS, day(0), day(0)))
+        assert run_graph(day(0), day(1), job="ingestion").success
+        assert all(c.passed for c in check_silver(lakehouse, TRANSACTIONS, day(0), day(1)))

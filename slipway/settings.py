@@ -31,6 +31,12 @@ class Settings:
     feast_dir: Path
     spark_remote: str
     partition_start: str
+    # The live path (slipway.streaming): the event stream, dead letters and the served-decision
+    # log live on Redis when ``stream_url`` is a redis:// URL, else in SQLite files under
+    # ``stream_dir``; every key/file name starts with ``stream_prefix``.
+    stream_url: str = ""
+    stream_prefix: str = "slipway"
+    stream_dir: Path = PROJECT_ROOT / "data" / "streams"
 
     @property
     def is_prod(self) -> bool:
@@ -48,4 +54,7 @@ def load_settings() -> Settings:
         feast_dir=Path(_env("SLIPWAY_FEAST_DIR", str(data_dir / "feast"))),
         spark_remote=_env("SLIPWAY_SPARK_REMOTE", "sail"),
         partition_start=_env("SLIPWAY_PARTITION_START", "2026-08-01"),
+        stream_url=_env("SLIPWAY_STREAM_URL", ""),
+        stream_prefix=_env("SLIPWAY_STREAM_PREFIX", "slipway"),
+        stream_dir=Path(_env("SLIPWAY_STREAM_DIR", str(data_dir / "streams"))),
     )

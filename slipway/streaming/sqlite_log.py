@@ -14,6 +14,7 @@ appender under WAL) and only takes the write lock when there is something to del
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -256,8 +257,5 @@ class SqliteLog:
             Path(str(self.path) + suffix).unlink(missing_ok=True)
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.ProgrammingError:
-                pass
+        with self._lock, contextlib.suppress(sqlite3.ProgrammingError):
+            self._db.close()

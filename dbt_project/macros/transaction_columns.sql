@@ -4,6 +4,7 @@
     cast(date as date)                  as date,
     cast(transaction_id as varchar)     as transaction_id,
     cast(event_time as timestamptz)     as event_time,
+    cast(received_at as timestamptz)    as received_at,
     cast(customer_id as varchar)        as customer_id,
     cast(merchant_id as varchar)        as merchant_id,
     cast(amount as double)              as amount,

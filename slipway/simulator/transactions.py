@@ -97,9 +97,18 @@ BURST_SHARE = 0.75  # of default fraud transactions that come in compromised-car
 NIGHT_BURSTS = 0.55
 COMPROMISED_SHARE = 0.75
 CARD_TEST_SIZE = (6, 15)
+# Arrival at the processor: most authorisations arrive milliseconds after the terminal's
+# timestamp (lognormal around ~40 ms); LATE_SHARE arrive late (offline terminals, store-and-
+# forward, retries): log-uniform between LATE_RANGE_S seconds and a few hours, capped so that
+# nothing is received after the end of its event day (a day's file holds that day's events).
+ARRIVAL_MEDIAN_US = 40_000
+LATE_SHARE = 0.015
+LATE_RANGE_S = (2.0, 3 * 3600.0)
 
-# Random streams: one per component so that they never shift each other.
+# Random streams: one per component so that they never shift each other; arrival delays draw
+# from S_ARRIVAL + the component's position, so a scenario's extra rows leave others' delays.
 S_LEGIT, S_BURST, S_TAKEOVER, S_CARD_TEST = 1, 2, 3, 4
+S_ARRIVAL = 20
 
 
 @dataclass
@@ -113,6 +122,7 @@ class Rows:
     channel: np.ndarray
     amount: np.ndarray  # currency units, rounded
     offset_us: np.ndarray  # since midnight UTC of the day
+    received_us: np.ndarray  # arrival at the processor, since midnight UTC (>= offset_us)
     device: np.ndarray
     fraud: np.ndarray  # -1 legit, else index into FRAUD_TYPES
     delay: np.ndarray  # chargeback delay in days (0 for legit)
@@ -199,8 +209,9 @@ def _legit(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
 
     zeros = np.zeros(n, dtype=np.int64)
     return Rows(
-        cust, merch, country, currency, channel, amount, offset, device, zeros - 1, zeros, zeros
-    )
+        cust, merch, country, currency, channel, amount, offset, offset, device, zeros - 1, zeros,
+        zeros,
+    )  # fmt: skip
 
 
 def _victims(world: World, day: dt.date, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -268,7 +279,7 @@ def _bursts(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows
     delay, report = draw_labels(cfg, day, BURST, event, k)
     return Rows(
         cust, merch, country, currency, np.full(n, ECOM), _to_currency(eur, currency), offset,
-        device, np.full(n, BURST), delay, report,
+        offset, device, np.full(n, BURST), delay, report,
     )  # fmt: skip
 
 
@@ -289,7 +300,7 @@ def _takeovers(world: World, cfg: SimConfig, day: dt.date, expected: float) -> R
     delay, report = draw_labels(cfg, day, TAKEOVER, np.arange(n), n)
     return Rows(
         cust, merch, country, currency, np.full(n, ECOM), _to_currency(eur, currency), offset,
-        device, np.full(n, TAKEOVER), delay, report,
+        offset, device, np.full(n, TAKEOVER), delay, report,
     )  # fmt: skip
 
 
@@ -315,13 +326,26 @@ def _card_testing(world: World, cfg: SimConfig, day: dt.date, expected: float, r
     )
     delay, report = draw_labels(cfg, day, CARD_TESTING, event, k)
     return Rows(
-        cust, merch, home, currency, np.full(n, ECOM), amount, offset, device,
+        cust, merch, home, currency, np.full(n, ECOM), amount, offset, offset, device,
         np.full(n, CARD_TESTING), delay, report,
     )  # fmt: skip
 
 
+def _arrive(cfg: SimConfig, day: dt.date, component: int, rows: Rows) -> Rows:
+    """Set ``received_us``: milliseconds after the event, or late, never after midnight."""
+    rng = _rng(cfg, day, S_ARRIVAL + component)
+    n = rows.offset_us.size
+    prompt = rng.lognormal(np.log(ARRIVAL_MEDIAN_US), 0.8, size=n)
+    lo, hi = np.log(LATE_RANGE_S[0] * 1e6), np.log(LATE_RANGE_S[1] * 1e6)
+    late = np.exp(rng.uniform(lo, hi, size=n))
+    delay = np.where(rng.random(n) < LATE_SHARE, late, prompt).astype(np.int64)
+    received = np.minimum(rows.offset_us + np.maximum(delay, 1), DAY_US - 1)
+    rows.received_us = np.maximum(received, rows.offset_us)
+    return rows
+
+
 def generate_rows(world: World, cfg: SimConfig, day: dt.date) -> Rows:
-    """All of the day's transactions in event-time order."""
+    """All of the day's transactions in event-time order (``received_us`` set)."""
     expected = cfg.transactions_per_day * float(WEEKDAY_FACTOR[day.weekday()])
     parts = [
         _legit(world, cfg, day, expected),
@@ -331,20 +355,30 @@ def generate_rows(world: World, cfg: SimConfig, day: dt.date) -> Rows:
     rate = card_testing_rate(cfg.scenarios, day)
     if rate > 0:
         parts.append(_card_testing(world, cfg, day, expected, rate))
-    rows = Rows.concat(parts)
+    rows = Rows.concat([_arrive(cfg, day, i, p) for i, p in enumerate(parts)])
     return rows.take(np.argsort(rows.offset_us, kind="stable"))
 
 
 def generate_day(world: World, cfg: SimConfig, day: dt.date) -> DayData:
-    """The day's records (contract fields + ``is_fraud``/``fraud_type``) and their chargebacks."""
+    """The day's records (contract fields + ``is_fraud``/``fraud_type``) and their chargebacks.
+
+    Ids are numbered in event-time order; the records are then listed in arrival order
+    (``received_at``, ties by id), the order the processor's live stream saw them and the order
+    of the day's landed file.
+    """
     rows = generate_rows(world, cfg, day)
     n = rows.cust.size
     tx_id = numbered_ids(f"tx_{day:%Y%m%d}_", n, 6)
+    # offset order already sorts the ids, so a stable sort on arrival breaks ties by id
+    arrival = np.argsort(rows.received_us, kind="stable")
+    rows = rows.take(arrival)
+    tx_id = tx_id[arrival]
     fraud_names = np.array([*FRAUD_TYPES, None], dtype=object)
     frame = pd.DataFrame(
         {
             "transaction_id": tx_id.astype(object),
             "event_time": iso_utc(day.toordinal(), rows.offset_us).astype(object),
+            "received_at": iso_utc(day.toordinal(), rows.received_us).astype(object),
             "customer_id": world.customer_id[rows.cust].astype(object),
             "merchant_id": world.merchant_id[rows.merch].astype(object),
             "amount": rows.amount.astype(np.float64),

@@ -41,6 +41,7 @@ TRANSACTIONS = pa.schema(
         ("date", pa.date32()),
         ("transaction_id", pa.string()),
         ("event_time", pa.timestamp("us", tz="UTC")),
+        ("received_at", pa.timestamp("us", tz="UTC")),
         ("customer_id", pa.string()),
         ("merchant_id", pa.string()),
         ("amount", pa.float64()),
@@ -68,10 +69,12 @@ def tx(
     country: str,
     eur: float,
 ) -> dict[str, Any]:
+    event_time = dt.datetime(day.year, day.month, day.day, hour, 30, tzinfo=UTC)
     return {
         "date": day,
         "transaction_id": tid,
-        "event_time": dt.datetime(day.year, day.month, day.day, hour, 30, tzinfo=UTC),
+        "event_time": event_time,
+        "received_at": event_time + dt.timedelta(milliseconds=40),
         "customer_id": customer,
         "merchant_id": merchant,
         "amount": eur,

@@ -52,6 +52,7 @@ def landed(row: dict[str, Any]) -> dict[str, Any]:
     """A silver transaction row as the upstream lands it (JSON types, ISO UTC time)."""
     out = {k: row[k] for k in LANDED}
     out["event_time"] = pd.Timestamp(row["event_time"]).isoformat()
+    out["received_at"] = pd.Timestamp(row["received_at"]).isoformat()
     out["amount"] = float(row["amount"])
     return out
 

@@ -15,6 +15,7 @@ def tx(i: int, **overrides: object) -> dict[str, object]:
     rec: dict[str, object] = {
         "transaction_id": f"tx_{i:06d}",
         "event_time": f"2026-08-01T{(i // 60) % 24:02d}:{i % 60:02d}:00.000001Z",
+        "received_at": f"2026-08-01T{(i // 60) % 24:02d}:{i % 60:02d}:00.040001Z",
         "customer_id": f"C{i % 50:06d}",
         "merchant_id": f"M{i % 20:05d}",
         "amount": round(10 + (i * 7.31) % 90, 2),

@@ -126,3 +126,18 @@ def test_event_outside_the_partition_day_is_quarantined(spark) -> None:
     out = _run(spark, lines)
     (row,) = out.quarantine.to_pylist()
     assert row["rule"] == "event_time_in_partition_day"
+
+
+def test_arrival_before_the_event_or_on_another_day_is_quarantined(spark) -> None:
+    """received_at is the stream position: never before the terminal's time, same UTC day."""
+    early = tx(777, event_time="2026-08-01T10:00:00.5Z", received_at="2026-08-01T10:00:00Z")
+    next_day = tx(778, event_time="2026-08-01T23:59:59Z", received_at="2026-08-02T00:00:01Z")
+    lines = [line(tx(i)) for i in range(60)] + [line(early), line(next_day)]
+    out = _run(spark, lines)
+    rules = {r["record_key"]: r["rule"] for r in out.quarantine.to_pylist()}
+    assert rules == {
+        "tx_000777": "received_at_not_before_event_time",
+        "tx_000778": "received_at_in_partition_day",
+    }
+    assert out.silver.num_rows == 60
+    assert out.silver.schema.field("received_at").type == pa.timestamp("us", tz="UTC")

@@ -259,7 +259,12 @@ def test_landed_transactions_hold_exactly_the_contract(tmp_path: Path) -> None:
         assert frame["transaction_id"].str[3:11].eq(d.strftime("%Y%m%d")).all()
         assert frame["event_time"].str.match(TIME).all()
         assert frame["event_time"].str[:10].eq(d.isoformat()).all()
-        assert frame["event_time"].is_monotonic_increasing
+        assert frame["received_at"].str.match(TIME).all()
+        assert frame["received_at"].str[:10].eq(d.isoformat()).all()  # received the same day
+        assert (frame["received_at"] >= frame["event_time"]).all()
+        # lines in arrival order, ties by id
+        arrival = list(zip(frame["received_at"], frame["transaction_id"], strict=True))
+        assert arrival == sorted(arrival)
         assert frame["customer_id"].str.match(r"^C\d{6}$").all()
         assert frame["merchant_id"].str.match(r"^M\d{5}$").all()
         assert frame["device_id"].str.match(r"^D[0-9a-f]{12}$").all()
@@ -274,6 +279,28 @@ def test_landed_transactions_hold_exactly_the_contract(tmp_path: Path) -> None:
         assert (frame.loc[frame["channel"] == "atm", "merchant_category"] == "6011").all()
     assert len(ids) == sum(len(sim.transactions(d)) for d in sim.days())
     assert set(FX_TO_EUR) == set(CURRENCIES)
+
+
+def test_most_events_arrive_in_milliseconds_and_a_few_late(
+    history: tuple[Simulator, pd.DataFrame],
+) -> None:
+    """Arrival order (received_at) differs from event order for a small, late share of events,
+    and lateness never crosses midnight UTC."""
+    _, tx = history
+    event = pd.to_datetime(tx["event_time"])
+    received = pd.to_datetime(tx["received_at"])
+    lag = (received - event).dt.total_seconds()
+    assert (lag >= 0).all()
+    assert (received.dt.date == event.dt.date).all()
+    assert lag.median() < 0.2  # milliseconds for the bulk
+    late = lag > 1.0
+    assert 0.01 <= late.mean() <= 0.02
+    assert lag.max() > 3600  # some arrive hours late
+    # ids number events in event order, so arrival order visibly differs from it
+    ids = tx["transaction_id"].to_numpy()
+    in_arrival = tx.sort_values(["received_at", "transaction_id"])["transaction_id"].to_numpy()
+    assert (ids == in_arrival).all()  # the frame is listed in arrival order
+    assert not (np.sort(ids) == ids).all()
 
 
 def test_every_generated_category_is_declared_by_the_use_case() -> None:

@@ -27,6 +27,7 @@ select
     t.date,
     t.transaction_id,
     t.event_time,
+    t.received_at,
     t.customer_id,
     t.merchant_id,
     t.amount,

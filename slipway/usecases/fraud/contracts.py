@@ -33,12 +33,24 @@ def _event_in_partition_day(df: pd.DataFrame) -> pd.Series:
     return event_day == pd.to_datetime(df["date"]).dt.date
 
 
+def _received_after_event(df: pd.DataFrame) -> pd.Series:
+    # a null time is the not-null rule's failure, not this one's
+    unknown = df["received_at"].isna() | df["event_time"].isna()
+    return unknown | (df["received_at"] >= df["event_time"])
+
+
+def _received_in_partition_day(df: pd.DataFrame) -> pd.Series:
+    received_day = df["received_at"].dt.tz_convert("UTC").dt.date
+    return df["received_at"].isna() | (received_day == pd.to_datetime(df["date"]).dt.date)
+
+
 def transactions_contract() -> pa.DataFrameSchema:
     """Silver transactions: typed, normalised, one row per transaction id."""
     return pa.DataFrameSchema(
         {
             "transaction_id": Column(str, Check.str_length(1, 64), nullable=False, unique=True),
             "event_time": Column(UTC_TS, nullable=False),
+            "received_at": Column(UTC_TS, nullable=False),
             "customer_id": Column(str, Check.str_matches(r"^C\d+$"), nullable=False),
             "merchant_id": Column(str, Check.str_matches(r"^M\d+$"), nullable=False),
             "amount": Column(float, [Check.gt(0), Check.le(MAX_AMOUNT_EUR * 20)], nullable=False),
@@ -57,7 +69,12 @@ def transactions_contract() -> pa.DataFrameSchema:
                 nullable=False,
             ),
         },
-        checks=[Check(_event_in_partition_day, name="event_time_in_partition_day")],
+        checks=[
+            Check(_event_in_partition_day, name="event_time_in_partition_day"),
+            # arrival order: a day's file holds what was received that day, never before the event
+            Check(_received_after_event, name="received_at_not_before_event_time"),
+            Check(_received_in_partition_day, name="received_at_in_partition_day"),
+        ],
         strict=False,
         coerce=False,
         name="silver.transactions",

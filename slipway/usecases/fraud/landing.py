@@ -40,7 +40,13 @@ SEGMENTS: tuple[str, ...] = ("retail", "premium", "business", "student")
 
 TRANSACTION_FIELDS: tuple[Field, ...] = (
     Field("transaction_id", "string", description="unique id assigned by the processor"),
-    Field("event_time", "timestamp", description="authorisation time, UTC"),
+    Field("event_time", "timestamp", description="authorisation time at the terminal, UTC"),
+    Field(
+        "received_at",
+        "timestamp",
+        description="when the processor received the authorisation, UTC: its position in the "
+        "live stream (milliseconds after event_time, late for a few; same UTC day)",
+    ),
     Field("customer_id", "string", normalise="upper"),
     Field("merchant_id", "string", normalise="upper"),
     Field("amount", "double", description="in the transaction currency's units"),

@@ -29,6 +29,7 @@ from slipway.serving.champion import ModelLoadError, NoChampionError
 from slipway.serving.request import InvalidTransaction
 from slipway.serving.schema import BatchIn, BatchOut, ErrorOut, HealthOut, ScoreOut, TransactionIn
 from slipway.serving.scorer import OnlineScorer
+from slipway.streaming.http import open_http_decisions
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,12 @@ def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> Fast
         freeze_long_lived_objects()
         app.state.scorer = scorer
         app.state.batcher = MicroBatcher(scorer)
+        app.state.decisions = open_http_decisions(scorer.usecase)  # the live path's served log
         try:
             yield
         finally:
             app.state.batcher.close()
+            app.state.decisions.close()
 
     app = FastAPI(
         title="Slipway online scoring",
@@ -116,8 +119,11 @@ def create_app(scorer_factory: Callable[[], OnlineScorer] | None = None) -> Fast
     async def _score(request: Request, records: list[Any], features: bool) -> list[Any]:
         scorer: OnlineScorer = request.app.state.scorer
         prepared = scorer.prepare(records)
-        future = request.app.state.batcher.submit(prepared, include_features=features)
-        return await asyncio.wrap_future(future)
+        # Features always: the served log keeps them; the response shows them when asked.
+        future = request.app.state.batcher.submit(prepared, include_features=True)
+        results = await asyncio.wrap_future(future)
+        await asyncio.to_thread(request.app.state.decisions.record, prepared, results)
+        return results
 
     @app.post(
         "/score",

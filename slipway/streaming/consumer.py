@@ -147,14 +147,18 @@ class StreamConsumer:
             except InvalidTransaction as exc:
                 dead.append(dead_letter(entry, stream, str(exc), exc.errors))
         decided, unscored = self._decide(valid)
-        for entry, reason in unscored:
-            if entry.deliveries >= self.max_deliveries:
+        for entry, reason, final in unscored:
+            if final or entry.deliveries >= self.max_deliveries:
                 dead.append(dead_letter(entry, stream, reason))
         if dead:
             self.streams.dead_letters.append_many(dead)
             self.stats.dead_lettered += len(dead)
             self.stats.dead_reasons.extend(d["reason"] for d in dead[:20])
-        retry = {e.position for e, _ in unscored if e.deliveries < self.max_deliveries}
+        retry = {
+            e.position
+            for e, _, final in unscored
+            if not final and e.deliveries < self.max_deliveries
+        }
         self.stats.retried += len(retry)
         self.streams.events.ack(
             self.group, [e.position for e in entries if e.position not in retry]
@@ -163,14 +167,15 @@ class StreamConsumer:
 
     def _decide(
         self, valid: list[tuple[Entry, PreparedTransaction]]
-    ) -> tuple[int, list[tuple[Entry, str]]]:
-        """Score and log ``valid``; returns how many were logged and those that could not be."""
+    ) -> tuple[int, list[tuple[Entry, str, bool]]]:
+        """Score and log ``valid``; returns how many were logged, and those that could not be
+        (with the reason, and whether retrying is pointless)."""
         if not valid:
             return 0, []
         try:
             results = self.scorer.score_prepared([p for _, p in valid], include_features=True)
             pairs = list(zip(valid, results, strict=True))
-            unscored: list[tuple[Entry, str]] = []
+            unscored: list[tuple[Entry, str, bool]] = []
         except (NoChampionError, ModelLoadError):
             raise
         except Exception as exc:  # find the event(s) at fault: score one at a time
@@ -182,8 +187,10 @@ class StreamConsumer:
                     pairs.append(((entry, prepared), result))
                 except (NoChampionError, ModelLoadError):
                     raise
+                except ValueError as bad:  # the event itself is bad (e.g. InvalidWindowEvent)
+                    unscored.append((entry, f"invalid event: {type(bad).__name__}: {bad}", True))
                 except Exception as one:
-                    unscored.append((entry, f"scoring failed: {type(one).__name__}: {one}"))
+                    unscored.append((entry, f"scoring failed: {type(one).__name__}: {one}", False))
         records = [
             decision_record(
                 self.usecase,

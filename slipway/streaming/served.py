@@ -131,6 +131,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Words the scorer's warnings use when a store failed, timed out or is being skipped (as opposed
+# to notes about the data, e.g. state newer than a replayed event): such a decision is degraded.
+DEGRADED_MARKERS = ("unavailable", "did not answer", "failed", "skipping", "down")
+
+
+def degraded_warnings(warnings: Sequence[str]) -> list[str]:
+    """The warnings that say a store was down (the decision used defaults because of them)."""
+    return [w for w in warnings if any(m in w.lower() for m in DEGRADED_MARKERS)]
+
+
 def decision_record(
     usecase: UseCase, values: Mapping[str, Any], result: Any, meta: EventMeta
 ) -> dict[str, Any]:
@@ -158,7 +168,7 @@ def decision_record(
         "flagged": bool(result.flagged),
         "feature_service": result.feature_service,
         "feature_path": result.feature_path,
-        "degraded": bool(result.warnings),
+        "degraded": bool(degraded_warnings(result.warnings)),
         "warnings": list(result.warnings),
         "missing_features": missing,
         "defaults_used": [m["feature"] for m in missing if m["used"] is not None],

@@ -16,10 +16,13 @@ def _lakehouse():
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from slipway.lineage import LineageError, render, trace_prediction
+    from slipway.lineage import LineageError, render, trace_prediction, trace_served
 
     try:
-        tree = trace_prediction(_lakehouse(), args.prediction_id)
+        if args.served:
+            tree = trace_served(_lakehouse(), args.prediction_id)
+        else:
+            tree = trace_prediction(_lakehouse(), args.prediction_id)
     except LineageError as exc:
         print(f"lineage: {exc}", file=sys.stderr)
         return 1
@@ -74,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         "prediction_id", help="as in scoring.predictions, e.g. tx_20260801_000123:v2"
     )
     lineage.add_argument("--json", action="store_true", help="print the tree as JSON")
+    lineage.add_argument(
+        "--served",
+        action="store_true",
+        help="the id is an event id in scoring.served: trace the online decision",
+    )
     lineage.set_defaults(func=cmd_lineage)
     registry = sub.add_parser(
         "registry", help="list versions, show alias history, roll back the champion"

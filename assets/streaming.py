@@ -76,11 +76,14 @@ def streaming_definitions(usecase: UseCase) -> list:
         )
         for problem in result.corrupt[:20]:
             context.log.error(f"corrupt served-log entry: {problem}")
+        for problem in result.unavailable:
+            context.log.warning(f"not drained now (drained on a later run): {problem}")
         metadata = {
             "drained_entries": result.read,
             "new_decisions": result.added,
             "duplicates_skipped": result.duplicates,
             "corrupt_entries": len(result.corrupt),
+            "logs_unavailable": dg.MetadataValue.json(result.unavailable),
             "decisions_by_day": dg.MetadataValue.json(result.days),
             "served_log": streams.names.served,
             "table_version": result.version if result.version is not None else -1,

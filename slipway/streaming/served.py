@@ -274,6 +274,7 @@ class DrainResult:
     added: int = 0
     duplicates: int = 0
     corrupt: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
     days: dict[str, int] = field(default_factory=dict)
     version: int | None = None
     seconds: float = 0.0
@@ -322,36 +323,53 @@ def drain_served(
     schema = served_schema(usecase)
     result = DrainResult()
     for one in logs:
-        one.ensure_group(DRAIN_GROUP)
-        recovering = True
-        while True:
-            if recovering:
-                entries = one.read_own_pending(DRAIN_GROUP, consumer, batch)
-                entries += one.claim_idle(DRAIN_GROUP, consumer, min_idle_ms, batch)
-                recovering = bool(entries)
-            if not recovering:
-                entries = one.read_group(DRAIN_GROUP, consumer, batch)
-            if not entries:
-                break
-            result.read += len(entries)
-            rows: dict[tuple[dt.date, str], dict[str, Any]] = {}
-            for entry in entries:
-                try:
-                    row = served_row(usecase, entry, one.name)
-                except (KeyError, ValueError, TypeError, AssertionError) as exc:
-                    result.corrupt.append(f"{one.name}@{entry.position}: {exc}")
-                    continue
-                key = (row["date"], row["event_id"])
-                if key in rows:
-                    result.duplicates += 1
-                    continue
-                rows[key] = row
-            added = _merge(lakehouse, schema, list(rows.values())) if rows else 0
-            result.duplicates += len(rows) - added
-            result.added += added
-            for day, _ in rows:  # decisions seen per day (new or already drained)
-                result.days[day.isoformat()] = result.days.get(day.isoformat(), 0) + 1
-            one.ack(DRAIN_GROUP, [e.position for e in entries])
+        try:
+            _drain_one(lakehouse, usecase, schema, one, consumer, batch, min_idle_ms, result)
+        except LogUnavailable as exc:  # drain the others (the spool); this one waits
+            result.unavailable.append(str(exc))
     result.version = lakehouse.version(SERVED)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _drain_one(
+    lakehouse: Lakehouse,
+    usecase: UseCase,
+    schema: pa.Schema,
+    one: EventLog,
+    consumer: str,
+    batch: int,
+    min_idle_ms: int,
+    result: DrainResult,
+) -> None:
+    """Drain one log into ``result`` (see ``drain_served``)."""
+    one.ensure_group(DRAIN_GROUP)
+    recovering = True
+    while True:
+        if recovering:
+            entries = one.read_own_pending(DRAIN_GROUP, consumer, batch)
+            entries += one.claim_idle(DRAIN_GROUP, consumer, min_idle_ms, batch)
+            recovering = bool(entries)
+        if not recovering:
+            entries = one.read_group(DRAIN_GROUP, consumer, batch)
+        if not entries:
+            break
+        result.read += len(entries)
+        rows: dict[tuple[dt.date, str], dict[str, Any]] = {}
+        for entry in entries:
+            try:
+                row = served_row(usecase, entry, one.name)
+            except (KeyError, ValueError, TypeError, AssertionError) as exc:
+                result.corrupt.append(f"{one.name}@{entry.position}: {exc}")
+                continue
+            key = (row["date"], row["event_id"])
+            if key in rows:
+                result.duplicates += 1
+                continue
+            rows[key] = row
+        added = _merge(lakehouse, schema, list(rows.values())) if rows else 0
+        result.duplicates += len(rows) - added
+        result.added += added
+        for day, _ in rows:  # decisions seen per day (new or already drained)
+            result.days[day.isoformat()] = result.days.get(day.isoformat(), 0) + 1
+        one.ack(DRAIN_GROUP, [e.position for e in entries])

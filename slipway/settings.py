@@ -31,6 +31,8 @@ class Settings:
     feast_dir: Path
     spark_remote: str
     partition_start: str
+    windows_url: str = ""
+    windows_dir: Path | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -48,4 +50,21 @@ def load_settings() -> Settings:
         feast_dir=Path(_env("SLIPWAY_FEAST_DIR", str(data_dir / "feast"))),
         spark_remote=_env("SLIPWAY_SPARK_REMOTE", "sail"),
         partition_start=_env("SLIPWAY_PARTITION_START", "2026-08-01"),
+        windows_url=_windows_url(),
+        windows_dir=Path(_env("SLIPWAY_WINDOWS_DIR", str(data_dir / "windows"))),
     )
+
+
+def _windows_url() -> str:
+    """Where the online window aggregator keeps its state (``SLIPWAY_WINDOWS_URL``).
+
+    Empty: an embedded SQLite file per feature set under ``SLIPWAY_WINDOWS_DIR`` (default
+    ``<data dir>/windows``). ``redis://host:port/db``: Redis. In production (``SLIPWAY_ENV=prod``)
+    it defaults to the Feast online Redis (``SLIPWAY_FEAST_ONLINE``) when that is a Redis URL:
+    the keys live under their own prefix.
+    """
+    url = _env("SLIPWAY_WINDOWS_URL", "")
+    if url or _env("SLIPWAY_ENV", "local") != "prod":
+        return url
+    online = _env("SLIPWAY_FEAST_ONLINE", "")
+    return online if online.startswith(("redis://", "rediss://")) else ""

@@ -68,7 +68,8 @@ def open_aggregator(
     """The aggregator for ``url``: ``redis://host:port/db`` -> Redis, None/"" -> embedded SQLite.
 
     ``namespace`` prefixes every Redis key (``slipway:win`` by default; tests use a unique one).
-    ``path`` is the embedded SQLite file (default ``<data dir>/windows/<feature set>.sqlite``).
+    ``path`` is the embedded SQLite file (default ``$SLIPWAY_WINDOWS_DIR/<feature set>.sqlite``,
+    i.e. ``<data dir>/windows/``).
     """
     if url:
         if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -81,5 +82,7 @@ def open_aggregator(
     if path is None:
         from slipway.settings import load_settings
 
-        path = load_settings().data_dir / "windows" / f"{feature_set.name}.sqlite"
+        settings = load_settings()
+        folder = settings.windows_dir or settings.data_dir / "windows"
+        path = folder / f"{feature_set.name}.sqlite"
     return EmbeddedAggregator(feature_set, path)

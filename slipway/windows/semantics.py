@@ -102,15 +102,13 @@ class WindowEvent:
         return (self.a_us, self.event_id)
 
 
-@dataclass(frozen=True)
 class EventCodec:
     """Turns an incoming event mapping into a :class:`WindowEvent` for one feature set."""
 
-    fs: WindowFeatureSet
-
-    @property
-    def kinds(self) -> dict[str, InputKind]:
-        return input_kinds(self.fs)
+    def __init__(self, fs: WindowFeatureSet) -> None:
+        self.fs = fs
+        self.kinds = input_kinds(fs)
+        self._plan = [(c, k, decimals_of(fs, c)) for c, k in self.kinds.items()]
 
     def encode(self, event: Mapping[str, Any]) -> WindowEvent:
         fs = self.fs
@@ -122,27 +120,23 @@ class EventCodec:
         t_us = _field(fs, fs.event_time, micros, event[fs.event_time])
         a_us = _field(fs, fs.arrival, micros, event[fs.arrival])
         values: list[Any] = []
-        for column, kind in self.kinds.items():
+        for column, kind, decimals in self._plan:
             raw = event.get(column)
             if _null(raw):
                 values.append(None)
             elif kind == "time":
                 values.append(_field(fs, column, micros, raw))
             elif kind == "number":
-                values.append(
-                    _field(fs, column, lambda v: to_units(v, decimals_of(fs, column)), raw)
-                )
+                values.append(_field(fs, column, to_units, raw, decimals))
             else:
                 values.append(str(raw))
         event_id = str(event[fs.event_id])
-        if not event_id:
-            raise InvalidWindowEvent(f"{fs.name}: empty {fs.event_id}")
         return WindowEvent(event_id, str(event[fs.entity]), t_us, a_us, tuple(values))
 
 
-def _field(fs: WindowFeatureSet, column: str, parse: Any, value: Any) -> Any:
+def _field(fs: WindowFeatureSet, column: str, parse: Any, value: Any, *args: Any) -> Any:
     try:
-        return parse(value)
+        return parse(value, *args)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidWindowEvent(f"{fs.name}: {column}={value!r}: {exc}") from exc
 

@@ -238,7 +238,7 @@ def test_every_event_in_arrival_order_gets_the_definition(aggregator_factory) ->
 def test_redelivery_returns_the_same_features_and_changes_nothing(aggregator_factory) -> None:
     agg = aggregator_factory()
     first = {r.event_id: r for r in agg.apply_many(EVENTS[:200])}
-    again = agg.apply_many(EVENTS[50:120]) + [agg.apply(EVENTS[10])]
+    again = [*agg.apply_many(EVENTS[50:120]), agg.apply(EVENTS[10])]
     assert all(r.duplicate for r in again)
     for r in again:
         assert r.features == first[r.event_id].features

@@ -130,14 +130,14 @@ CUSTOMER_WINDOWS = WindowFeatureSet(
 )
 
 CUSTOMER_BEHAVIOUR = FeatureTable(
-    name="customer_behaviour",
-    entity="customer_id",
-    timestamp="feature_ts",
-    inputs=("gold.enriched_transactions",),
-    lookback_days=30,
-    build=features.customer_behaviour,
+    name=CUSTOMER_WINDOWS.name,
+    entity=CUSTOMER_WINDOWS.event_id,
+    timestamp=CUSTOMER_WINDOWS.event_time,
+    inputs=(CUSTOMER_WINDOWS.source,),
+    lookback_days=CUSTOMER_WINDOWS.horizon.days,
+    build=partial(features.customer_behaviour, CUSTOMER_WINDOWS),
     contract=feature_contracts.customer_behaviour_contract,
-    description="Per-transaction customer state: velocity, spend, diversity, 30-day habits.",
+    description=CUSTOMER_WINDOWS.description,
 )
 
 MERCHANT_RISK = FeatureTable(

@@ -37,6 +37,8 @@ class Settings:
     stream_url: str = ""
     stream_prefix: str = "slipway"
     stream_dir: Path = PROJECT_ROOT / "data" / "streams"
+    windows_url: str = ""
+    windows_dir: Path | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -57,4 +59,21 @@ def load_settings() -> Settings:
         stream_url=_env("SLIPWAY_STREAM_URL", ""),
         stream_prefix=_env("SLIPWAY_STREAM_PREFIX", "slipway"),
         stream_dir=Path(_env("SLIPWAY_STREAM_DIR", str(data_dir / "streams"))),
+        windows_url=_windows_url(),
+        windows_dir=Path(_env("SLIPWAY_WINDOWS_DIR", str(data_dir / "windows"))),
     )
+
+
+def _windows_url() -> str:
+    """Where the online window aggregator keeps its state (``SLIPWAY_WINDOWS_URL``).
+
+    Empty: an embedded SQLite file per feature set under ``SLIPWAY_WINDOWS_DIR`` (default
+    ``<data dir>/windows``). ``redis://host:port/db``: Redis. In production (``SLIPWAY_ENV=prod``)
+    it defaults to the Feast online Redis (``SLIPWAY_FEAST_ONLINE``) when that is a Redis URL:
+    the keys live under their own prefix.
+    """
+    url = _env("SLIPWAY_WINDOWS_URL", "")
+    if url or _env("SLIPWAY_ENV", "local") != "prod":
+        return url
+    online = _env("SLIPWAY_FEAST_ONLINE", "")
+    return online if online.startswith(("redis://", "rediss://")) else ""

@@ -139,30 +139,12 @@ def replay(
     )
 
 
-def seed_window_state(
-    lakehouse: Any, usecase: UseCase, day: dt.date, url: str | None = None
-) -> dict[str, int]:
-    """Bootstrap each window feature set's online state from the history before ``day``.
+def seed_window_state(scorer: Any, lakehouse: Any, day: dt.date) -> dict[str, int]:
+    """Bootstrap the scorer's window state from the history before ``day`` (what a deployment
+    does once before going live); idempotent. Returns the events added per feature set."""
+    from slipway.windows.seeding import seed_until
 
-    What a deployment does once before going live: the aggregator gets every event of the
-    horizon (plus the allowed lateness) before ``day`` from the set's offline source, so the
-    first live event of ``day`` sees the same earlier events the offline table counted.
-    Idempotent (the aggregator skips event ids it holds). Returns events seeded per set.
-    """
-    seeded: dict[str, int] = {}
-    for fs in getattr(usecase, "window_features", ()):
-        from slipway.windows import open_aggregator
-
-        first = day - fs.horizon - fs.allowed_lateness - dt.timedelta(days=1)
-        columns = list(
-            dict.fromkeys([fs.entity, fs.event_id, fs.event_time, fs.arrival, *fs.inputs])
-        )
-        history = lakehouse.read(
-            fs.source, dates=(first, day - dt.timedelta(days=1)), columns=columns
-        ).to_pylist()
-        aggregator = open_aggregator(fs, url)
-        try:
-            seeded[fs.name] = aggregator.seed(history)
-        finally:
-            aggregator.close()
-    return seeded
+    return {
+        fs.name: seed_until(scorer.windows.aggregator(fs), lakehouse, day).added
+        for fs in getattr(scorer.windows, "feature_sets", ())
+    }

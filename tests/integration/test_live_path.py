@@ -22,7 +22,7 @@ import pytest
 
 from slipway.lakehouse import Lakehouse
 from slipway.streaming.consistency import CONSISTENCY, check_consistency
-from slipway.streaming.replay import ReplayResult, landed_lines, replay
+from slipway.streaming.replay import ReplayResult, landed_lines, replay, seed_window_state
 from slipway.streaming.served import SERVED, drain_served
 from slipway.streaming.streams import LiveStreams, open_streams
 from slipway.usecases import get_usecase
@@ -63,6 +63,8 @@ def live(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) -> It
         mixed = lines[:10] + MALFORMED + lines[10:]
         scorer = OnlineScorer.from_env(usecase)
         scorer.warm_up()
+        seeded = seed_window_state(scorer, Lakehouse(root / "lakehouse"), pipeline.end)
+        assert seeded and all(n > 0 for n in seeded.values())
         streams = open_streams(usecase)
         result = replay(usecase, scorer, streams, mixed, rate=None)
         yield LiveWorld(root, pipeline.end, lines, streams, result)

@@ -104,17 +104,21 @@ class StreamConsumer:
     # -- one cycle ------------------------------------------------------------------------------
     def recover(self) -> int:
         """Decide what this consumer (same name) or a dead one left pending; returns how many."""
-        done = 0
-        while True:
+        done, seen = 0, set()
+        while True:  # each pending entry once per pass: a retry waits for the next pass
             entries = self.streams.events.read_own_pending(self.group, self.name, self.batch)
             entries += self.streams.events.claim_idle(
                 self.group, self.name, self.min_idle_ms, self.batch
             )
-            if not entries:
+            fresh = [e for e in entries if e.position not in seen]
+            if not fresh:
                 return done
-            self.process(entries)
-            done += len(entries)
-            self.stats.recovered += len(entries)
+            seen.update(e.position for e in fresh)
+            self.process(fresh)
+            done += len(fresh)
+            self.stats.recovered += len(fresh)
+            if len(entries) < self.batch:  # that was everything pending
+                return done
 
     def step(self, block_ms: int | None = None) -> int:
         """Read what arrived (waiting up to ``block_ms``), decide it; returns entries handled."""

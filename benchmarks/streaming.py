@@ -244,6 +244,22 @@ def side_by_side(lakehouse: Any, usecase: Any, days: list[dt.date]) -> list[dict
     return rows
 
 
+def stage_costs(lakehouse: Any, days: list[dt.date]) -> dict[str, float]:
+    """Where the consumer's time went, per event: the scorer's own timings over pass sizes."""
+    served = lakehouse.read(
+        "scoring.served", dates=(days[0], days[-1]), columns=["timing_ms"]
+    ).to_pandas()
+    timings = pd.DataFrame([json.loads(t) for t in served["timing_ms"]])
+    if timings.empty or "pass_rows" not in timings:
+        return {}
+    rows = timings["pass_rows"].clip(lower=1)
+    out = {"mean pass rows": round(float(rows.mean()), 1)}
+    for stage in ("windows", "features", "model", "total"):
+        if stage in timings:
+            out[f"scorer {stage} ms/event"] = round(float((timings[stage] / rows).mean()), 3)
+    return out
+
+
 # -- the run ----------------------------------------------------------------------------------
 def end_to_end(
     rate: float, duration_s: float, progress: Callable[[str], None], backend: str = "embedded"
@@ -312,6 +328,7 @@ def end_to_end(
             for fs in usecase.window_features:
                 scorer.windows.aggregator(fs).delete_state()
         lat = percentiles(latencies)
+        stages = stage_costs(lakehouse, days)
         mismatches = sum(d.mismatches for d in run.days)
         e2e = {
             "measure": f"end to end at {rate:,.0f} events/s, open loop",
@@ -327,6 +344,7 @@ def end_to_end(
             "consistency mismatches": mismatches,
             "features compared": sum(f.compared for d in run.days for f in d.features),
             "drain_s": round(drain_s, 2),
+            **stages,
         }
         progress(json.dumps(e2e))
         side = side_by_side(lakehouse, usecase, days) if backend == "embedded" else []

@@ -195,6 +195,8 @@ class StreamConsumer:
                     unscored.append((entry, f"invalid event: {type(bad).__name__}: {bad}", True))
                 except Exception as one:
                     unscored.append((entry, f"scoring failed: {type(one).__name__}: {one}", False))
+        for _, result in pairs:  # the scorer's timings are per pass: say how many it held
+            result.timing_ms = {**result.timing_ms, "pass_rows": len(pairs)}
         records = [
             decision_record(
                 self.usecase,

@@ -395,8 +395,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             "Stale share: events whose window or window-derived request features differ between "
             "the two paths. Recall and precision at the champion's recorded operating threshold "
             "(threshold_at_precision), labels from the chargebacks.",
-            "One run (a 60-second stream per run); other helpers' work shared the 2-core "
-            "machine while it was measured, so the latencies are pessimistic.",
+            f"One run per backend (a {duration:.0f}-second stream each); note the machine's load "
+            f"while it ran (load average at the end: {os.getloadavg()[0]:.1f}): on a shared "
+            "machine a consumer that falls behind the schedule shows queueing, not its own cost.",
             "Targets (p99 <= 50 ms; appended = decided = rows in scoring.served; 0 mismatches): "
             + "; ".join(f"{b} {'met' if ok else 'NOT met'}" for b, ok in met.items()),
         ],

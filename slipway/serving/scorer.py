@@ -77,6 +77,7 @@ class ScoreResult:
     timing_ms: dict[str, float]
     features: dict[str, Any] = field(default_factory=dict)
     duplicate: bool = False  # a redelivered event: window features as first computed
+    window_features: dict[str, Any] = field(default_factory=dict)  # every one served
 
     def as_dict(self, include_features: bool = False) -> dict[str, Any]:
         data = {
@@ -95,6 +96,7 @@ class ScoreResult:
         }
         if include_features:
             data["features"] = self.features
+            data["window_features"] = self.window_features
         return data
 
 
@@ -215,7 +217,12 @@ class OnlineScorer:
                 if settings.windows_url or settings.windows_dir is None
                 else settings.windows_dir / f"{feature_set.name}.sqlite"
             )
-            return open_aggregator(feature_set, settings.windows_url or None, path=path)
+            return open_aggregator(
+                feature_set,
+                settings.windows_url or None,
+                namespace=settings.windows_namespace,
+                path=path,
+            )
 
         return cls(
             usecase=usecase,
@@ -368,6 +375,7 @@ class OnlineScorer:
                     timing_ms=dict(timing),
                     features=record if include_features else {},
                     duplicate=windowed.duplicate[i],
+                    window_features={k: v[i] for k, v in windowed.values.items()},
                 )
             )
         return results

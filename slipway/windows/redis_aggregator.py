@@ -18,14 +18,14 @@ from typing import Any
 
 from slipway.usecase import WindowFeatureSet
 from slipway.windows.aggregator import WindowResult, WindowStoreUnavailable
-from slipway.windows.embedded import state_fingerprint
+from slipway.windows.embedded import PRUNE_SLACK_US, state_fingerprint
 from slipway.windows.semantics import (
     ONE_MICROSECOND,
     EventCodec,
     InvalidWindowEvent,
     WindowEvent,
-    finalize,
     input_kinds,
+    reducer,
     window_micros,
 )
 
@@ -61,7 +61,8 @@ if not dup and (pruned == nil or t_e >= pruned) then
   local newest = tonumber(redis.call('ZRANGE', ek, -1, -1, 'WITHSCORES')[2])
   local cutoff = newest - KEEP
   local oldest = tonumber(redis.call('ZRANGE', ek, 0, 0, 'WITHSCORES')[2])
-  if oldest < cutoff then
+  -- events outside every window change no answer: prune once an hour's worth is due
+  if oldest < cutoff - %(slack)d then
     local gone = redis.call('ZRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))
     for i = 1, #gone do redis.call('HDEL', ik, split(gone[i])[2]) end
     redis.call('ZREMRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))
@@ -157,7 +158,11 @@ def lua_script(fs: WindowFeatureSet) -> str:
             "end",
         ]
     )
-    return _PRELUDE % {"horizon": horizon, "keep": keep, "ttl_ms": ttl_ms} + compute + _ADD
+    return (
+        _PRELUDE % {"horizon": horizon, "keep": keep, "ttl_ms": ttl_ms}
+        + compute
+        + _ADD % {"slack": PRUNE_SLACK_US}
+    )
 
 
 def _text(value: Any) -> str:
@@ -182,6 +187,7 @@ class RedisAggregator:
         self.feature_set = feature_set
         self.codec = EventCodec(feature_set)
         self.kinds = input_kinds(feature_set)
+        self.reducer = reducer(feature_set)
         self.prefix = f"{namespace}:{feature_set.name}:{state_fingerprint(feature_set)}"
         # Fail fast: a consumer must answer with defaults, not wait on redis-py's retries.
         self.client = redis.Redis.from_url(
@@ -223,7 +229,7 @@ class RedisAggregator:
                 raw.append(text if self.kinds[agg.input] == "string" else int(text))
             else:
                 raw.append(int(value))
-        return WindowResult(event.event_id, finalize(self.feature_set, raw), duplicate, complete)
+        return WindowResult(event.event_id, self.reducer.finalize(raw), duplicate, complete)
 
     def _run(self, events: Sequence[WindowEvent], mode: str) -> list[list[Any]]:
         try:

@@ -119,10 +119,10 @@ def _with_socket_timeouts(connection_string: str, seconds: float = 1.0) -> str:
     return ",".join([connection_string, *extra])
 
 
-def _embedded_aggregator(feature_set: Any) -> Any:
-    from slipway.windows import open_aggregator
+def _configured_aggregator(feature_set: Any) -> Any:
+    from slipway.windows import aggregator_from_settings
 
-    return open_aggregator(feature_set, None)
+    return aggregator_from_settings(feature_set)
 
 
 class OnlineScorer:
@@ -161,7 +161,7 @@ class OnlineScorer:
         self._reader: DirectFeatureReader | FeastFeatureReader | None = None
         self._reader_error: str | None = None
         self._lock = threading.Lock()
-        self.windows = windows or WindowFeatureReader(usecase.window_features, _embedded_aggregator)
+        self.windows = windows or WindowFeatureReader(usecase.window_features, _configured_aggregator)
 
     @classmethod
     def from_env(
@@ -210,19 +210,9 @@ class OnlineScorer:
             return FeatureStore(config=config)
 
         def open_windows(feature_set: Any) -> Any:
-            from slipway.windows import open_aggregator
+            from slipway.windows import aggregator_from_settings
 
-            path = (
-                None
-                if settings.windows_url or settings.windows_dir is None
-                else settings.windows_dir / f"{feature_set.name}.sqlite"
-            )
-            return open_aggregator(
-                feature_set,
-                settings.windows_url or None,
-                namespace=settings.windows_namespace,
-                path=path,
-            )
+            return aggregator_from_settings(feature_set, settings)
 
         return cls(
             usecase=usecase,

@@ -161,7 +161,9 @@ class OnlineScorer:
         self._reader: DirectFeatureReader | FeastFeatureReader | None = None
         self._reader_error: str | None = None
         self._lock = threading.Lock()
-        self.windows = windows or WindowFeatureReader(usecase.window_features, _configured_aggregator)
+        self.windows = windows or WindowFeatureReader(
+            usecase.window_features, _configured_aggregator
+        )
 
     @classmethod
     def from_env(

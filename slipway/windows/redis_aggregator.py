@@ -90,8 +90,8 @@ def lua_script(fs: WindowFeatureSet) -> str:
     for i, agg in enumerate(fs.aggregations):
         low = f"lo{i}"
         init.append(f"local {low} = t_e - {window_micros(fs, agg)}")
-        # field 1: arrival, 2: id, 3..: inputs
-        value = f"f[{column[agg.input] + 3}]" if agg.input is not None else None
+        # each stored member: arrival, id, then the inputs (v0, v1, ...)
+        value = f"v{column[agg.input]}" if agg.input is not None else None
         guard = f"t >= {low}"
         if agg.op == "count":
             init.append(f"local c{i} = 0")
@@ -133,24 +133,28 @@ def lua_script(fs: WindowFeatureSet) -> str:
             init.append(f"local lt{i}, la{i}, li{i}, lv{i} = nil, nil, nil, nil")
             newer = (
                 f"lt{i} == nil or t > lt{i} or (t == lt{i} and (a > la{i} or "
-                f"(a == la{i} and f[2] > li{i})))"
+                f"(a == la{i} and id > li{i})))"
             )
             body.append(
                 f"if {guard} and {present} and ({newer}) then "
-                f"lt{i}, la{i}, li{i}, lv{i} = t, a, f[2], {value} end"
+                f"lt{i}, la{i}, li{i}, lv{i} = t, a, id, {value} end"
             )
             emit.append(f"out[#out + 1] = lv{i} or false")
         else:  # pragma: no cover - the declaration's Literal forbids it
             raise ValueError(agg.op)
+    # One string.match per stored event, no table: the fields come back as locals.
+    fields = ["a", "id", *(f"v{j}" for j in range(len(fs.inputs)))]
+    pattern = "^" + "([^\\31]*)\\31" * (len(fields) - 1) + "([^\\31]*)$"
     compute = "\n".join(
         [
             "if mode == 'a' then",
             *init,
             "local rows = redis.call('ZRANGEBYSCORE', ek, num(t_e - H), '(' .. ARGV[2], 'WITHSCORES')",
             "for r = 1, #rows, 2 do",
-            "  local f = split(rows[r])",
-            "  local t, a = tonumber(rows[r + 1]), tonumber(f[1])",
-            "  if a < a_e or (a == a_e and f[2] < id_e) then",
+            f"  local {', '.join(fields)} = string.match(rows[r], '{pattern}')",
+            "  local t = tonumber(rows[r + 1])",
+            "  a = tonumber(a)",
+            "  if a < a_e or (a == a_e and id < id_e) then",
             *("    " + b for b in body),
             "  end",
             "end",

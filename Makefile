@@ -11,7 +11,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 UI_PORT ?= 3000
 PYTEST_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring bench-streaming clean
+.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-serving: env ## online scoring latency under a bounded load on loopback
 
 bench-monitoring: env ## drift computation time and detect-to-retrain time
 	$(PY) -m benchmarks monitoring
+
+bench-windows: env ## window aggregator per event (embedded, Redis) and the 1M-row window backfill
+	$(PY) -m benchmarks windows
 
 bench-streaming: env ## live path end to end at 1,000 events/s; daily-materialized vs fresh features
 	$(PY) -m benchmarks streaming

@@ -39,6 +39,7 @@ class Settings:
     stream_dir: Path = PROJECT_ROOT / "data" / "streams"
     windows_url: str = ""
     windows_dir: Path | None = None
+    windows_namespace: str = "slipway:win"
 
     @property
     def is_prod(self) -> bool:
@@ -61,6 +62,7 @@ def load_settings() -> Settings:
         stream_dir=Path(_env("SLIPWAY_STREAM_DIR", str(data_dir / "streams"))),
         windows_url=_windows_url(),
         windows_dir=Path(_env("SLIPWAY_WINDOWS_DIR", str(data_dir / "windows"))),
+        windows_namespace=_env("SLIPWAY_WINDOWS_NAMESPACE", "slipway:win"),
     )
 
 
@@ -70,7 +72,7 @@ def _windows_url() -> str:
     Empty: an embedded SQLite file per feature set under ``SLIPWAY_WINDOWS_DIR`` (default
     ``<data dir>/windows``). ``redis://host:port/db``: Redis. In production (``SLIPWAY_ENV=prod``)
     it defaults to the Feast online Redis (``SLIPWAY_FEAST_ONLINE``) when that is a Redis URL:
-    the keys live under their own prefix.
+    the keys live under their own prefix (``SLIPWAY_WINDOWS_NAMESPACE``, ``slipway:win``).
     """
     url = _env("SLIPWAY_WINDOWS_URL", "")
     if url or _env("SLIPWAY_ENV", "local") != "prod":

@@ -77,6 +77,7 @@ class ScoreResult:
     timing_ms: dict[str, float]
     features: dict[str, Any] = field(default_factory=dict)
     duplicate: bool = False  # a redelivered event: window features as first computed
+    window_features: dict[str, Any] = field(default_factory=dict)  # every one served
 
     def as_dict(self, include_features: bool = False) -> dict[str, Any]:
         data = {
@@ -95,6 +96,7 @@ class ScoreResult:
         }
         if include_features:
             data["features"] = self.features
+            data["window_features"] = self.window_features
         return data
 
 
@@ -117,10 +119,10 @@ def _with_socket_timeouts(connection_string: str, seconds: float = 1.0) -> str:
     return ",".join([connection_string, *extra])
 
 
-def _embedded_aggregator(feature_set: Any) -> Any:
-    from slipway.windows import open_aggregator
+def _configured_aggregator(feature_set: Any) -> Any:
+    from slipway.windows import aggregator_from_settings
 
-    return open_aggregator(feature_set, None)
+    return aggregator_from_settings(feature_set)
 
 
 class OnlineScorer:
@@ -159,7 +161,9 @@ class OnlineScorer:
         self._reader: DirectFeatureReader | FeastFeatureReader | None = None
         self._reader_error: str | None = None
         self._lock = threading.Lock()
-        self.windows = windows or WindowFeatureReader(usecase.window_features, _embedded_aggregator)
+        self.windows = windows or WindowFeatureReader(
+            usecase.window_features, _configured_aggregator
+        )
 
     @classmethod
     def from_env(
@@ -208,14 +212,9 @@ class OnlineScorer:
             return FeatureStore(config=config)
 
         def open_windows(feature_set: Any) -> Any:
-            from slipway.windows import open_aggregator
+            from slipway.windows import aggregator_from_settings
 
-            path = (
-                None
-                if settings.windows_url or settings.windows_dir is None
-                else settings.windows_dir / f"{feature_set.name}.sqlite"
-            )
-            return open_aggregator(feature_set, settings.windows_url or None, path=path)
+            return aggregator_from_settings(feature_set, settings)
 
         return cls(
             usecase=usecase,
@@ -368,6 +367,7 @@ class OnlineScorer:
                     timing_ms=dict(timing),
                     features=record if include_features else {},
                     duplicate=windowed.duplicate[i],
+                    window_features={k: v[i] for k, v in windowed.values.items()},
                 )
             )
         return results

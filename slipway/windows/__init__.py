@@ -11,6 +11,7 @@ from slipway.windows.aggregator import (
     WindowAggregator,
     WindowResult,
     WindowStoreUnavailable,
+    aggregator_from_settings,
     open_aggregator,
 )
 from slipway.windows.semantics import InvalidWindowEvent, empty_features
@@ -20,6 +21,7 @@ __all__ = [
     "WindowAggregator",
     "WindowResult",
     "WindowStoreUnavailable",
+    "aggregator_from_settings",
     "empty_features",
     "open_aggregator",
 ]

@@ -86,3 +86,20 @@ def open_aggregator(
         folder = settings.windows_dir or settings.data_dir / "windows"
         path = folder / f"{feature_set.name}.sqlite"
     return EmbeddedAggregator(feature_set, path)
+
+
+def aggregator_from_settings(
+    feature_set: WindowFeatureSet, settings: Any = None
+) -> WindowAggregator:
+    """The aggregator this environment configures (``SLIPWAY_WINDOWS_URL``, ``_DIR``,
+    ``_NAMESPACE``; see ``slipway.settings``)."""
+    if settings is None:
+        from slipway.settings import load_settings
+
+        settings = load_settings()
+    path = None
+    if not settings.windows_url and settings.windows_dir is not None:
+        path = settings.windows_dir / f"{feature_set.name}.sqlite"
+    return open_aggregator(
+        feature_set, settings.windows_url or None, namespace=settings.windows_namespace, path=path
+    )

@@ -165,20 +165,18 @@ def window_backfill(
         .orderBy(F.col("__a").desc(), F.col(fs.event_id).desc())
         .rowsBetween(Window.unboundedPreceding, -1)
     )
+    flagged = base.withColumn(
+        AFFECTED, F.coalesce(F.min("__t").over(later) < F.col("__t"), F.lit(False))
+    )
     raw_range = [c for i, a in enumerate(fs.aggregations) for c in _raw_over_range(fs, a, i)]
-    marked = base.select(
-        *keep,
-        "__t",
-        "__a",
-        F.coalesce(F.min("__t").over(later) < F.col("__t"), F.lit(False)).alias(AFFECTED),
-        *raw_range,
-    ).where(in_range)
+    marked = flagged.select(*keep, AFFECTED, *raw_range).where(in_range)
     raw_names = [c for c in marked.columns if c.startswith("__r")]
     fast = marked.where(~F.col(AFFECTED)).select(*keep, *raw_names)
 
-    # The exact path for the affected events: their entity's events in the horizon, filtered on
-    # arrival, aggregated per event.
-    e = marked.where(F.col(AFFECTED)).select(*keep, "__t", "__a").alias("e")
+    # The exact path for the affected events (found without the range windows, so an engine that
+    # keeps unused window expressions does not compute them twice): their entity's events in the
+    # horizon, filtered on arrival, aggregated per event.
+    e = flagged.where(in_range & F.col(AFFECTED)).select(*keep, "__t", "__a").alias("e")
     x = base.alias("x")
     t_e = F.col("e.__t")
     earlier = (

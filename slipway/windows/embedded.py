@@ -23,13 +23,14 @@ from slipway.windows.semantics import (
     ONE_MICROSECOND,
     EventCodec,
     WindowEvent,
-    finalize,
     input_kinds,
-    raw_aggregates,
+    reducer,
 )
 
 BUSY_TIMEOUT_MS = 10_000
+STATE_SCHEMA = 2  # bump when the stored layout changes
 NO_PRUNING = -(2**62)
+PRUNE_SLACK_US = 3600 * 1_000_000
 
 
 def state_fingerprint(fs: WindowFeatureSet) -> str:
@@ -41,6 +42,7 @@ def state_fingerprint(fs: WindowFeatureSet) -> str:
     from slipway.windows.semantics import decimals_of
 
     shape = {
+        "schema": STATE_SCHEMA,
         "entity": fs.entity,
         "inputs": [[c, k, decimals_of(fs, c)] for c, k in input_kinds(fs).items()],
         "horizon_us": fs.horizon // ONE_MICROSECOND,
@@ -56,6 +58,7 @@ class EmbeddedAggregator:
         self.feature_set = feature_set
         self.path = Path(path)
         self.codec = EventCodec(feature_set)
+        self.reducer = reducer(feature_set)
         self._horizon_us = feature_set.horizon // ONE_MICROSECOND
         self._keep_us = self._horizon_us + feature_set.allowed_lateness // ONE_MICROSECOND
         self._lock = threading.Lock()
@@ -101,7 +104,7 @@ class EmbeddedAggregator:
             c.execute("CREATE INDEX IF NOT EXISTS events_by_entity ON events (entity, t_us)")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS entities (entity TEXT PRIMARY KEY,"
-                " newest_us INTEGER NOT NULL, pruned_below INTEGER NOT NULL)"
+                " pruned_below INTEGER NOT NULL)"
             )
             fingerprint = state_fingerprint(self.feature_set)
             row = c.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
@@ -120,41 +123,41 @@ class EmbeddedAggregator:
     # -- one event, one transaction -----------------------------------------------------------
     def _apply_one(self, event: WindowEvent, compute: bool) -> tuple[WindowResult, bool]:
         c = self._conn
-        fs = self.feature_set
-        duplicate = (
-            c.execute("SELECT 1 FROM events WHERE event_id = ?", (event.event_id,)).fetchone()
-            is not None
-        )
-        meta = c.execute(
-            "SELECT newest_us, pruned_below FROM entities WHERE entity = ?", (event.entity,)
+        duplicate, pruned_below, oldest, newest = c.execute(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?),"
+            " (SELECT pruned_below FROM entities WHERE entity = ?),"
+            " (SELECT min(t_us) FROM events WHERE entity = ?),"
+            " (SELECT max(t_us) FROM events WHERE entity = ?)",
+            (event.event_id, event.entity, event.entity, event.entity),
         ).fetchone()
-        newest, pruned_below = meta if meta is not None else (event.t_us, NO_PRUNING)
+        pruned_below = NO_PRUNING if pruned_below is None else pruned_below
         features: dict[str, Any] = {}
         if compute:
             rows = c.execute(
                 self._select, (event.entity, event.t_us - self._horizon_us, event.t_us)
             ).fetchall()
-            history = [WindowEvent(r[0], event.entity, r[1], r[2], tuple(r[3:])) for r in rows]
-            features = finalize(fs, raw_aggregates(fs, history, event))
+            entity = event.entity
+            history = [WindowEvent(r[0], entity, r[1], r[2], r[3:]) for r in rows]
+            features = self.reducer.finalize(self.reducer.raw(history, event))
         complete = event.t_us - self._horizon_us >= pruned_below
         added = not duplicate and event.t_us >= pruned_below
         if added:
             c.execute(
                 self._insert, (event.entity, event.event_id, event.t_us, event.a_us, *event.values)
             )
-            newest = max(newest, event.t_us)
-            cutoff = newest - self._keep_us
-            if cutoff > pruned_below:
+            # Kept events outside every window change no answer, so pruning can wait until an
+            # hour's worth is due: most events then cost no DELETE.
+            cutoff = max(newest or event.t_us, event.t_us) - self._keep_us
+            if oldest is not None and oldest < cutoff - PRUNE_SLACK_US:
                 c.execute(
                     "DELETE FROM events WHERE entity = ? AND t_us < ?", (event.entity, cutoff)
                 )
-                pruned_below = cutoff
-            c.execute(
-                "INSERT INTO entities VALUES (?, ?, ?) ON CONFLICT (entity) DO UPDATE SET"
-                " newest_us = excluded.newest_us, pruned_below = excluded.pruned_below",
-                (event.entity, newest, pruned_below),
-            )
-        return WindowResult(event.event_id, features, duplicate, complete), added
+                c.execute(
+                    "INSERT INTO entities VALUES (?, ?) ON CONFLICT (entity) DO UPDATE SET"
+                    " pruned_below = max(pruned_below, excluded.pruned_below)",
+                    (event.entity, cutoff),
+                )
+        return WindowResult(event.event_id, features, bool(duplicate), complete), added
 
     def _transaction(
         self, events: Sequence[WindowEvent], compute: bool

@@ -18,14 +18,14 @@ from typing import Any
 
 from slipway.usecase import WindowFeatureSet
 from slipway.windows.aggregator import WindowResult, WindowStoreUnavailable
-from slipway.windows.embedded import state_fingerprint
+from slipway.windows.embedded import PRUNE_SLACK_US, state_fingerprint
 from slipway.windows.semantics import (
     ONE_MICROSECOND,
     EventCodec,
     InvalidWindowEvent,
     WindowEvent,
-    finalize,
     input_kinds,
+    reducer,
     window_micros,
 )
 
@@ -61,7 +61,8 @@ if not dup and (pruned == nil or t_e >= pruned) then
   local newest = tonumber(redis.call('ZRANGE', ek, -1, -1, 'WITHSCORES')[2])
   local cutoff = newest - KEEP
   local oldest = tonumber(redis.call('ZRANGE', ek, 0, 0, 'WITHSCORES')[2])
-  if oldest < cutoff then
+  -- events outside every window change no answer: prune once an hour's worth is due
+  if oldest < cutoff - %(slack)d then
     local gone = redis.call('ZRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))
     for i = 1, #gone do redis.call('HDEL', ik, split(gone[i])[2]) end
     redis.call('ZREMRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))
@@ -89,8 +90,8 @@ def lua_script(fs: WindowFeatureSet) -> str:
     for i, agg in enumerate(fs.aggregations):
         low = f"lo{i}"
         init.append(f"local {low} = t_e - {window_micros(fs, agg)}")
-        # field 1: arrival, 2: id, 3..: inputs
-        value = f"f[{column[agg.input] + 3}]" if agg.input is not None else None
+        # each stored member: arrival, id, then the inputs (v0, v1, ...)
+        value = f"v{column[agg.input]}" if agg.input is not None else None
         guard = f"t >= {low}"
         if agg.op == "count":
             init.append(f"local c{i} = 0")
@@ -132,24 +133,28 @@ def lua_script(fs: WindowFeatureSet) -> str:
             init.append(f"local lt{i}, la{i}, li{i}, lv{i} = nil, nil, nil, nil")
             newer = (
                 f"lt{i} == nil or t > lt{i} or (t == lt{i} and (a > la{i} or "
-                f"(a == la{i} and f[2] > li{i})))"
+                f"(a == la{i} and id > li{i})))"
             )
             body.append(
                 f"if {guard} and {present} and ({newer}) then "
-                f"lt{i}, la{i}, li{i}, lv{i} = t, a, f[2], {value} end"
+                f"lt{i}, la{i}, li{i}, lv{i} = t, a, id, {value} end"
             )
             emit.append(f"out[#out + 1] = lv{i} or false")
         else:  # pragma: no cover - the declaration's Literal forbids it
             raise ValueError(agg.op)
+    # One string.match per stored event, no table: the fields come back as locals.
+    fields = ["a", "id", *(f"v{j}" for j in range(len(fs.inputs)))]
+    pattern = "^" + "([^\\31]*)\\31" * (len(fields) - 1) + "([^\\31]*)$"
     compute = "\n".join(
         [
             "if mode == 'a' then",
             *init,
             "local rows = redis.call('ZRANGEBYSCORE', ek, num(t_e - H), '(' .. ARGV[2], 'WITHSCORES')",
             "for r = 1, #rows, 2 do",
-            "  local f = split(rows[r])",
-            "  local t, a = tonumber(rows[r + 1]), tonumber(f[1])",
-            "  if a < a_e or (a == a_e and f[2] < id_e) then",
+            f"  local {', '.join(fields)} = string.match(rows[r], '{pattern}')",
+            "  local t = tonumber(rows[r + 1])",
+            "  a = tonumber(a)",
+            "  if a < a_e or (a == a_e and id < id_e) then",
             *("    " + b for b in body),
             "  end",
             "end",
@@ -157,7 +162,11 @@ def lua_script(fs: WindowFeatureSet) -> str:
             "end",
         ]
     )
-    return _PRELUDE % {"horizon": horizon, "keep": keep, "ttl_ms": ttl_ms} + compute + _ADD
+    return (
+        _PRELUDE % {"horizon": horizon, "keep": keep, "ttl_ms": ttl_ms}
+        + compute
+        + _ADD % {"slack": PRUNE_SLACK_US}
+    )
 
 
 def _text(value: Any) -> str:
@@ -182,6 +191,7 @@ class RedisAggregator:
         self.feature_set = feature_set
         self.codec = EventCodec(feature_set)
         self.kinds = input_kinds(feature_set)
+        self.reducer = reducer(feature_set)
         self.prefix = f"{namespace}:{feature_set.name}:{state_fingerprint(feature_set)}"
         # Fail fast: a consumer must answer with defaults, not wait on redis-py's retries.
         self.client = redis.Redis.from_url(
@@ -223,7 +233,7 @@ class RedisAggregator:
                 raw.append(text if self.kinds[agg.input] == "string" else int(text))
             else:
                 raw.append(int(value))
-        return WindowResult(event.event_id, finalize(self.feature_set, raw), duplicate, complete)
+        return WindowResult(event.event_id, self.reducer.finalize(raw), duplicate, complete)
 
     def _run(self, events: Sequence[WindowEvent], mode: str) -> list[list[Any]]:
         try:

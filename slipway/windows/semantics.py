@@ -19,10 +19,10 @@ Lua and finalizes here; the Spark backfill is tested against it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from slipway.usecase import NUMERIC_WINDOW_OPS, WindowAggregation, WindowFeatureSet
 
@@ -87,9 +87,11 @@ def window_micros(fs: WindowFeatureSet, agg: WindowAggregation) -> int:
     return fs.window_of(agg) // ONE_MICROSECOND
 
 
-@dataclass(frozen=True)
-class WindowEvent:
-    """One event as the state keeps it: keys, times in microseconds, encoded inputs."""
+class WindowEvent(NamedTuple):
+    """One event as the state keeps it: keys, times in microseconds, encoded inputs.
+
+    A named tuple, not a dataclass: the embedded aggregator builds one per stored event read.
+    """
 
     event_id: str
     entity: str
@@ -145,100 +147,115 @@ def _null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+class Reducer:
+    """The reduction and finalizing step for one feature set, resolved once (it runs per event).
+
+    ``raw(history, event)`` is the integer/set reduction of the entity's earlier events, one
+    entry per aggregation: ``count``/``distinct_count``: int; ``sum``: int units; ``mean``:
+    (int units, int n); ``max``: int units or None; ``recent_set``: sorted list; ``last``: the
+    encoded value of the latest earlier event (by event time, then arrival) or None.
+    ``finalize(raw)`` turns it into feature values.
+    """
+
+    def __init__(self, fs: WindowFeatureSet) -> None:
+        self.fs = fs
+        column = {c: i for i, c in enumerate(fs.inputs)}
+        kinds = input_kinds(fs)
+        self.names = fs.feature_names
+        self.ops = tuple(a.op for a in fs.aggregations)
+        self.widths = tuple(window_micros(fs, a) for a in fs.aggregations)
+        self.slots = tuple(column[a.input] if a.input is not None else -1 for a in fs.aggregations)
+        self.scales = tuple(
+            10 ** decimals_of(fs, a.input) if a.input is not None else 1 for a in fs.aggregations
+        )
+        self.kinds = tuple(
+            kinds[a.input] if a.input is not None else "string" for a in fs.aggregations
+        )
+
+    def raw(self, history: Iterable[WindowEvent], event: WindowEvent) -> list[Any]:
+        t_e, key = event.t_us, event.arrival_key
+        earlier = [
+            x
+            for x in history
+            if x.t_us < t_e and x.entity == event.entity and (x.a_us, x.event_id) < key
+        ]
+        in_window: dict[int, list[WindowEvent]] = {}
+        out: list[Any] = []
+        for op, width, slot in zip(self.ops, self.widths, self.slots, strict=True):
+            rows = in_window.get(width)
+            if rows is None:
+                low = t_e - width
+                rows = in_window[width] = [x for x in earlier if x.t_us >= low]
+            if op == "count":
+                out.append(len(rows))
+                continue
+            if op == "last":
+                latest = max(
+                    (
+                        (x.t_us, x.a_us, x.event_id, x.values[slot])
+                        for x in rows
+                        if x.values[slot] is not None
+                    ),
+                    default=None,
+                )
+                out.append(None if latest is None else latest[3])
+                continue
+            values = [x.values[slot] for x in rows if x.values[slot] is not None]
+            if op == "sum":
+                out.append(sum(values))
+            elif op == "mean":
+                out.append((sum(values), len(values)))
+            elif op == "max":
+                out.append(max(values, default=None))
+            elif op == "distinct_count":
+                out.append(len(set(values)))
+            else:  # recent_set
+                out.append(sorted(set(values)))
+        return out
+
+    def finalize(self, raw: Sequence[Any]) -> dict[str, Any]:
+        """Feature values from :meth:`raw` (or the Lua script's identical reduction)."""
+        out: dict[str, Any] = {}
+        for name, op, scale, kind, value in zip(
+            self.names, self.ops, self.scales, self.kinds, raw, strict=True
+        ):
+            if op in ("count", "distinct_count"):
+                out[name] = int(value)
+            elif op == "sum":
+                out[name] = int(value) / scale
+            elif op == "mean":
+                units, n = int(value[0]), int(value[1])
+                out[name] = None if n == 0 else (units / n) / scale
+            elif op == "max":
+                out[name] = None if value is None else int(value) / scale
+            elif op == "recent_set":
+                out[name] = sorted(str(v) for v in value)
+            elif value is None:  # last
+                out[name] = None
+            elif kind == "time":
+                out[name] = int(value) / MICROS_PER_SECOND
+            elif kind == "number":
+                out[name] = int(value) / scale
+            else:
+                out[name] = str(value)
+        return out
+
+
+@functools.cache
+def reducer(fs: WindowFeatureSet) -> Reducer:
+    return Reducer(fs)
+
+
 def raw_aggregates(
     fs: WindowFeatureSet, history: Iterable[WindowEvent], event: WindowEvent
 ) -> list[Any]:
-    """The integer/set reduction of the entity's earlier events, one entry per aggregation.
-
-    ``count``/``distinct_count``: int; ``sum``: int units; ``mean``: (int units, int n);
-    ``max``: int units or None; ``recent_set``: sorted list; ``last``: the encoded value of the
-    latest earlier event (by event time, then arrival) or None.
-    """
-    column = {c: i for i, c in enumerate(fs.inputs)}
-    aggs = fs.aggregations
-    lows = [event.t_us - window_micros(fs, a) for a in aggs]
-    slots = [column.get(a.input) if a.input is not None else None for a in aggs]
-    acc: list[Any] = []
-    for agg in aggs:
-        if agg.op in ("count", "sum"):
-            acc.append(0)
-        elif agg.op == "mean":
-            acc.append([0, 0])
-        elif agg.op in ("distinct_count", "recent_set"):
-            acc.append(set())
-        else:  # max, last
-            acc.append(None)
-    key = event.arrival_key
-    for x in history:
-        if x.entity != event.entity or x.t_us >= event.t_us or x.arrival_key >= key:
-            continue
-        for i, agg in enumerate(aggs):
-            if x.t_us < lows[i]:
-                continue
-            if agg.op == "count":
-                acc[i] += 1
-                continue
-            value = x.values[slots[i]]
-            if value is None:
-                continue
-            op = agg.op
-            if op == "sum":
-                acc[i] += value
-            elif op == "mean":
-                acc[i][0] += value
-                acc[i][1] += 1
-            elif op == "max":
-                acc[i] = value if acc[i] is None or value > acc[i] else acc[i]
-            elif op in ("distinct_count", "recent_set"):
-                acc[i].add(value)
-            else:  # last: the latest by (event time, arrival key)
-                order = (x.t_us, x.a_us, x.event_id)
-                if acc[i] is None or order > acc[i][0]:
-                    acc[i] = (order, value)
-    out: list[Any] = []
-    for agg, value in zip(aggs, acc, strict=True):
-        if agg.op == "mean":
-            out.append((value[0], value[1]))
-        elif agg.op == "distinct_count":
-            out.append(len(value))
-        elif agg.op == "recent_set":
-            out.append(sorted(value))
-        elif agg.op == "last":
-            out.append(None if value is None else value[1])
-        else:
-            out.append(value)
-    return out
+    """The integer/set reduction of the entity's earlier events (see :class:`Reducer`)."""
+    return reducer(fs).raw(history, event)
 
 
 def finalize(fs: WindowFeatureSet, raw: Sequence[Any]) -> dict[str, Any]:
     """Feature values from :func:`raw_aggregates` (or the Lua script's identical reduction)."""
-    kinds = input_kinds(fs)
-    out: dict[str, Any] = {}
-    for agg, value in zip(fs.aggregations, raw, strict=True):
-        scale = 10 ** decimals_of(fs, agg.input) if agg.input is not None else 1
-        op = agg.op
-        if op in ("count", "distinct_count"):
-            out[agg.name] = int(value)
-        elif op == "sum":
-            out[agg.name] = int(value) / scale
-        elif op == "mean":
-            units, n = int(value[0]), int(value[1])
-            out[agg.name] = None if n == 0 else (units / n) / scale
-        elif op == "max":
-            out[agg.name] = None if value is None else int(value) / scale
-        elif op == "recent_set":
-            out[agg.name] = sorted(str(v) for v in value)
-        else:  # last
-            kind = kinds[agg.input] if agg.input is not None else "string"
-            if value is None:
-                out[agg.name] = None
-            elif kind == "time":
-                out[agg.name] = int(value) / MICROS_PER_SECOND
-            elif kind == "number":
-                out[agg.name] = int(value) / scale
-            else:
-                out[agg.name] = str(value)
-    return out
+    return reducer(fs).finalize(raw)
 
 
 def features_for(

@@ -393,3 +393,27 @@ def test_backfill_fast_path_alone_would_be_wrong_for_late_events(spark) -> None:
         )
         wrong += naive != EXPECTED[e["reading_id"]]["readings_2h"]
     assert wrong > 5
+
+
+def test_seeding_loads_the_days_a_live_day_can_reach_once(lakehouse, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from slipway.windows.seeding import history_days, seed_until
+
+    days = [T0 + dt.timedelta(days=d, hours=1) for d in range(4)]
+    rows = [
+        {**EVENTS[0], "reading_id": f"s{i}", "read_at": t, "logged_at": t, "date": t.date()}
+        for i, t in enumerate(days)
+    ]
+    lakehouse.write("silver.readings", pa.Table.from_pylist(rows), partition_by=["date"])
+    live_day = days[3].date()
+    # 2h horizon + 6h lateness reach back one day: only the day before the live day.
+    assert history_days(METERS, live_day) == (days[2].date(), days[2].date())
+    agg = open_aggregator(METERS, None, path=tmp_path / "seed.sqlite")
+    report = seed_until(agg, lakehouse, live_day, progress=lambda _: None)
+    assert (report.rows, report.added) == (1, 1)
+    assert seed_until(agg, lakehouse, live_day, progress=lambda _: None).added == 0
+    probe = {**rows[3], "reading_id": "probe"}
+    probe["read_at"] = probe["logged_at"] = days[2] + dt.timedelta(minutes=30)
+    assert agg.apply(probe).features["readings_2h"] == 1
+    agg.close()

@@ -98,20 +98,34 @@ CATEGORY_WEIGHTS = np.array([c.weight for c in CATEGORIES])
 AMOUNT_MULT = np.array([c.amount_mult for c in CATEGORIES])
 CHANNEL_PROBS = np.array([c.channels for c in CATEGORIES])
 ATM_CATEGORY = MCCS.index("6011")
-# Categories fraudsters cash out at, with their relative pull and amount multiplier.
-FRAUD_CATEGORIES = np.array([MCCS.index(m) for m in ("5732", "4722", "7995")])
-FRAUD_CATEGORY_WEIGHTS = np.array([0.45, 0.25, 0.30])
-FRAUD_CATEGORY_MULT = np.array([1.2, 1.6, 0.8])
+# Categories a compromised card is spent at: the legit mix tilted towards resellable goods and
+# gambling (x3), so a fraud's category is a weak hint, not a giveaway.
+FRAUD_TILT = np.array([1.0, 1.0, 3.0, 2.0, 3.0, 0.0, 1.5, 2.0, 1.0, 0.7])
+FRAUD_CATEGORIES = np.flatnonzero(FRAUD_TILT > 0)
+FRAUD_CATEGORY_WEIGHTS = (CATEGORY_WEIGHTS * FRAUD_TILT)[FRAUD_CATEGORIES]
+# Where a card tester cashes out once a probe went through (resellable goods, travel, gambling).
+CASHOUT_CATEGORIES = np.array([MCCS.index(m) for m in ("5732", "4722", "5691", "7995")])
+CASHOUT_CATEGORY_WEIGHTS = np.array([0.40, 0.20, 0.25, 0.15])
 # Categories an account takeover buys in (resellable goods).
 ATO_CATEGORIES = np.array([MCCS.index(m) for m in ("5732", "4722", "5691", "5999")])
-ATO_CATEGORY_WEIGHTS = np.array([0.45, 0.25, 0.15, 0.15])
+ATO_CATEGORY_WEIGHTS = np.array([0.40, 0.20, 0.20, 0.20])
+# Categories whose merchants a card tester probes with small amounts (cheap online goods).
+PROBE_CATEGORIES = np.array([MCCS.index(m) for m in ("5999", "5812", "4121", "7995")])
 
 SEGMENT_WEIGHTS = np.array([0.60, 0.12, 0.10, 0.18])
 SEGMENT_SPEND = np.array([1.0, 2.2, 1.7, 0.55])
 SEGMENT_TRAVEL = np.array([1.0, 2.0, 2.5, 0.8])
 
-FRAUD_TYPES: tuple[str, ...] = ("card_not_present", "account_takeover", "card_testing")
-BURST, TAKEOVER, CARD_TESTING = range(3)
+# card_not_present: a spending spree on a compromised card; account_takeover: one large payment;
+# card_testing: the NewFraudPattern scenario's probes; test_and_cashout: the default world's
+# card-testing sequence (small probes within minutes, then large purchases).
+FRAUD_TYPES: tuple[str, ...] = (
+    "card_not_present",
+    "account_takeover",
+    "card_testing",
+    "test_and_cashout",
+)
+BURST, TAKEOVER, CARD_TESTING, TEST_CASHOUT = range(4)
 
 # The landed records, in the order their keys appear on each line: the upstream contract as the
 # use case declares it (one declaration; the simulator only writes it).

@@ -7,7 +7,7 @@ fine until this day, then this happened" and check that the platform noticed.
 Three families:
 
 * :class:`CovariateDrift` -- the legit and fraud populations shift (bigger amounts, more ecom).
-* :class:`NewFraudPattern` -- card testing, a fraud the model has never seen.
+* :class:`NewFraudPattern` -- card testing in a shape the model has never seen.
 * :class:`BrokenUpstream` -- the processor delivers damaged bytes for one day; the ground truth
   (``Simulator.transactions``) stays clean, only the landed files are altered.
 """
@@ -53,10 +53,11 @@ class CovariateDrift:
 class NewFraudPattern:
     """From ``start`` on, card testing: bursts of tiny daytime domestic payments.
 
-    They use the victim's usual device at a few specific merchants, so none of the signals that
-    give away the default fraud patterns (night, new device, foreign country, big amount) apply:
-    a model trained before ``start`` should miss them, and performance monitoring should see it
-    once their chargebacks arrive. ``rate`` is the extra share of the day's transactions.
+    Unlike the default world's ``test_and_cashout`` runs (a few probes a minute apart, then a
+    large purchase), these are 6-15 probes of 0.5-2 over ~45 minutes on the victim's usual
+    device at three merchants that never saw fraud, and nothing is cashed out: a shape a model
+    trained before ``start`` has never seen, which performance monitoring should notice once
+    their chargebacks arrive. ``rate`` is the extra share of the day's transactions.
     """
 
     start: dt.date

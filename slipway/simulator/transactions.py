@@ -4,9 +4,14 @@ Every component draws from its own generator seeded by ``(seed, day ordinal, str
 never depends on which days were generated before it, and switching a scenario on (which adds
 rows or reshapes probabilities) does not disturb the draws of the other components.
 
-Fraud is only visible through behaviour relative to the customer's history: the hour, a device
-the customer never used, a country they never pay in, an amount far above their usual, a
-merchant that keeps turning up in fraud. No column says "fraud" in the landed data.
+Fraud mixes with normal behaviour: fraudsters pay at the hours, merchants, channels and
+amounts customers use too, and customers themselves go on quick shopping runs, buy something
+big, pay a few cents for parking or use a new browser. No single column separates the two.
+What gives most fraud away is a *sequence within the day*: a card tester's few small probes
+within minutes, at one or two shops, then a large purchase; a spree of several payments in an
+hour on a compromised card. Only features that know the customer's last minutes (a count in
+the last hour, seconds since the last payment, merchants in the last 24 h) see it; the same
+features frozen at the previous midnight do not. No column says "fraud" in the landed data.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from slipway.simulator.config import (
     ATO_CATEGORY_WEIGHTS,
     BURST,
     CARD_TESTING,
+    CASHOUT_CATEGORIES,
+    CASHOUT_CATEGORY_WEIGHTS,
     CHANNEL_PROBS,
     CHANNELS,
     COUNTRIES,
@@ -33,13 +40,13 @@ from slipway.simulator.config import (
     CURRENCIES,
     ECOM,
     FRAUD_CATEGORIES,
-    FRAUD_CATEGORY_MULT,
     FRAUD_CATEGORY_WEIGHTS,
     FRAUD_TYPES,
     FX_ARRAY,
     MCCS,
     RISKY_IDX,
     TAKEOVER,
+    TEST_CASHOUT,
     USD_IDX,
     SimConfig,
 )
@@ -91,12 +98,36 @@ OWL_HOURS = np.cumsum(
 PREFERRED_SHARE = 0.6  # of at-home payments going to the customer's own merchants
 ABROAD_SHARE = 0.85  # of a travelling customer's payments made in the travel country
 LOCAL_CURRENCY_SHARE = 0.7  # of payments abroad made in the local currency
-ONE_OFF_DEVICE = 0.02  # legit payments from a device never seen before or after
-BURST_SIZE = (3, 8)
-BURST_SHARE = 0.75  # of default fraud transactions that come in compromised-card bursts
-NIGHT_BURSTS = 0.55
-COMPROMISED_SHARE = 0.75
+ONE_OFF_DEVICE = 0.04  # legit payments from a device never seen before or after
+# Legit habits that look like fraud on one feature: a payment a few minutes after the previous
+# one (a shopping run, a taxi then a restaurant), a few cents to a few euros (parking, transit,
+# app stores), an occasional big-ticket purchase.
+SESSION_SHARE = 0.22
+SESSION_GAP_US = 6 * 60 * 1_000_000  # mean gap to the payment it follows
+MICRO_SHARE = 0.06
+MICRO_EUR = (0.5, 8.0)
+MICRO_CATEGORIES = ("4121", "5999", "5812", "5411", "7995")
+BIG_TICKET_SHARE = 0.025
+BIG_TICKET_MULT = (3.0, 9.0)
+# Shares of fraud rows per pattern (they sum to 1) and the patterns' shapes.
+TEST_CASHOUT_SHARE = 0.45
+SPREE_SHARE = 0.35  # the rest are account takeovers
+PROBES = (2, 7)
+PROBE_GAP_US = 70 * 1_000_000  # mean gap between probes
+PROBE_EUR = (0.5, 6.0)
+CASHOUTS = (1, 2)
+CASHOUT_GAP_US = 5 * 60 * 1_000_000
+CASHOUT_MULT = (2.0, 8.0)
+SPREE_SIZE = (2, 6)
+SPREE_GAP_US = 12 * 60 * 1_000_000
+SPREE_MULT = (0.8, 3.5)
+NIGHT_SHARE = 0.25  # of fraud runs started at night instead of at the victim's own hours
+NEW_DEVICE_SHARE = 0.6  # of fraud runs from a device the victim never used (else theirs)
+FRAUD_ECOM_SHARE = 0.6  # else the channel mix of the merchant's category (a cloned card)
+FRAUD_FOREIGN_SHARE = 0.3
+COMPROMISED_SHARE = 0.2
 CARD_TEST_SIZE = (6, 15)
+
 # Arrival at the processor: most authorisations arrive milliseconds after the terminal's
 # timestamp (lognormal around ~40 ms); LATE_SHARE arrive late (offline terminals, store-and-
 # forward, retries): log-uniform between LATE_RANGE_S seconds and a few hours, capped so that
@@ -107,7 +138,7 @@ LATE_RANGE_S = (2.0, 3 * 3600.0)
 
 # Random streams: one per component so that they never shift each other; arrival delays draw
 # from S_ARRIVAL + the component's position, so a scenario's extra rows leave others' delays.
-S_LEGIT, S_BURST, S_TAKEOVER, S_CARD_TEST = 1, 2, 3, 4
+S_LEGIT, S_BURST, S_TAKEOVER, S_CARD_TEST, S_TEST_CASHOUT = 1, 2, 3, 4, 5
 S_ARRIVAL = 20
 
 
@@ -163,6 +194,17 @@ def _channels(cat: np.ndarray, u: np.ndarray, ecom_shift: float) -> np.ndarray:
     return draw_rows(np.cumsum(probs, axis=1), u)
 
 
+def _hours(world: World, cust: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """An hour of day from each customer's own profile (day person or night owl)."""
+    return np.where(world.night_owl[cust], draw_index(OWL_HOURS, u), draw_index(DAY_HOURS, u))
+
+
+def _usual_device(world: World, cust: np.ndarray, ordinal: int) -> np.ndarray:
+    return np.where(
+        ordinal >= world.device_change_ordinal[cust], world.device_new[cust], world.device0[cust]
+    )
+
+
 def _legit(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
     rng = _rng(cfg, day, S_LEGIT)
     ordinal = day.toordinal()
@@ -174,6 +216,16 @@ def _legit(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
     destination = draw_rows(world.travel_cum, rng.random(world.n_customers))
 
     cust = draw_index(weights, rng.random(n)) if n else np.zeros(0, dtype=np.int64)
+    hour_u = rng.random(n)
+    offset = ((_hours(world, cust, hour_u) + rng.random(n)) * HOUR_US).astype(np.int64)
+    # Shopping runs: a share of payments follow another payment of the same customer by minutes.
+    follows = rng.random(n) < SESSION_SHARE
+    lead = rng.integers(0, max(n, 1), size=n)
+    follows &= ~follows[lead]  # follow a payment that is itself a run's first
+    gap = rng.exponential(SESSION_GAP_US, size=n).astype(np.int64) + 20_000_000
+    cust = np.where(follows, cust[lead], cust)
+    offset = np.where(follows, np.minimum(offset[lead] + gap, DAY_US - 1), offset)
+
     abroad = travelling[cust] & (rng.random(n) < ABROAD_SHARE)
     home = world.home[cust]
     country = np.where(abroad, destination[cust], home)
@@ -183,25 +235,24 @@ def _legit(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
     merch = np.where(
         use_pref, world.preferred[cust, slot], world.by_country.sample(country, rng.random(n))
     )
+    micro = rng.random(n) < MICRO_SHARE
+    micro_cat = np.array([MCCS.index(m) for m in MICRO_CATEGORIES])
+    picked = micro_cat[rng.integers(0, micro_cat.size, size=n)]
+    merch = np.where(micro, world.by_category.sample(picked, rng.random(n)), merch)
     cat = world.merchant_category[merch]
     channel = _channels(cat, rng.random(n), shift)
 
     local = abroad & (rng.random(n) < LOCAL_CURRENCY_SHARE)
     currency = np.where(local, COUNTRY_CURRENCY_IDX[country], COUNTRY_CURRENCY_IDX[home])
-    eur = world.spend_eur[cust] * AMOUNT_MULT[cat] * rng.lognormal(0.0, 0.55, size=n) * factor
+    eur = world.spend_eur[cust] * AMOUNT_MULT[cat] * rng.lognormal(0.0, 0.55, size=n)
+    big = rng.random(n) < BIG_TICKET_SHARE
+    eur = np.where(big, eur * rng.uniform(*BIG_TICKET_MULT, size=n), eur)
+    eur = np.where(micro, np.exp(rng.uniform(*np.log(MICRO_EUR), size=n)), eur) * factor
     amount = _to_currency(eur, currency)
     atm = channel == ATM
     amount[atm] = np.maximum(np.round(amount[atm] / 10.0) * 10.0, 10.0)
 
-    hour_u = rng.random(n)
-    hour = np.where(
-        world.night_owl[cust], draw_index(OWL_HOURS, hour_u), draw_index(DAY_HOURS, hour_u)
-    )
-    offset = ((hour + rng.random(n)) * HOUR_US).astype(np.int64)
-
-    primary = np.where(
-        ordinal >= world.device_change_ordinal[cust], world.device_new[cust], world.device0[cust]
-    )
+    primary = _usual_device(world, cust, ordinal)
     second = world.has_device1[cust] & (rng.random(n) < 0.25)
     device = np.where(second, world.device1[cust], primary)
     one_off = rng.random(n) < ONE_OFF_DEVICE
@@ -240,67 +291,147 @@ def _fraud_merchants(
     return np.where(rng.random(n) < share, compromised, anywhere)
 
 
+@dataclass
+class _Runs:
+    """Per-run draws shared by every payment of a fraud run (one victim, one fraudster)."""
+
+    victim: np.ndarray
+    start: np.ndarray  # offset of the run's first payment
+    device: np.ndarray
+    country: np.ndarray
+    currency: np.ndarray
+    ecom: np.ndarray  # bool: card not present (else a cloned card at a terminal)
+
+
+def _runs(world: World, day: dt.date, rng: np.random.Generator, k: int) -> _Runs:
+    """``k`` fraud runs: the victim, when, from which device, where, in which currency.
+
+    Most start at an hour the victim pays at anyway (NIGHT_SHARE at night), from a new device
+    (else the victim's own: malware, a stolen phone), at home or abroad, in the card's currency
+    or USD, so each of these is only a hint.
+    """
+    victim = _victims(world, day, rng, k)
+    k = victim.size
+    night = rng.random(k) < NIGHT_SHARE
+    hour = np.where(night, rng.integers(0, 5, size=k), _hours(world, victim, rng.random(k)))
+    start = ((hour + rng.random(k)) * HOUR_US).astype(np.int64)
+    new = rng.random(k) < NEW_DEVICE_SHARE
+    device = np.where(new, hex_ids(rng, k), _usual_device(world, victim, day.toordinal()))
+    foreign = rng.random(k) < FRAUD_FOREIGN_SHARE
+    country = np.where(foreign, _foreign(world, rng, victim, 0.4), world.home[victim])
+    card = COUNTRY_CURRENCY_IDX[world.home[victim]]
+    currency = np.where(rng.random(k) < 0.25, USD_IDX, card)
+    return _Runs(victim, start, device, country, currency, rng.random(k) < FRAUD_ECOM_SHARE)
+
+
+def _run_channels(runs: _Runs, event: np.ndarray, cat: np.ndarray, u: np.ndarray) -> np.ndarray:
+    physical = _channels(cat, u, 0.0)
+    return np.where(runs.ecom[event] | (physical == ATM), ECOM, physical)
+
+
+def _gaps(
+    rng: np.random.Generator, event: np.ndarray, mean_us: float | np.ndarray, floor_us: int
+) -> np.ndarray:
+    """Offsets within each run (rows grouped by ``event``): the first payment at 0, then
+    cumulative gaps of ``floor_us`` plus an exponential of mean ``mean_us`` (one per row)."""
+    gap = (rng.exponential(1.0, size=event.size) * mean_us).astype(np.int64) + floor_us
+    first = np.r_[True, event[1:] != event[:-1]] if event.size else np.zeros(0, dtype=bool)
+    gap[first] = 0
+    total = np.cumsum(gap)
+    return total - np.maximum.accumulate(np.where(first, total, 0))
+
+
 def _bursts(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
-    """Compromised card: 3-8 ecom payments within ~30 min, often at night, from a new device."""
+    """A spree on a compromised card: 2-6 payments minutes apart, at amounts near the victim's
+    own (0.8-3.5x), at shops across the categories people use (tilted to resellable goods)."""
     rng = _rng(cfg, day, S_BURST)
     factor, _ = drift_on(cfg.scenarios, day)
-    mean_size = sum(BURST_SIZE) / 2
-    victims = _victims(
-        world, day, rng, int(rng.poisson(BURST_SHARE * cfg.fraud_rate * expected / mean_size))
+    mean_size = sum(SPREE_SIZE) / 2
+    runs = _runs(
+        world, day, rng, int(rng.poisson(SPREE_SHARE * cfg.fraud_rate * expected / mean_size))
     )
-    k = victims.size
-    size = rng.integers(BURST_SIZE[0], BURST_SIZE[1] + 1, size=k)
+    k = runs.victim.size
+    size = rng.integers(SPREE_SIZE[0], SPREE_SIZE[1] + 1, size=k)
     event = np.repeat(np.arange(k), size)
     n = event.size
-    cust = victims[event]
-    night = rng.random(k) < NIGHT_BURSTS
-    start = np.where(
-        night,
-        rng.integers(0, int(4.5 * HOUR_US), size=k),
-        rng.integers(6 * HOUR_US, 23 * HOUR_US, size=k),
-    )
-    offset = start[event] + rng.integers(0, HOUR_US // 2, size=n)
-    device = hex_ids(rng, k)[event]
-    where = rng.random(k)
-    country_event = np.where(
-        where < 0.5, _foreign(world, rng, victims, 0.3 / 0.5), world.home[victims]
-    )
-    country = country_event[event]
+    cust = runs.victim[event]
+    gaps = _gaps(rng, event, SPREE_GAP_US, 30_000_000)
+    offset = np.minimum(runs.start[event] + gaps, DAY_US - 1)
     merch = _fraud_merchants(
         world, rng, n, COMPROMISED_SHARE, FRAUD_CATEGORIES, FRAUD_CATEGORY_WEIGHTS
     )
     cat = world.merchant_category[merch]
-    mult = np.ones(n)
-    for cat_idx, m in zip(FRAUD_CATEGORIES, FRAUD_CATEGORY_MULT, strict=True):
-        mult[cat == cat_idx] = m
-    eur = rng.lognormal(np.log(110.0), 0.75, size=n) * mult * factor
-    card_currency = COUNTRY_CURRENCY_IDX[world.home[victims]]
-    currency = np.where(rng.random(k) < 0.35, USD_IDX, card_currency)[event]
+    eur = world.spend_eur[cust] * AMOUNT_MULT[cat] * rng.uniform(*SPREE_MULT, size=n) * factor
+    currency = runs.currency[event]
+    channel = _run_channels(runs, event, cat, rng.random(n))
     delay, report = draw_labels(cfg, day, BURST, event, k)
     return Rows(
-        cust, merch, country, currency, np.full(n, ECOM), _to_currency(eur, currency), offset,
-        offset, device, np.full(n, BURST), delay, report,
+        cust, merch, runs.country[event], currency, channel, _to_currency(eur, currency), offset,
+        offset, runs.device[event], np.full(n, BURST), delay, report,
+    )  # fmt: skip
+
+
+def _test_and_cashout(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
+    """Card testing, then cash-out: 2-7 small probes (0.5-6 EUR) about a minute apart at one or
+    two weakly protected shops, then 1-2 purchases 2-8x the victim's usual within minutes."""
+    rng = _rng(cfg, day, S_TEST_CASHOUT)
+    factor, _ = drift_on(cfg.scenarios, day)
+    mean_size = (sum(PROBES) + sum(CASHOUTS)) / 2
+    runs = _runs(
+        world,
+        day,
+        rng,
+        int(rng.poisson(TEST_CASHOUT_SHARE * cfg.fraud_rate * expected / mean_size)),
+    )
+    k = runs.victim.size
+    n_probe = rng.integers(PROBES[0], PROBES[1] + 1, size=k)
+    n_cash = rng.integers(CASHOUTS[0], CASHOUTS[1] + 1, size=k)
+    size = n_probe + n_cash
+    event = np.repeat(np.arange(k), size)
+    n = event.size
+    cust = runs.victim[event]
+    step = np.arange(n) - np.repeat(np.cumsum(size) - size, size)
+    probe = step < n_probe[event]
+    # Probes a minute apart; the cash-out waits a few minutes after the last probe.
+    gaps = _gaps(rng, event, np.where(probe, PROBE_GAP_US, CASHOUT_GAP_US), 10_000_000)
+    offset = np.minimum(runs.start[event] + gaps, DAY_US - 1)
+    # One or two probe shops per run.
+    shops = world.probe_merchants[rng.integers(0, world.probe_merchants.size, size=(k, 2))]
+    second = rng.random(n) < np.where(rng.random(k) < 0.35, 0.5, 0.0)[event]
+    probe_merch = np.where(second, shops[event, 1], shops[event, 0])
+    cash_merch = _fraud_merchants(
+        world, rng, n, COMPROMISED_SHARE, CASHOUT_CATEGORIES, CASHOUT_CATEGORY_WEIGHTS
+    )
+    merch = np.where(probe, probe_merch, cash_merch)
+    cat = world.merchant_category[merch]
+    small = np.exp(rng.uniform(*np.log(PROBE_EUR), size=n))
+    large = world.spend_eur[cust] * AMOUNT_MULT[cat] * rng.uniform(*CASHOUT_MULT, size=n)
+    eur = np.where(probe, small, large) * factor
+    currency = runs.currency[event]
+    channel = _run_channels(runs, event, cat, rng.random(n))
+    delay, report = draw_labels(cfg, day, TEST_CASHOUT, event, k)
+    return Rows(
+        cust, merch, runs.country[event], currency, channel, _to_currency(eur, currency), offset,
+        offset, runs.device[event], np.full(n, TEST_CASHOUT), delay, report,
     )  # fmt: skip
 
 
 def _takeovers(world: World, cfg: SimConfig, day: dt.date, expected: float) -> Rows:
-    """Account takeover: one ecom payment 3-9x the usual spend, new device, often abroad."""
+    """Account takeover: one payment 1.5-6x the usual spend in resellable goods."""
     rng = _rng(cfg, day, S_TAKEOVER)
     factor, _ = drift_on(cfg.scenarios, day)
-    cust = _victims(
-        world, day, rng, int(rng.poisson((1.0 - BURST_SHARE) * cfg.fraud_rate * expected))
-    )
-    n = cust.size
-    country = np.where(rng.random(n) < 0.5, _foreign(world, rng, cust, 0.4), world.home[cust])
-    merch = _fraud_merchants(world, rng, n, 0.3, ATO_CATEGORIES, ATO_CATEGORY_WEIGHTS)
-    eur = world.spend_eur[cust] * rng.uniform(3.0, 9.0, size=n) * factor
-    currency = COUNTRY_CURRENCY_IDX[world.home[cust]]
-    offset = rng.integers(0, DAY_US, size=n)
-    device = hex_ids(rng, n)
+    share = 1.0 - TEST_CASHOUT_SHARE - SPREE_SHARE
+    runs = _runs(world, day, rng, int(rng.poisson(share * cfg.fraud_rate * expected)))
+    n = runs.victim.size
+    cust = runs.victim
+    merch = _fraud_merchants(world, rng, n, COMPROMISED_SHARE, ATO_CATEGORIES, ATO_CATEGORY_WEIGHTS)
+    cat = world.merchant_category[merch]
+    eur = world.spend_eur[cust] * rng.uniform(1.5, 6.0, size=n) * factor
+    channel = _run_channels(runs, np.arange(n), cat, rng.random(n))
     delay, report = draw_labels(cfg, day, TAKEOVER, np.arange(n), n)
     return Rows(
-        cust, merch, country, currency, np.full(n, ECOM), _to_currency(eur, currency), offset,
-        offset, device, np.full(n, TAKEOVER), delay, report,
+        cust, merch, runs.country, runs.currency, channel, _to_currency(eur, runs.currency),
+        runs.start, runs.start, runs.device, np.full(n, TAKEOVER), delay, report,
     )  # fmt: skip
 
 
@@ -351,6 +482,7 @@ def generate_rows(world: World, cfg: SimConfig, day: dt.date) -> Rows:
         _legit(world, cfg, day, expected),
         _bursts(world, cfg, day, expected),
         _takeovers(world, cfg, day, expected),
+        _test_and_cashout(world, cfg, day, expected),
     ]
     rate = card_testing_rate(cfg.scenarios, day)
     if rate > 0:

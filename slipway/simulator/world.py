@@ -16,14 +16,15 @@ import pandas as pd
 
 from slipway.simulator.config import (
     ATM_CATEGORY,
+    CASHOUT_CATEGORIES,
     CATEGORIES,
     CATEGORY_WEIGHTS,
     COUNTRIES,
-    FRAUD_CATEGORIES,
     HOME_COUNTRY_WEIGHTS,
     MCCS,
     MERCHANT_COUNTRY_WEIGHTS,
     N_HOME,
+    PROBE_CATEGORIES,
     SEGMENT_SPEND,
     SEGMENT_TRAVEL,
     SEGMENT_WEIGHTS,
@@ -134,7 +135,8 @@ class World:
     merchant_country: np.ndarray  # country index
     popularity: np.ndarray
     compromised: np.ndarray  # merchant indexes fraudsters concentrate on
-    card_testing_merchants: np.ndarray
+    probe_merchants: np.ndarray  # weakly protected shops card testers probe at
+    card_testing_merchants: np.ndarray  # the NewFraudPattern scenario's merchants
     by_country: GroupSampler
     by_category: GroupSampler
 
@@ -189,12 +191,17 @@ def _merchants(cfg: SimConfig, rng: np.random.Generator) -> dict[str, np.ndarray
     name = np.strings.add(
         np.strings.add(np.strings.add(name_a, " "), np.strings.add(name_b, " ")), labels
     )
-    risky_cat = np.isin(category, FRAUD_CATEGORIES)
+    risky_cat = np.isin(category, CASHOUT_CATEGORIES)
     candidates = np.flatnonzero(risky_cat)
     n_comp = max(2, round(0.2 * len(candidates)))
     compromised = np.sort(rng.choice(candidates, size=min(n_comp, len(candidates)), replace=False))
     tester_pool = np.flatnonzero(~risky_cat & (category != ATM_CATEGORY) & (country < N_HOME))
     card_testing = np.sort(rng.choice(tester_pool, size=min(3, len(tester_pool)), replace=False))
+    # Probes land at ordinary shops with legit traffic of their own (a tenth of the cheap-goods
+    # merchants), so a probe's merchant is a hint that only history can learn.
+    probe_pool = np.setdiff1d(np.flatnonzero(np.isin(category, PROBE_CATEGORIES)), card_testing)
+    n_probe = max(2, round(0.1 * len(probe_pool)))
+    probe = np.sort(rng.choice(probe_pool, size=min(n_probe, len(probe_pool)), replace=False))
     return {
         "merchant_id": numbered_ids("M", n, 5),
         "merchant_name": name,
@@ -202,6 +209,7 @@ def _merchants(cfg: SimConfig, rng: np.random.Generator) -> dict[str, np.ndarray
         "merchant_country": country,
         "popularity": popularity,
         "compromised": compromised,
+        "probe_merchants": probe,
         "card_testing_merchants": card_testing,
     }
 

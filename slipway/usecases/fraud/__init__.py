@@ -224,8 +224,13 @@ MODEL = ModelSpec(
     },
     precision_target=0.9,
     validation_days=7,
+    # The first model must clear the floors. Measured on the simulator: make run's first model
+    # reaches PR-AUC 0.75 / ROC-AUC 0.983, the tests' small world (24 days x 1,000) about 0.61 /
+    # 0.97; the same model without its fresh velocity features (counts, sums, seconds since the
+    # last payment, merchants in 24 h) 0.46; the base rate is 0.016. A first model below 0.5
+    # has not learnt the within-day sequences the world's fraud shows.
     promotion=PromotionPolicy(
-        metric="pr_auc", margin=0.005, floors={"pr_auc": 0.3, "roc_auc": 0.85}
+        metric="pr_auc", margin=0.005, floors={"pr_auc": 0.5, "roc_auc": 0.9}
     ),
 )
 
@@ -239,26 +244,35 @@ FRAUD = UseCase(
     window_features=(CUSTOMER_WINDOWS,),
     model=MODEL,
     monitoring=MonitoringSpec(
-        # Two of the ten monitored features past the PSI line is a drifted day; a normal day
-        # sits near zero (measured on the simulator: PSI < 0.05 on every monitored feature).
+        # Two of the nine monitored features past their line is a drifted day.
         drift_share=0.2,
         # Effect sizes, not p-values (which flag trivial shifts on small days). Measured on the
-        # simulator: a normal day stays below 0.07 (normed Wasserstein) and 0.05 (Jensen-Shannon),
-        # amounts x2.5 reach 0.8-1.1. Evidently's PSI bins by equal width, which hides a shift of
-        # heavy-tailed amounts (0.11 for x3), so it is used only for the [0, 1] score.
+        # simulator's normal days once history has built up (day 11 on): make run's world
+        # (3,000/day) stays below 0.09 normed Wasserstein and 0.03 Jensen-Shannon, the tests'
+        # small world (1,000/day) below 0.16 (is_foreign: travellers' payments come in runs) and
+        # 0.06. Drift x2.5 amounts and +30% ecom (the scenario test's day, small world): amount_eur
+        # 0.56, amount_to_avg_30d 0.28, channel 0.13 (Jensen-Shannon), 3 of 9. Evidently's PSI
+        # bins by equal width, which hides a shift of heavy-tailed amounts (0.11 for x3), so it
+        # is used only for the [0, 1] score (normal days below 0.05).
         numeric_stattest="wasserstein",
-        numeric_threshold=0.15,
+        numeric_threshold=0.2,
         categorical_stattest="jensenshannon",
         categorical_threshold=0.1,
         prediction_stattest="psi",
         prediction_threshold=0.2,
         sample_size=20_000,
         reference_size=20_000,
-        max_pr_auc_drop=0.1,
-        min_positives_for_performance=5,
+        # Fraud comes in runs (~3 payments each), so a day's PR-AUC swings with a handful of
+        # runs. Measured on the simulator: make run's champion (0.75) scores 0.61-0.92 on its 7
+        # validation days (~45 frauds each); on the tests' small world (0.58) a day with 6-9
+        # frauds scores 0.24-0.35 and one with ~20 0.40-0.86. Fewer than 20 frauds: not judged.
+        max_pr_auc_drop=0.2,
+        min_positives_for_performance=20,
         # What the transaction itself looks like, and ratios against the customer's own norm:
         # stationary in a steady world. Window counts and sums grow while history accumulates
-        # (a young deployment, or the simulator's first month) and would cry wolf every day.
+        # (a young deployment, or the simulator's first month) and would cry wolf every day; so
+        # does merchant_fraud_rate_30d, whose 37-day window of matured labels keeps filling
+        # (measured 0.08-0.20 on every normal day of the tests' 24-day world).
         monitored_features=(
             "amount_eur",
             "amount_to_avg_30d",
@@ -268,7 +282,6 @@ FRAUD = UseCase(
             "is_foreign",
             "is_new_device",
             "is_new_country",
-            "merchant_fraud_rate_30d",
             "segment",
         ),
     ),

@@ -47,13 +47,17 @@ P99_TARGET_MS = 50.0
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
-REDIS_DB = "redis://127.0.0.1:6379/14"  # the window state's fixed namespace lives in its own db
+REDIS = "redis://127.0.0.1:6379/0"
 
 
 def _env(backend: str = "embedded") -> Any:
     from tests.support.pipeline import slipway_env
 
-    extra = {"SLIPWAY_STREAM_URL": REDIS_DB, "SLIPWAY_WINDOWS_URL": REDIS_DB}
+    extra = {
+        "SLIPWAY_STREAM_URL": REDIS,
+        "SLIPWAY_WINDOWS_URL": REDIS,
+        "SLIPWAY_WINDOWS_NAMESPACE": f"bench:win:{uuid.uuid4().hex[:8]}",
+    }
     return slipway_env(WORLD, extra if backend == "redis" else None)
 
 

@@ -35,7 +35,6 @@ from slipway.usecases import get_usecase
 from tests.support.pipeline import PipelineData, copy_world, env_for, slipway_env
 
 ROOT = Path(__file__).resolve().parents[2]
-WINDOWS_DB = "redis://127.0.0.1:6379/13"
 
 
 def _world(pipeline: PipelineData, target: Path) -> Path:
@@ -62,11 +61,13 @@ def test_a_consumer_killed_mid_stream_resumes_from_its_pending_entries(
     root = _world(pipeline, tmp_path / "world")
     extra = {"SLIPWAY_STREAM_PREFIX": f"test-{uuid.uuid4().hex[:10]}"}
     if backend == "redis":
-        # The stream keys carry a unique prefix. The window state's namespace is fixed by the
-        # scorer (slipway:win), so it lives in a database of its own and is removed by
-        # delete_state() afterwards.
+        # Unique stream prefix and window namespace; only those keys are deleted afterwards.
         url = f"redis://{request.getfixturevalue('redis_url')}/0"
-        extra.update(SLIPWAY_STREAM_URL=url, SLIPWAY_WINDOWS_URL=WINDOWS_DB)
+        extra.update(
+            SLIPWAY_STREAM_URL=url,
+            SLIPWAY_WINDOWS_URL=url,
+            SLIPWAY_WINDOWS_NAMESPACE=f"test:win:{uuid.uuid4().hex[:10]}",
+        )
     env = {**os.environ, **env_for(root), **extra}
     lines = landed_lines(pipeline.landing_root, "transactions", pipeline.end)
     lakehouse = Lakehouse(root / "lakehouse")
@@ -74,9 +75,6 @@ def test_a_consumer_killed_mid_stream_resumes_from_its_pending_entries(
         from slipway.serving.scorer import OnlineScorer
 
         scorer = OnlineScorer.from_env(usecase)
-        if backend == "redis":  # a previous run's state must not answer for this one
-            for fs in usecase.window_features:
-                scorer.windows.aggregator(fs).delete_state()
         seed_window_state(scorer, lakehouse, pipeline.end)
         streams = open_streams(usecase)
         append_events(streams.events, lines)

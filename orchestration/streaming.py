@@ -65,7 +65,8 @@ def served_drain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=f"drain:{length}",
+                # New entries make a new key; a backlog that a failed drain left is retried hourly.
+                run_key=f"drain:{length}:{backlog}:{dt.datetime.now(dt.UTC):%Y%m%d%H}",
                 tags={
                     "slipway/trigger": "served_backlog",
                     "slipway/reason": f"{backlog} undrained",

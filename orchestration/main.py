@@ -125,14 +125,12 @@ def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None =
     usecase = get_usecase()
     lakehouse = Lakehouse(settings.lakehouse_root)
     lines = landed_lines(settings.landing_root, usecase.streams[0].name, day)
-    seeded = seed_window_state(lakehouse, usecase, day)
-    if seeded:
-        shown = ", ".join(f"{k} {v:,} events" for k, v in seeded.items())
-        _say(
-            f"live replay of {day}: window state bootstrapped from the history before it ({shown})"
-        )
     scorer = OnlineScorer.from_env(usecase)
     scorer.warm_up()
+    seeded = seed_window_state(scorer, lakehouse, day)
+    if seeded:
+        shown = ", ".join(f"{k}: {v:,} events added" for k, v in seeded.items())
+        _say(f"live replay of {day}: window state seeded from the days before it ({shown})")
     streams = open_streams(usecase)
     where = streams.url
     try:

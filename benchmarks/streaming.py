@@ -333,6 +333,8 @@ def end_to_end(
                 scorer.windows.aggregator(fs).delete_state()
         lat = percentiles(latencies)
         stages = stage_costs(lakehouse, days)
+        degraded = lakehouse.read("scoring.served", columns=["degraded"])["degraded"]
+        mismatched = sorted({f.feature for d in run.days for f in d.features if f.mismatched})
         mismatches = sum(d.mismatches for d in run.days)
         e2e = {
             "measure": f"end to end at {rate:,.0f} events/s, open loop",
@@ -346,6 +348,8 @@ def end_to_end(
             "max_ms": round(lat["max"], 1),
             "achieved events/s": round(appended / streaming_s, 1),
             "consistency mismatches": mismatches,
+            "mismatched features": ", ".join(mismatched),
+            "degraded decisions": int(sum(degraded.to_pylist())),
             "features compared": sum(f.compared for d in run.days for f in d.features),
             "drain_s": round(drain_s, 2),
             **stages,

@@ -11,7 +11,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 UI_PORT ?= 3000
 PYTEST_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring clean
+.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -43,7 +43,9 @@ format: env
 ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-serve: env ## start the online scoring HTTP service on http://127.0.0.1:8000 (keys: SLIPWAY_API_KEYS)
+serve: env ## the online scorer on http://127.0.0.1:8000 (keys: SLIPWAY_API_KEYS) and, beside it, the stream consumer
+	$(PY) -m slipway.streaming.consumer & consumer=$$!; \
+	trap 'kill $$consumer 2>/dev/null; wait $$consumer' EXIT; \
 	$(PY) -m slipway.serving
 
 prod-up: env ## start dagster-webserver and dagster-daemon against Postgres (SLIPWAY_ENV=prod)
@@ -69,6 +71,12 @@ bench-serving: env ## online scoring latency under a bounded load on loopback
 
 bench-monitoring: env ## drift computation time and detect-to-retrain time
 	$(PY) -m benchmarks monitoring
+
+bench-windows: env ## window aggregator per event (embedded, Redis) and the 1M-row window backfill
+	$(PY) -m benchmarks windows
+
+bench-streaming: env ## live path end to end at 1,000 events/s; daily-materialized vs fresh features
+	$(PY) -m benchmarks streaming
 
 clean: ## remove generated data, the Dagster instance history and dbt artefacts
 	rm -rf data dbt_project/target dbt_project/logs

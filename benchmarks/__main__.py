@@ -18,6 +18,8 @@ BENCHMARKS = {
     "training": "LightGBM training time on 1M rows (CPU; GPU when present)",
     "serving": "online scoring latency through the HTTP service under bounded load",
     "monitoring": "drift computation time and detect-to-retrain time",
+    "windows": "window aggregator per event (embedded, Redis) and the window backfill",
+    "streaming": "the live path end to end at 1,000 events/s; daily-materialized vs fresh features",
 }
 
 

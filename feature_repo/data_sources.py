@@ -13,8 +13,8 @@ from slipway.featurestore import DeltaSource
 customer_behaviour_source = DeltaSource(
     name="customer_behaviour_source",
     table="features.customer_behaviour",
-    timestamp_field="feature_ts",
-    description="Per-transaction customer state, stamped just after the transaction.",
+    timestamp_field="event_time",
+    description="The customer's window features before each transaction, one row per transaction.",
 )
 
 merchant_risk_source = DeltaSource(

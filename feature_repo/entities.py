@@ -16,3 +16,10 @@ merchant = Entity(
     value_type=ValueType.STRING,
     description="An acquiring merchant.",
 )
+
+transaction = Entity(
+    name="transaction",
+    join_keys=["transaction_id"],
+    value_type=ValueType.STRING,
+    description="One card authorisation: window features are computed per transaction.",
+)

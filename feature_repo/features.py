@@ -2,6 +2,14 @@
 
 Join keys are declared in each schema: Feast would infer them at apply time, but then the views
 parsed from this file never equal the registered ones and every `feast plan` reports a change.
+
+``customer_behaviour`` is keyed by the transaction itself: its row holds the customer's windows
+*before* that transaction (declared once in ``slipway.usecases.fraud.CUSTOMER_WINDOWS``), so the
+point-in-time join picks exactly the transaction's own row and cannot leak. It is not
+materialized: Feast's online path has no per-event windows (push sources are last-write-wins and
+the stream processor ignores aggregations), so the online scorer gets these features from
+``slipway.windows``' aggregator, from the same declaration, and Feast stays the registry of what
+the model reads.
 """
 
 from datetime import timedelta
@@ -12,17 +20,18 @@ from data_sources import (
     merchant_risk_source,
     transaction_request,
 )
-from entities import customer, merchant
+from entities import customer, merchant, transaction
 from feast import FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 
 customer_behaviour = FeatureView(
     name="customer_behaviour",
-    entities=[customer],
-    ttl=timedelta(days=30),
+    entities=[transaction],
+    # The row is stamped at its own transaction's time: any TTL keeps exactly that row.
+    ttl=timedelta(days=1),
     schema=[
-        Field(name="customer_id", dtype=String),
+        Field(name="transaction_id", dtype=String),
         Field(name="txn_count_1h", dtype=Int64),
         Field(name="txn_count_24h", dtype=Int64),
         Field(name="txn_count_7d", dtype=Int64),
@@ -39,8 +48,9 @@ customer_behaviour = FeatureView(
         Field(name="last_txn_epoch", dtype=Float64),
     ],
     source=customer_behaviour_source,
-    online=True,
-    description="The customer's state after their latest transaction (velocity, spend, habits).",
+    online=False,
+    description="The customer's windows before each transaction (velocity, spend, habits); "
+    "served online by the window aggregator.",
     tags={"owner": "fraud", "table": "features.customer_behaviour"},
 )
 

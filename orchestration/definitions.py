@@ -12,6 +12,7 @@ from assets.gold import dbt_resource, gold_definitions
 from assets.ingestion import ingestion_definitions
 from assets.monitoring import monitoring_definitions
 from assets.scoring import scoring_definitions
+from assets.streaming import streaming_definitions
 from assets.training import training_definitions
 from orchestration.resources import build_resources
 from slipway.usecases import get_usecase
@@ -29,17 +30,19 @@ def build_definitions() -> dg.Definitions:
     assets += gold_assets + feature_assets + feast_definitions(usecase) + training_assets
     monitoring_assets, monitoring_checks = monitoring_definitions(usecase)
     assets += scoring_definitions(usecase) + monitoring_assets
+    assets += streaming_definitions(usecase)
     checks += gold_checks + feature_checks + training_checks + monitoring_checks
     from orchestration.jobs import jobs
     from orchestration.schedules import schedules
     from orchestration.sensors import sensors
+    from orchestration.streaming import live_jobs, live_sensors
 
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=jobs(),
+        jobs=[*jobs(), *live_jobs()],
         schedules=schedules(),
-        sensors=sensors(),
+        sensors=[*sensors(), *live_sensors()],
         resources={**build_resources(), "dbt": dbt_resource()},
     )
 

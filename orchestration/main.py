@@ -171,6 +171,62 @@ def summarise(result: dg.ExecuteInProcessResult) -> int:
     return 0 if result.success else 1
 
 
+def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None = None) -> int:
+    """The last day again, through the live path: stream -> consumer -> served log -> Delta ->
+    consistency check (the drain and the check run as Dagster jobs, so they are in the UI)."""
+    from orchestration.definitions import defs
+    from slipway.lakehouse import Lakehouse
+    from slipway.serving.scorer import OnlineScorer
+    from slipway.streaming.replay import landed_lines, replay, seed_window_state
+    from slipway.streaming.streams import open_streams
+    from slipway.usecases import get_usecase
+
+    instance = instance or dg.DagsterInstance.get()
+    settings = load_settings()
+    usecase = get_usecase()
+    lakehouse = Lakehouse(settings.lakehouse_root)
+    lines = landed_lines(settings.landing_root, usecase.streams[0].name, day)
+    scorer = OnlineScorer.from_env(usecase)
+    scorer.warm_up()
+    seeded = seed_window_state(scorer, lakehouse, day)
+    if seeded:
+        shown = ", ".join(f"{k}: {v:,} events added" for k, v in seeded.items())
+        _say(f"live replay of {day}: window state seeded from the days before it ({shown})")
+    streams = open_streams(usecase)
+    where = streams.url
+    try:
+        result = replay(usecase, scorer, streams, lines, rate=rate)
+    finally:
+        streams.close()
+    _say(
+        f"live replay of {day}: {result.appended:,} events appended to {where} at {rate:,.0f}/s, "
+        f"{result.decided:,} decided, {result.dead_lettered} dead-lettered"
+    )
+    lat = result.latency_ms
+    if lat:
+        _say(
+            f"live latency (append -> decision logged): p50 {lat['p50']:.1f} ms, "
+            f"p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
+        )
+    drained = defs.get_job_def("drain_served").execute_in_process(
+        instance=instance, tags={"slipway/trigger": "make run (live replay)"}, raise_on_error=False
+    )
+    served = lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"]).num_rows
+    _say(f"served log drained into scoring.served: {served:,} decisions for {day}")
+    checked = defs.get_job_def("live_consistency").execute_in_process(
+        instance=instance,
+        partition_key=day.isoformat(),
+        tags={"slipway/trigger": "make run (live replay)"},
+        raise_on_error=False,
+    )
+    evaluations = checked.get_asset_check_evaluations() if checked.success else []
+    for evaluation in evaluations:
+        verdict = "passed" if evaluation.passed else "FAILED"
+        _say(f"online/offline consistency {verdict}: {evaluation.description}")
+    ok = drained.success and checked.success and all(e.passed for e in evaluations)
+    return 0 if ok and result.decided == len(lines) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     parser = argparse.ArgumentParser(prog="python -m orchestration.main")
@@ -181,12 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--per-day", type=int, default=None, help="transactions per simulated day")
     run.add_argument("--customers", type=int, default=None)
+    run.add_argument(
+        "--live-rate",
+        type=float,
+        default=1000.0,
+        help="events per second of the live replay of the last day (0: skip the replay)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     days = ensure_landing(args.days, args.per_day, args.customers)
     _say(f"running the whole graph for {days[0]} .. {days[-1]} (one run, every asset and check)")
     result = run_end_to_end(days[0], days[-1])
     code = summarise(result)
+    if result.success and args.live_rate > 0:
+        code = max(code, replay_live(days[-1], args.live_rate))
     _say(f"done in {time.perf_counter() - started:.0f}s")
     return code
 

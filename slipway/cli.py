@@ -1,4 +1,5 @@
-"""The `slipway` command: simulate the upstream, trace a prediction, manage the registry."""
+"""The `slipway` command: simulate the upstream, trace a prediction, manage the registry, seed
+the window state."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ def _lakehouse():
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from slipway.lineage import LineageError, render, trace_prediction
+    from slipway.lineage import LineageError, render, trace_prediction, trace_served
 
     try:
-        tree = trace_prediction(_lakehouse(), args.prediction_id)
+        if args.served:
+            tree = trace_served(_lakehouse(), args.prediction_id)
+        else:
+            tree = trace_prediction(_lakehouse(), args.prediction_id)
     except LineageError as exc:
         print(f"lineage: {exc}", file=sys.stderr)
         return 1
@@ -63,6 +67,25 @@ def cmd_registry(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def cmd_windows(args: argparse.Namespace) -> int:
+    """Bootstrap the window aggregator's state from the lakehouse for a live day."""
+    import datetime as dt
+
+    from slipway.usecases import get_usecase
+    from slipway.windows import aggregator_from_settings
+    from slipway.windows.seeding import seed_until
+
+    settings = load_settings()
+    day = dt.date.fromisoformat(args.day)
+    for fs in get_usecase().window_features:
+        agg = aggregator_from_settings(fs, settings)
+        try:
+            seed_until(agg, _lakehouse(), day, progress=print)
+        finally:
+            agg.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from slipway.simulator import cli as simulator_cli
 
@@ -74,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         "prediction_id", help="as in scoring.predictions, e.g. tx_20260801_000123:v2"
     )
     lineage.add_argument("--json", action="store_true", help="print the tree as JSON")
+    lineage.add_argument(
+        "--served",
+        action="store_true",
+        help="the id is an event id in scoring.served: trace the online decision",
+    )
     lineage.set_defaults(func=cmd_lineage)
     registry = sub.add_parser(
         "registry", help="list versions, show alias history, roll back the champion"
@@ -85,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     registry.add_argument("--reason", default=None)
     registry.set_defaults(func=cmd_registry)
+    windows = sub.add_parser(
+        "windows-seed",
+        help="load the window state with the history a live day needs (idempotent)",
+    )
+    windows.add_argument("day", help="the live day, YYYY-MM-DD: seeds the days before it")
+    windows.set_defaults(func=cmd_windows)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

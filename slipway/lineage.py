@@ -135,6 +135,53 @@ def trace_prediction(lakehouse: Lakehouse, prediction_id: str) -> Node:
     return root
 
 
+SERVED = "scoring.served"
+
+
+def trace_served(lakehouse: Lakehouse, event_id: str) -> Node:
+    """The lineage tree of one served (online) decision: the decision, where it entered (stream
+    and position, or HTTP), the model, the batch prediction of the same event once its day landed
+    (with that prediction's feature versions), and the landing file and line."""
+    if not lakehouse.exists(SERVED):
+        raise LineageError("there are no served decisions yet")
+    row = _one_row(lakehouse, SERVED, None, pads.field("event_id") == event_id)
+    if row is None:
+        raise LineageError(f"no served decision for {event_id!r} in {SERVED}")
+    root = Node(
+        f"served decision {event_id}",
+        {
+            "score": round(row["score"], 6),
+            "flagged": row["flagged"],
+            "source": row["source"],
+            "stream": row["stream"],
+            "position": row["position"],
+            "received_at": str(row["received_at"]),
+            "decided_at": str(row["decided_at"]),
+            "degraded": row["degraded"],
+            "defaults_used": ", ".join(row["defaults_used"] or []) or "none",
+        },
+    )
+    record = ModelRegistry(lakehouse).get(row["model_name"], int(row["model_version"]))
+    root.children.append(
+        Node(
+            f"model {record.model_name} v{record.version}",
+            {"run_id": record.run_id, "model_uri": record.model_uri},
+        )
+    )
+    prediction_id = f"{event_id}:v{row['model_version']}"
+    try:
+        batch = trace_prediction(lakehouse, prediction_id)
+    except LineageError:
+        silver = Node("(no batch prediction yet: its day has not landed or been scored)")
+        root.children.append(silver)
+        root.children.append(
+            _landing_node(lakehouse, {"date": row["date"], "transaction_id": event_id}, silver)
+        )
+        return root
+    root.children.append(batch)
+    return root
+
+
 def _landing_node(lakehouse: Lakehouse, pred: dict[str, Any], inputs: Node) -> Node:
     """Where the scored transaction itself landed: file, line, ingest run, manifest status."""
     silver = inputs.find("silver.transactions@v")

@@ -31,6 +31,15 @@ class Settings:
     feast_dir: Path
     spark_remote: str
     partition_start: str
+    # The live path (slipway.streaming): the event stream, dead letters and the served-decision
+    # log live on Redis when ``stream_url`` is a redis:// URL, else in SQLite files under
+    # ``stream_dir``; every key/file name starts with ``stream_prefix``.
+    stream_url: str = ""
+    stream_prefix: str = "slipway"
+    stream_dir: Path = PROJECT_ROOT / "data" / "streams"
+    windows_url: str = ""
+    windows_dir: Path | None = None
+    windows_namespace: str = "slipway:win"
 
     @property
     def is_prod(self) -> bool:
@@ -48,6 +57,12 @@ def load_settings() -> Settings:
         feast_dir=Path(_env("SLIPWAY_FEAST_DIR", str(data_dir / "feast"))),
         spark_remote=_env("SLIPWAY_SPARK_REMOTE", "sail"),
         partition_start=_env("SLIPWAY_PARTITION_START", "2026-08-01"),
+        stream_url=_env("SLIPWAY_STREAM_URL", ""),
+        stream_prefix=_env("SLIPWAY_STREAM_PREFIX", "slipway"),
+        stream_dir=Path(_env("SLIPWAY_STREAM_DIR", str(data_dir / "streams"))),
+        windows_url=_windows_url(),
+        windows_dir=Path(_env("SLIPWAY_WINDOWS_DIR", str(data_dir / "windows"))),
+        windows_namespace=_env("SLIPWAY_WINDOWS_NAMESPACE", "slipway:win"),
     )
 
 
@@ -90,3 +105,18 @@ def load_serving_security() -> ServingSecurity:
         # A transaction is flat and a batch is three levels deep; anything near 32 is hostile.
         max_json_depth=_env_int("SLIPWAY_SERVING_MAX_JSON_DEPTH", 32),
     )
+
+
+def _windows_url() -> str:
+    """Where the online window aggregator keeps its state (``SLIPWAY_WINDOWS_URL``).
+
+    Empty: an embedded SQLite file per feature set under ``SLIPWAY_WINDOWS_DIR`` (default
+    ``<data dir>/windows``). ``redis://host:port/db``: Redis. In production (``SLIPWAY_ENV=prod``)
+    it defaults to the Feast online Redis (``SLIPWAY_FEAST_ONLINE``) when that is a Redis URL:
+    the keys live under their own prefix (``SLIPWAY_WINDOWS_NAMESPACE``, ``slipway:win``).
+    """
+    url = _env("SLIPWAY_WINDOWS_URL", "")
+    if url or _env("SLIPWAY_ENV", "local") != "prod":
+        return url
+    online = _env("SLIPWAY_FEAST_ONLINE", "")
+    return online if online.startswith(("redis://", "rediss://")) else ""

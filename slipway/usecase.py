@@ -7,6 +7,7 @@ monitoring) is generic and reads a :class:`UseCase`. The flagship fraud declarat
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -122,6 +123,103 @@ class FeatureTable:
     description: str = ""
 
 
+WindowOp = Literal["count", "sum", "mean", "max", "distinct_count", "last", "recent_set"]
+NUMERIC_WINDOW_OPS = frozenset({"sum", "mean", "max"})
+
+
+@dataclass(frozen=True)
+class WindowAggregation:
+    """One windowed aggregation of an entity's earlier events, e.g. ``txn_count_1h``.
+
+    The value for event ``e`` aggregates the entity's events that *arrived before* ``e`` with an
+    event time in ``[t_e - window, t_e)`` (see :class:`WindowFeatureSet`). ``window=None`` means
+    the set's horizon (its largest window). Numeric inputs (``sum``, ``mean``, ``max``, and
+    ``last`` of a number) are fixed-point with ``decimals`` places and are added as integers of
+    ``10**-decimals`` units, so a sum is exact in any order, offline and online alike. Timestamp
+    inputs are aggregated as epoch seconds (``last`` of the event time is the epoch of the
+    entity's latest earlier event). ``distinct_count`` and ``recent_set`` take string columns;
+    every op ignores null inputs, as SQL aggregates do. Empty windows give 0 for counts and sums,
+    null for ``mean``, ``max`` and ``last``, and an empty list for ``recent_set``.
+    """
+
+    name: str
+    op: WindowOp
+    input: str | None = None
+    window: dt.timedelta | None = None
+    decimals: int | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.op == "count") != (self.input is None):
+            raise ValueError(f"{self.name}: 'count' takes no input; every other op needs one")
+        if self.window is not None and self.window <= dt.timedelta(0):
+            raise ValueError(f"{self.name}: a window must be positive, got {self.window}")
+        if self.decimals is not None and not 0 <= self.decimals <= 9:
+            raise ValueError(f"{self.name}: decimals must be within 0..9, got {self.decimals}")
+
+
+@dataclass(frozen=True)
+class WindowFeatureSet:
+    """Window features of one entity, declared once for the Spark backfill and the aggregator.
+
+    Semantics: the feature for event ``e`` aggregates the ``entity``'s events that arrived before
+    ``e`` (``(arrival, event_id)`` sorts before ``e``'s) with ``event_time`` in
+    ``[t_e - W, t_e)``. The offline table ``features.<name>`` has one row per event keyed by
+    ``event_id``; the online aggregator returns the same values when it sees the events in any
+    order that respects arrival, and keeps each entity's events for the horizon plus
+    ``allowed_lateness`` (an event later than that may miss pruned state and is reported
+    incomplete).
+    """
+
+    name: str
+    entity: str
+    event_id: str
+    event_time: str
+    arrival: str
+    aggregations: tuple[WindowAggregation, ...]
+    source: str
+    allowed_lateness: dt.timedelta = dt.timedelta(days=1)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.aggregations]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: aggregations need unique names, got {names}")
+        if all(a.window is None for a in self.aggregations):
+            raise ValueError(f"{self.name}: at least one aggregation needs a window (the horizon)")
+        decimals: dict[str, int | None] = {}
+        for agg in self.aggregations:
+            if agg.input is None or agg.op in ("distinct_count", "recent_set"):
+                continue
+            if agg.input in decimals and decimals[agg.input] != agg.decimals:
+                raise ValueError(
+                    f"{self.name}: every aggregation of {agg.input!r} must use the same decimals"
+                )
+            decimals[agg.input] = agg.decimals
+
+    @property
+    def horizon(self) -> dt.timedelta:
+        """The largest window: how far back any feature of an event looks."""
+        return max(a.window for a in self.aggregations if a.window is not None)
+
+    def window_of(self, agg: WindowAggregation) -> dt.timedelta:
+        return agg.window if agg.window is not None else self.horizon
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input columns the aggregations read, in declaration order."""
+        return tuple(dict.fromkeys(a.input for a in self.aggregations if a.input is not None))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.aggregations)
+
+    @property
+    def table(self) -> str:
+        """The offline Delta feature table."""
+        return f"features.{self.name}"
+
+
 @dataclass(frozen=True)
 class PromotionPolicy:
     """When a challenger may replace the champion.
@@ -206,6 +304,7 @@ class UseCase:
     model: ModelSpec | None = None
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     extras: Mapping[str, Any] = field(default_factory=dict)
+    window_features: tuple[WindowFeatureSet, ...] = ()
 
     def stream(self, name: str) -> Stream:
         for s in self.streams:
@@ -218,6 +317,12 @@ class UseCase:
             if r.name == name:
                 return r
         raise KeyError(f"use case {self.name!r} has no reference {name!r}")
+
+    def window_feature_set(self, name: str) -> WindowFeatureSet:
+        for w in self.window_features:
+            if w.name == name:
+                return w
+        raise KeyError(f"use case {self.name!r} has no window feature set {name!r}")
 
     def feature_table(self, name: str) -> FeatureTable:
         for t in self.feature_tables:

@@ -62,9 +62,15 @@ def materialize_online(
     feature_views: Sequence[str] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> MaterializeReport:
-    """Write the latest feature values of ``[start, newest data]`` to the online store."""
+    """Write the latest feature values of ``[start, newest data]`` to the online store.
+
+    Only online views: per-event window features (``online=False``) are served by the window
+    aggregator, not materialized.
+    """
     views = [
-        fv for fv in store.list_feature_views() if feature_views is None or fv.name in feature_views
+        fv
+        for fv in store.list_feature_views()
+        if fv.online and (feature_views is None or fv.name in feature_views)
     ]
     tables = [fv.batch_source.table for fv in views if hasattr(fv.batch_source, "table")]
     newest = latest_feature_time(lakehouse, tables)

@@ -43,6 +43,7 @@ from slipway.serving.schema import (
 from slipway.serving.scorer import OnlineScorer
 from slipway.serving.security import Guard, bounded, check_startup, parse_json
 from slipway.settings import ServingSecurity, load_serving_security, load_settings
+from slipway.streaming.http import open_http_decisions
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,12 @@ def create_app(
         freeze_long_lived_objects()
         app.state.scorer = scorer
         app.state.batcher = MicroBatcher(scorer)
+        app.state.decisions = open_http_decisions(scorer.usecase)  # the live path's served log
         try:
             yield
         finally:
             app.state.batcher.close()
+            app.state.decisions.close()
 
     app = FastAPI(
         title="Slipway online scoring",
@@ -166,8 +169,11 @@ def create_app(
             log.warning("a request's number overflowed the parser: %s", bounded(str(exc)))
             rule = FieldError("(number)", "finite_number", f"a number is out of range ({exc})")
             raise InvalidTransaction([rule]) from None
-        future = request.app.state.batcher.submit(prepared, include_features=features)
-        return await asyncio.wrap_future(future)
+        # Features always: the served log keeps them; the response shows them when asked.
+        future = request.app.state.batcher.submit(prepared, include_features=True)
+        results = await asyncio.wrap_future(future)
+        await asyncio.to_thread(request.app.state.decisions.record, prepared, results)
+        return results
 
     @app.post(
         "/score",

@@ -15,6 +15,13 @@ materialized last, however old), while the point-in-time join used for training 
 scoring treats a row older than ``event time - ttl`` as absent. The direct reader applies the
 TTL the way the offline join does (``enforce_ttl``), so a dormant customer is scored online as
 batch would score them, and says so in the missing-feature reasons.
+
+Per-event window features (``customer_behaviour``) are not in any Feast online store: Feast has
+no per-event windows online (push sources are last-write-wins, its stream processor ignores
+aggregations). Their views stay in the feature service (Feast is the registry of what a model
+reads) but are *provided*: ``WindowFeatureReader`` asks the window aggregator
+(``slipway.windows``) for them, and both readers above take them as input, read the remaining
+views from the online store and run the on-demand function on the union.
 """
 
 from __future__ import annotations
@@ -86,16 +93,29 @@ class _TransformPlan:
 
 @dataclass(frozen=True)
 class ServicePlan:
-    """What a feature service reads: stored views (with keys and TTLs) and on-demand views."""
+    """What a feature service reads: stored views (with keys and TTLs), views provided by the
+    window aggregator (name -> features), and on-demand views."""
 
     service: Any  # feast.FeatureService
     views: tuple[_ViewPlan, ...]
     transforms: tuple[_TransformPlan, ...]
+    provided: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def provided_features(self) -> list[str]:
+        return [f for _, names in self.provided for f in names]
 
     @property
     def feature_names(self) -> list[str]:
-        names = [f for v in self.views for f in v.features]
+        names = [*self.provided_features, *(f for v in self.views for f in v.features)]
         return names + [o for t in self.transforms for o in t.outputs]
+
+    def source_features(self, source: str) -> tuple[str, ...]:
+        """The features of a stored or provided view (an on-demand view's source)."""
+        for name, features in self.provided:
+            if name == source:
+                return features
+        return next(v.features for v in self.views if v.view.name == source)
 
     @property
     def join_keys(self) -> list[str]:
@@ -112,16 +132,26 @@ class ServicePlan:
 
 
 def plan_service(
-    store, service_name: str, transforms: Mapping[str, Transform] | None = None
+    store,
+    service_name: str,
+    transforms: Mapping[str, Transform] | None = None,
+    provided: Sequence[str] = (),
 ) -> ServicePlan:
-    """Resolve a feature service against the registry once (not on every request)."""
+    """Resolve a feature service against the registry once (not on every request).
+
+    ``provided`` names the views whose features the caller supplies (the window aggregator's).
+    """
     service = store.get_feature_service(service_name)
     entities = {e.name: e for e in store.list_entities()}
     on_demand = {o.name: o for o in store.list_on_demand_feature_views()}
     views: list[_ViewPlan] = []
     odfvs: list[_TransformPlan] = []
+    given: list[tuple[str, tuple[str, ...]]] = []
     for projection in service.feature_view_projections:
         names = tuple(f.name for f in projection.features)
+        if projection.name in provided:
+            given.append((projection.name, names))
+            continue
         if projection.name in on_demand:
             odfv = on_demand[projection.name]
             fn = (transforms or {}).get(odfv.name) or odfv.feature_transformation.udf
@@ -159,7 +189,32 @@ def plan_service(
                 ttl=ttl,
             )
         )
-    return ServicePlan(service=service, views=tuple(views), transforms=tuple(odfvs))
+    return ServicePlan(
+        service=service, views=tuple(views), transforms=tuple(odfvs), provided=tuple(given)
+    )
+
+
+def apply_transforms(
+    plan: ServicePlan, rows: Sequence[Mapping[str, Any]], values: dict[str, list[Any]]
+) -> None:
+    """Run the service's on-demand functions on ``values`` (stored and provided), in place.
+
+    The input is the one Feast builds: keys, request data and the source views' features,
+    through a python dict -> arrow -> pandas conversion (lists become arrays, null ints become
+    NaN floats), so the function sees identical inputs online and in the point-in-time join.
+    """
+    for transform in plan.transforms:
+        inputs: dict[str, list[Any]] = {}
+        for key in plan.join_keys:
+            inputs[key] = [row[key] for row in rows]
+        for name in transform.request_fields:
+            inputs[name] = [row[name] for row in rows]
+        for source in transform.sources:
+            for name in plan.source_features(source):
+                inputs[name] = values[name]
+        out = transform.fn(pa.Table.from_pydict(inputs).to_pandas())
+        for name in transform.outputs:
+            values[name] = [_python_float(v) for v in out[name].tolist()]
 
 
 class StoreUnavailable(RuntimeError):
@@ -228,10 +283,12 @@ class GuardedCall:
 
 
 class FeastFeatureReader:
-    """Feast's own ``get_online_features`` with the feature service (the reference path).
+    """Feast's own ``get_online_features`` for the service's stored views (the reference path).
 
-    Guarded like the direct path; when the store is unavailable every feature, the on-demand
-    ones included, comes back absent (Feast cannot run the view without its inputs).
+    Feast runs no on-demand view here: its inputs include provided (window) features Feast's
+    online path cannot compute, so the same function runs in process on the union, as in the
+    direct reader. Guarded like the direct path; when the store is unavailable every stored
+    feature comes back absent.
     """
 
     name = "feast"
@@ -240,38 +297,52 @@ class FeastFeatureReader:
         self.store = store
         self.plan = plan
         self.guard = guard or GuardedCall()
+        self.refs = [f"{v.view.name}:{f}" for v in plan.views for f in v.features]
 
     def warm_up(self) -> None:
         """One unguarded call with an unknown key, so the first request pays no set-up."""
-        fields = {f.name: f.dtype for t in self.plan.transforms for f in t.request_schema}
         row: dict[str, Any] = {key: "__slipway_warm_up__" for key in self.plan.join_keys}
-        for name, dtype in fields.items():
-            row[name] = "" if "String" in str(dtype) else 0.0
-        self.store.get_online_features(features=self.plan.service, entity_rows=[row])
+        self.store.get_online_features(features=self.refs, entity_rows=[row])
 
-    def read(self, rows: Sequence[Mapping[str, Any]]) -> OnlineFeatures:
+    def read(
+        self, rows: Sequence[Mapping[str, Any]], provided: Mapping[str, list[Any]] | None = None
+    ) -> OnlineFeatures:
         started = time.perf_counter()
-        wanted = self.plan.join_keys + self.plan.request_fields
-        entity_rows = [{k: row[k] for k in wanted} for row in rows]
+        n = len(rows)
+        entity_rows = [{k: row[k] for k in self.plan.join_keys} for row in rows]
         reasons: list[dict[str, str]] = [{} for _ in rows]
         notes: list[list[str]] = [[] for _ in rows]
+        errors: list[str] = []
+        values: dict[str, list[Any]] = _provided_values(self.plan, n, provided)
         try:
             response = self.guard(
                 lambda: self.store.get_online_features(
-                    features=self.plan.service, entity_rows=entity_rows
+                    features=self.refs, entity_rows=entity_rows
                 ).to_dict()
             )
         except StoreUnavailable as exc:
-            values = {name: [None] * len(rows) for name in self.plan.feature_names}
-            reasons = self.plan.absent_everywhere(len(rows), exc)
-            return OnlineFeatures(values, reasons, notes, [str(exc)], time.perf_counter() - started)
-        values = {name: response[name] for name in self.plan.feature_names}
-        for view in self.plan.views:
-            for name in view.features:
-                for i, value in enumerate(values[name]):
-                    if _is_null(value):
-                        reasons[i][name] = f"{view.view.name}: no value in the online store"
-        return OnlineFeatures(values, reasons, notes, seconds=time.perf_counter() - started)
+            errors.append(str(exc))
+            reasons = self.plan.absent_everywhere(n, exc)
+            for view in self.plan.views:
+                for name in view.features:
+                    values[name] = [None] * n
+        else:
+            for view in self.plan.views:
+                for name in view.features:
+                    values[name] = response[name]
+                    for i, value in enumerate(values[name]):
+                        if _is_null(value):
+                            reasons[i][name] = f"{view.view.name}: no value in the online store"
+        apply_transforms(self.plan, rows, values)
+        ordered = {name: values[name] for name in self.plan.feature_names}
+        return OnlineFeatures(ordered, reasons, notes, errors, time.perf_counter() - started)
+
+
+def _provided_values(
+    plan: ServicePlan, n: int, provided: Mapping[str, list[Any]] | None
+) -> dict[str, list[Any]]:
+    provided = provided or {}
+    return {name: list(provided.get(name) or [None] * n) for name in plan.provided_features}
 
 
 class DirectFeatureReader:
@@ -377,10 +448,12 @@ class DirectFeatureReader:
                 if value is None:
                     reasons[i][name] = f"{view.view.name}: null in the online store"
 
-    def read(self, rows: Sequence[Mapping[str, Any]]) -> OnlineFeatures:
+    def read(
+        self, rows: Sequence[Mapping[str, Any]], provided: Mapping[str, list[Any]] | None = None
+    ) -> OnlineFeatures:
         started = time.perf_counter()
         n = len(rows)
-        values: dict[str, list[Any]] = {}
+        values: dict[str, list[Any]] = _provided_values(self.plan, n, provided)
         reasons: list[dict[str, str]] = [{} for _ in rows]
         notes: list[list[str]] = [[] for _ in rows]
         errors: list[str] = []
@@ -397,22 +470,7 @@ class DirectFeatureReader:
         else:
             for (view, _, positions), read in zip(keys, reads, strict=True):
                 self._fill_view(view, read, positions, rows, values, reasons, notes)
-        by_view = {v.view.name: v for v in self.plan.views}
-        for transform in self.plan.transforms:
-            # The input Feast gives the function: keys, request data and the source views'
-            # features, through a python dict -> arrow -> pandas conversion (lists become
-            # arrays, null ints become NaN floats), so the function sees identical inputs.
-            inputs: dict[str, list[Any]] = {}
-            for key in self.plan.join_keys:
-                inputs[key] = [row[key] for row in rows]
-            for name in transform.request_fields:
-                inputs[name] = [row[name] for row in rows]
-            for source in transform.sources:
-                for name in by_view[source].features:
-                    inputs[name] = values[name]
-            out = transform.fn(pa.Table.from_pydict(inputs).to_pandas())
-            for name in transform.outputs:
-                values[name] = [_python_float(v) for v in out[name].tolist()]
+        apply_transforms(self.plan, rows, values)
         ordered = {name: values[name] for name in self.plan.feature_names}
         return OnlineFeatures(
             ordered, reasons, notes, errors, seconds=time.perf_counter() - started
@@ -426,11 +484,123 @@ def make_reader(
     transforms: Mapping[str, Transform] | None = None,
     enforce_ttl: bool = True,
     guard: GuardedCall | None = None,
+    provided: Sequence[str] = (),
 ) -> FeastFeatureReader | DirectFeatureReader:
-    """``direct`` (default for serving) or ``feast`` (the reference path)."""
-    plan = plan_service(store, service_name, transforms)
+    """``direct`` (default for serving) or ``feast`` (the reference path); ``provided`` names
+    the views the caller supplies (window features)."""
+    plan = plan_service(store, service_name, transforms, provided)
     if kind == "feast":
         return FeastFeatureReader(store, plan, guard=guard)
     if kind == "direct":
         return DirectFeatureReader(store, plan, enforce_ttl=enforce_ttl, guard=guard)
     raise ValueError(f"unknown feature path {kind!r}: use 'direct' or 'feast'")
+
+
+@dataclass
+class WindowFeatures:
+    """The window aggregator's answer for a batch of events (one entry per row).
+
+    ``duplicate[i]``: row ``i`` was already applied (a redelivery; state unchanged);
+    ``reasons[i]``: why a window feature of row ``i`` is null (empty window, or store down).
+    """
+
+    values: dict[str, list[Any]]
+    reasons: list[dict[str, str]]
+    notes: list[list[str]]
+    duplicate: list[bool]
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class WindowFeatureReader:
+    """Per-event window features from the aggregator: ``apply`` each event, in order.
+
+    Every scored event is also recorded in the state, so the next event of the same entity sees
+    it (that is what makes online equal the offline backfill). An unreachable state store never
+    raises: the features come back absent (the model gets the declared ``missing_defaults``),
+    each with the reason, and the store is skipped for ``cooldown_s`` so an outage costs one
+    slow call per cooldown. The skipped events are *not* in the state afterwards: the warning
+    says so, and the consistency check will count them.
+    """
+
+    def __init__(
+        self,
+        feature_sets: Sequence[Any],
+        open_aggregator: Callable[[Any], Any],
+        cooldown_s: float = 5.0,
+    ) -> None:
+        self.feature_sets = tuple(feature_sets)
+        self._open = open_aggregator
+        self._aggregators: dict[str, Any] = {}
+        self.cooldown_s = cooldown_s
+        self._down_until = float("-inf")
+        self._down_reason = ""
+
+    @property
+    def view_names(self) -> tuple[str, ...]:
+        return tuple(fs.name for fs in self.feature_sets)
+
+    @property
+    def down_reason(self) -> str | None:
+        return self._down_reason if time.monotonic() < self._down_until else None
+
+    def aggregator(self, fs: Any) -> Any:
+        agg = self._aggregators.get(fs.name)
+        if agg is None:
+            agg = self._aggregators[fs.name] = self._open(fs)
+        return agg
+
+    def read(self, events: Sequence[Mapping[str, Any]]) -> WindowFeatures:
+        from slipway.windows import WindowStoreUnavailable
+
+        started = time.perf_counter()
+        n = len(events)
+        out = WindowFeatures({}, [{} for _ in events], [[] for _ in events], [False] * n)
+        for fs in self.feature_sets:
+            names = fs.feature_names
+            for name in names:
+                out.values[name] = [None] * n
+            now = time.monotonic()
+            try:
+                if now < self._down_until:
+                    raise WindowStoreUnavailable(
+                        f"{self._down_reason} (skipping the window store for "
+                        f"{self._down_until - now:.1f}s more)"
+                    )
+                agg = self.aggregator(fs)
+                results = agg.apply_many(events) if n > 1 else [agg.apply(events[0])]
+            except WindowStoreUnavailable as exc:
+                if now >= self._down_until:
+                    self._down_until = now + self.cooldown_s
+                    self._down_reason = str(exc)
+                    log.warning("%s; window features missing for %.0fs", exc, self.cooldown_s)
+                reason = f"{fs.name}: window state unavailable: {exc}"
+                out.errors.append(reason)
+                for i in range(n):
+                    out.notes[i].append(f"{fs.name}: not recorded in the window state")
+                    for name in names:
+                        out.reasons[i][name] = reason
+                continue
+            for i, result in enumerate(results):
+                out.duplicate[i] = out.duplicate[i] or result.duplicate
+                if result.duplicate:
+                    out.notes[i].append(
+                        f"{fs.name}: redelivered event: features as first computed, state unchanged"
+                    )
+                if not result.complete:
+                    out.notes[i].append(
+                        f"{fs.name}: later than the allowed lateness "
+                        f"({fs.allowed_lateness}): windows may miss pruned state"
+                    )
+                for name in names:
+                    value = result.features[name]
+                    out.values[name][i] = value
+                    if value is None:
+                        out.reasons[i][name] = f"{fs.name}: no earlier event in the window"
+        out.seconds = time.perf_counter() - started
+        return out
+
+    def close(self) -> None:
+        for agg in self._aggregators.values():
+            agg.close()
+        self._aggregators.clear()

@@ -6,11 +6,17 @@ for a day, for one transaction (or a list): silver's typing, normalisation and r
 request fields (``amount_eur``, ``event_epoch``), the feature service's online features with the
 on-demand view applied, ``model_frame``'s encoding and the champion's LightGBM model.
 
+Window features (``UseCase.window_features``) come from the window aggregator
+(``slipway.windows``, ``SLIPWAY_WINDOWS_URL``: embedded SQLite by default, Redis in production):
+scoring an event applies it to the state, so the customer's next event sees it, and the values
+equal the offline backfill's row for the event. Slow features (merchant risk, profiles) come
+from Feast's online store, materialized daily.
+
 Failure policy, in order: a bad transaction raises ``InvalidTransaction`` (naming each field and
 rule); no champion raises ``NoChampionError``; a champion that cannot be loaded raises
 ``ModelLoadError``; an online store that fails or lacks an entity never raises: the features are
 scored as missing (``missing_defaults`` where declared, NaN otherwise) and every one is listed in
-the result with its reason.
+the result with its reason; the same holds for an unreachable window store.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from slipway.serving.features import (
     GuardedCall,
     OnlineFeatures,
     StoreUnavailable,
+    WindowFeatureReader,
     make_reader,
 )
 from slipway.serving.request import PreparedTransaction, TransactionParser, fraud_parser
@@ -69,6 +76,8 @@ class ScoreResult:
     warnings: list[str]
     timing_ms: dict[str, float]
     features: dict[str, Any] = field(default_factory=dict)
+    duplicate: bool = False  # a redelivered event: window features as first computed
+    window_features: dict[str, Any] = field(default_factory=dict)  # every one served
 
     def as_dict(self, include_features: bool = False) -> dict[str, Any]:
         data = {
@@ -83,9 +92,11 @@ class ScoreResult:
             "missing_features": [m.as_dict() for m in self.missing_features],
             "warnings": self.warnings,
             "timing_ms": self.timing_ms,
+            "duplicate": self.duplicate,
         }
         if include_features:
             data["features"] = self.features
+            data["window_features"] = self.window_features
         return data
 
 
@@ -108,6 +119,12 @@ def _with_socket_timeouts(connection_string: str, seconds: float = 1.0) -> str:
     return ",".join([connection_string, *extra])
 
 
+def _configured_aggregator(feature_set: Any) -> Any:
+    from slipway.windows import aggregator_from_settings
+
+    return aggregator_from_settings(feature_set)
+
+
 class OnlineScorer:
     """Scores transactions with the registry's champion and the feature store's online state.
 
@@ -128,6 +145,7 @@ class OnlineScorer:
         reload_every: float = 5.0,
         enforce_ttl: bool = True,
         guard: GuardedCall | None = None,
+        windows: WindowFeatureReader | None = None,
     ) -> None:
         assert usecase.model is not None, f"use case {usecase.name} declares no model"
         self.usecase = usecase
@@ -143,6 +161,9 @@ class OnlineScorer:
         self._reader: DirectFeatureReader | FeastFeatureReader | None = None
         self._reader_error: str | None = None
         self._lock = threading.Lock()
+        self.windows = windows or WindowFeatureReader(
+            usecase.window_features, _configured_aggregator
+        )
 
     @classmethod
     def from_env(
@@ -190,6 +211,11 @@ class OnlineScorer:
 
             return FeatureStore(config=config)
 
+        def open_windows(feature_set: Any) -> Any:
+            from slipway.windows import aggregator_from_settings
+
+            return aggregator_from_settings(feature_set, settings)
+
         return cls(
             usecase=usecase,
             lakehouse=Lakehouse(settings.lakehouse_root),
@@ -198,6 +224,9 @@ class OnlineScorer:
             feature_path=path,
             reload_every=every,
             guard=guard,
+            windows=WindowFeatureReader(
+                usecase.window_features, open_windows, cooldown_s=guard.cooldown_s
+            ),
         )
 
     # -- parts --------------------------------------------------------------------------------
@@ -218,6 +247,7 @@ class OnlineScorer:
                     transforms=self._transforms(),
                     enforce_ttl=self.enforce_ttl,
                     guard=self.guard,
+                    provided=self.windows.view_names,
                 )
             except Exception as exc:  # serve with missing features, say why
                 self._reader_error = (
@@ -265,14 +295,16 @@ class OnlineScorer:
         keys = ("customer_id", "merchant_id")
         return [{**p.request, **{k: p.values[k] for k in keys}} for p in prepared]
 
-    def _features(self, rows: list[dict[str, Any]]) -> OnlineFeatures:
+    def _features(
+        self, rows: list[dict[str, Any]], provided: dict[str, list[Any]]
+    ) -> OnlineFeatures:
         n = len(rows)
         reader = self.reader()
         if reader is None:
             reason = self._reader_error or "feature service unavailable"
             return OnlineFeatures({}, [{} for _ in rows], [[] for _ in rows], [reason])
         try:
-            return reader.read(rows)
+            return reader.read(rows, provided)
         except Exception as exc:  # the Feast path raises on store failures
             reason = f"online features unavailable: {type(exc).__name__}: {exc}"
             log.warning(reason)
@@ -288,22 +320,28 @@ class OnlineScorer:
         champion: Champion = self.champions.current()
         t_model = time.perf_counter()
         rows = self._entity_rows(prepared)
-        with self._lock:  # one online-store connection per scorer
-            fetched = self._features(rows)
+        with self._lock:  # one online-store and one window-store connection per scorer
+            windowed = self.windows.read([p.values for p in prepared])
+            t_windows = time.perf_counter()
+            fetched = self._features(rows, windowed.values)
         t_features = time.perf_counter()
-        # The model's input, assembled column-wise: stored and request-time features from the
-        # store, the transaction's own fields from the request, None where nothing came back.
+        # The model's input, assembled column-wise: window features from the aggregator, stored
+        # and request-time features from the store, the transaction's own fields from the
+        # request, None where nothing came back.
         n = len(rows)
         columns: dict[str, list[Any]] = {}
         for name in self.spec.features:
             if name in rows[0]:
                 columns[name] = [r[name] for r in rows]
+            elif name in windowed.values:
+                columns[name] = windowed.values[name]
             else:
                 columns[name] = fetched.values.get(name) or [None] * n
         scores = champion.predict(pd.DataFrame(columns), self.spec)
         t_scored = time.perf_counter()
         timing = {
             "champion": _ms(t_model - started),
+            "windows": _ms(t_windows - t_model),
             "features": _ms(t_features - t_model),
             "model": _ms(t_scored - t_features),
             "total": _ms(t_scored - started),
@@ -311,7 +349,8 @@ class OnlineScorer:
         results = []
         for i, p in enumerate(prepared):
             record = {name: columns[name][i] for name in self.spec.features}
-            missing = self._missing(record, fetched.reasons[i], fetched.errors)
+            errors = [*windowed.errors, *fetched.errors]
+            missing = self._missing(record, {**windowed.reasons[i], **fetched.reasons[i]}, errors)
             score = float(scores[i])
             results.append(
                 ScoreResult(
@@ -324,9 +363,11 @@ class OnlineScorer:
                     feature_service=self.spec.feature_service,
                     feature_path=self.feature_path,
                     missing_features=missing,
-                    warnings=[*fetched.errors, *fetched.notes[i]],
+                    warnings=[*errors, *windowed.notes[i], *fetched.notes[i]],
                     timing_ms=dict(timing),
                     features=record if include_features else {},
+                    duplicate=windowed.duplicate[i],
+                    window_features={k: v[i] for k, v in windowed.values.items()},
                 )
             )
         return results
@@ -378,6 +419,8 @@ class OnlineScorer:
             "features_error": self._reader_error,
             "online_store": store_type,
             "online_store_degraded": self.guard.down_reason,
+            "window_features": list(self.windows.view_names),
+            "window_store_degraded": self.windows.down_reason,
             "feast_project": getattr(self._store, "project", None),
         }
 

@@ -372,25 +372,41 @@ def test_feast_registry_in_postgres_and_latest_values_online_in_redis(
         views = {fv.name for fv in store.list_feature_views()}
         assert {"customer_behaviour", "merchant_risk", "customer_profile"} <= views
         lakehouse = Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"])
-        behaviour = lakehouse.read_pandas(
-            "features.customer_behaviour",
-            columns=["customer_id", "feature_ts", "txn_count_30d", "amount_sum_7d"],
+        risk = lakehouse.read_pandas(
+            "features.merchant_risk",
+            columns=[
+                "merchant_id",
+                "feature_ts",
+                "merchant_txn_count_30d",
+                "merchant_avg_amount_30d",
+            ],
         )
-        # customers with several rows, so that "latest" is a real choice
-        latest = behaviour.sort_values("feature_ts").groupby("customer_id").tail(1)
-        busy = behaviour.customer_id.value_counts()
-        customers = sorted(busy[busy >= 3].index)[:8]
-        assert customers, "the world has no customer with three transactions"
+        # merchants with several daily rows, so that "latest" is a real choice
+        latest = risk.sort_values("feature_ts").groupby("merchant_id").tail(1)
+        busy = risk.merchant_id.value_counts()
+        merchants = sorted(busy[busy >= 3].index)[:8]
+        assert merchants, "the world has no merchant with three daily rows"
         online = pd.DataFrame(
             store.get_online_features(
-                features=["customer_behaviour:txn_count_30d", "customer_behaviour:amount_sum_7d"],
-                entity_rows=[{"customer_id": c} for c in customers],
+                features=[
+                    "merchant_risk:merchant_txn_count_30d",
+                    "merchant_risk:merchant_avg_amount_30d",
+                ],
+                entity_rows=[{"merchant_id": m} for m in merchants],
             ).to_dict()
-        ).set_index("customer_id")
+        ).set_index("merchant_id")
+        # Per-event window features are not materialized: the window aggregator serves them,
+        # in production on the same Redis (its own key prefix) unless SLIPWAY_WINDOWS_URL says.
+        from slipway.settings import load_settings
 
-    expected = latest.set_index("customer_id").loc[customers]
-    assert list(online.txn_count_30d) == list(expected.txn_count_30d)
-    assert online.amount_sum_7d.to_numpy() == pytest.approx(expected.amount_sum_7d.to_numpy())
+        assert load_settings().windows_url == prod_profile.env["SLIPWAY_FEAST_ONLINE"]
+        assert not store.get_feature_view("customer_behaviour").online
+
+    expected = latest.set_index("merchant_id").loc[merchants]
+    assert list(online.merchant_txn_count_30d) == list(expected.merchant_txn_count_30d)
+    assert online.merchant_avg_amount_30d.to_numpy() == pytest.approx(
+        expected.merchant_avg_amount_30d.to_numpy()
+    )
 
     registered = {
         name

@@ -1,13 +1,15 @@
 """Online scoring, end to end on the session's real world: HTTP, validation, reloads, parity.
 
-The key claim is that online scoring is batch scoring done one transaction at a time: for the
-same transactions and the same feature state, the online path returns the scores (and the model
-inputs) that batch scoring stored in ``scoring.predictions``/``scoring.inputs``. The online store
-is rebuilt on a private copy of the world to hold the state as of the end of day D-1, and each
-customer's first transaction of day D is scored, which is exactly when the online state equals
-the point-in-time state the batch path used.
+The key claim is that online scoring is batch scoring done one transaction at a time: every
+transaction of a whole day, replayed in arrival order through ``OnlineScorer`` (window features
+from the aggregator seeded with the days before, slow features from the online store as
+materialized for the day), gets exactly the features batch scoring stored in ``scoring.inputs``
+(and the offline row of ``features.customer_behaviour``) and the score it stored in
+``scoring.predictions``: first transactions of the day, bursts, late arrivals and redeliveries
+alike, on the embedded aggregator and on Redis.
 
-The session ``pipeline`` world is read-only; tests that change data work on a copy.
+The session ``pipeline`` world is read-only (scoring records events in the window state, which
+lives in a per-module directory here); tests that change data work on a copy.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from slipway.serving.app import create_app
 from slipway.serving.features import make_reader
 from slipway.serving.request import fraud_parser, spark_round
 from slipway.serving.scorer import OnlineScorer
-from slipway.usecases.fraud import MODEL
+from slipway.usecases.fraud import CUSTOMER_WINDOWS, MODEL
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
 from tests.support.pipeline import PipelineData, env_for, slipway_env
 from tests.support.pipeline import copy_world as copy_built_world
@@ -79,6 +81,19 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
         return abs(float(a) - float(b)) <= 1e-9
     return a == b
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_window_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Scoring records events in the window state: keep it out of the read-only session world."""
+    folder = tmp_path_factory.mktemp("windows")
+    previous = os.environ.get("SLIPWAY_WINDOWS_DIR")
+    os.environ["SLIPWAY_WINDOWS_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("SLIPWAY_WINDOWS_DIR", None)
+    else:
+        os.environ["SLIPWAY_WINDOWS_DIR"] = previous
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +225,12 @@ def test_unknown_customer_and_merchant_are_scored_with_defaults_flagged(
     out = response.json()
     assert 0.0 <= out["score"] <= 1.0
     missing = {m["feature"]: m for m in out["missing_features"]}
-    for name, default in MODEL.missing_defaults.items():
-        assert missing[name]["used"] == default
-        assert "customer_behaviour" in missing[name]["reason"]
+    # A customer without history has empty windows: counts and sums are 0, not missing.
+    for name in MODEL.missing_defaults:
+        assert out["features"][name] == 0 and name not in missing, name
     for name in ("amount_avg_30d", "merchant_fraud_rate_30d", "segment", "account_age_days"):
         assert missing[name]["used"] is None, name
+    assert "no earlier event in the window" in missing["amount_avg_30d"]["reason"]
     assert "merchant_risk" in missing["merchant_fraud_rate_30d"]["reason"]
     # Features the request itself supplies are never reported missing.
     assert not {"amount_eur", "channel", "merchant_category", "hour_of_day"} & set(missing)
@@ -238,13 +254,42 @@ def test_online_store_failure_degrades_to_missing_features(
     assert 0.0 <= result.score <= 1.0
     assert result.warnings and "online store" in result.warnings[0]
     missing = {m.feature: m.reason for m in result.missing_features}
-    assert {"txn_count_24h", "merchant_fraud_rate_30d", "segment"} <= set(missing)
-    assert all("online store" in reason for reason in missing.values()), missing
+    assert {"merchant_fraud_rate_30d", "segment"} <= set(missing)
+    stored = {n: r for n, r in missing.items() if n not in CUSTOMER_WINDOWS.feature_names}
+    assert all("online store" in reason for reason in stored.values()), stored
+    # Window features do not live in Feast's online store: the aggregator still answers.
+    assert not {"txn_count_24h", "amount_sum_1h"} & set(missing)
     # Within the cooldown the store is not asked again: the next call is fast and says so.
     started = time.monotonic()
     again = scorer.score(sample[1])
     assert time.monotonic() - started < 1.0
     assert "skipping the store" in again.warnings[0]
+
+
+def test_window_store_outage_gives_declared_defaults_flagged(
+    pipeline: PipelineData, sample: list[dict[str, Any]]
+) -> None:
+    """Redis (the production window store) unreachable: every window feature is scored with its
+    declared default or as missing, each flagged with the reason; nothing raises, and within the
+    cooldown the store is not asked again."""
+    with slipway_env(pipeline.data_dir, {"SLIPWAY_WINDOWS_URL": "redis://127.0.0.1:1/0"}):
+        scorer = OnlineScorer.from_env()
+    started = time.monotonic()
+    result = scorer.score(sample[0], include_features=True)
+    assert time.monotonic() - started < 3.0
+    assert 0.0 <= result.score <= 1.0
+    missing = {m.feature: m for m in result.missing_features}
+    for name in CUSTOMER_WINDOWS.feature_names:
+        if name in MODEL.features:
+            assert "window state unavailable" in missing[name].reason, name
+            assert missing[name].used == MODEL.missing_defaults.get(name), name
+    assert any("not recorded in the window state" in w for w in result.warnings)
+    assert "merchant_fraud_rate_30d" not in missing  # the Feast online store still answers
+    started = time.monotonic()
+    again = scorer.score(sample[1])
+    assert time.monotonic() - started < 1.0
+    assert any("skipping the window store" in w for w in again.warnings)
+    assert scorer.health()["window_store_degraded"]
 
 
 def test_no_champion_is_503(tmp_path: Path, sample: list[dict[str, Any]]) -> None:
@@ -352,12 +397,12 @@ def test_real_uvicorn_serves_and_stops(
     assert proc.returncode is not None
 
 
-# -- parity with batch scoring ------------------------------------------------------------------
+# -- parity with batch scoring, every event of a whole day ----------------------------------------
 @dataclass
 class DayWorld:
     data_dir: Path
     day: dt.date
-    transactions: pd.DataFrame  # each customer's first transaction of ``day``
+    transactions: pd.DataFrame  # every transaction of ``day``, in arrival order
     records: list[dict[str, Any]]
 
 
@@ -371,21 +416,18 @@ def reset_online_store(store) -> list:
 
 
 def materialize_until(store, day: dt.date) -> None:
-    """Online state as of the first instant of ``day``.
-
-    Customer state: rows up to the end of ``day - 1`` only. Merchant risk (stamped at the start
-    of each day, known all day) and customer profiles (valid from signup): up to ``day``'s end.
-    """
+    """The slow features as the online store holds them during ``day``: merchant risk (stamped at
+    the start of each day, known all day) and customer profiles (valid from signup). Window
+    features are not materialized: the aggregator serves them."""
     epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
     start_of_day = dt.datetime.combine(day, dt.time(), tzinfo=UTC)
     end_of_day = start_of_day + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
-    store.materialize(epoch, start_of_day - dt.timedelta(microseconds=1), ["customer_behaviour"])
     store.materialize(epoch, end_of_day, ["merchant_risk", "customer_profile"])
 
 
 @pytest.fixture(scope="module")
 def day_world(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) -> DayWorld:
-    """A copy of the world whose online store holds the state as of the start of the last day."""
+    """A copy of the world whose online store holds the slow features of the last day."""
     world = copy_world(pipeline, tmp_path_factory.mktemp("serving") / "world")
     day = pipeline.end
     with slipway_env(world):
@@ -395,25 +437,129 @@ def day_world(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) 
         reset_online_store(store)
         materialize_until(store, day)
     tx = day_transactions(Lakehouse(world / "lakehouse"), day)
-    tx = tx.sort_values(["event_time", "transaction_id"]).drop_duplicates("customer_id")
-    tx = tx.reset_index(drop=True)
+    tx = tx.sort_values(["received_at", "transaction_id"]).reset_index(drop=True)
     return DayWorld(world, day, tx, [landed(r) for r in tx.to_dict("records")])
 
 
-@pytest.mark.parametrize("feature_path", ["direct", "feast"])
-def test_online_scores_equal_batch_scores(day_world: DayWorld, feature_path: str) -> None:
+def window_scorer(
+    world: DayWorld, feature_path: str, windows_url: str, state: Path, feature_set=CUSTOMER_WINDOWS
+) -> OnlineScorer:
+    """A scorer on ``world`` whose window state (``state`` dir, or a unique Redis namespace) is
+    seeded with the days before ``world.day``, as a fresh consumer would be bootstrapped."""
+    from slipway.serving.features import WindowFeatureReader
+    from slipway.windows import open_aggregator
+    from slipway.windows.seeding import seed_until
+
+    namespace = f"slipway:test:{uuid.uuid4().hex}"
+    extra = {
+        "SLIPWAY_WINDOWS_URL": windows_url,
+        "SLIPWAY_WINDOWS_DIR": str(state),
+        "SLIPWAY_WINDOWS_NAMESPACE": namespace,
+    }
+    with slipway_env(world.data_dir, extra):
+        scorer = OnlineScorer.from_env(feature_path=feature_path)
+    aggregator = open_aggregator(
+        feature_set, windows_url or None, namespace=namespace, path=state / "state.sqlite"
+    )
+    report = seed_until(aggregator, Lakehouse(world.data_dir / "lakehouse"), world.day)
+    assert report.added == report.rows > 1000
+    scorer.windows = WindowFeatureReader([feature_set], lambda fs: aggregator)
+    scorer._reader = None  # re-plan with this reader's provided views
+    return scorer
+
+
+def drop_window_state(scorer: OnlineScorer) -> None:
+    for agg in scorer.windows._aggregators.values():
+        if hasattr(agg, "delete_state"):
+            agg.delete_state()
+    scorer.windows.close()
+
+
+def relative_same(a: Any, b: Any) -> bool:
+    """Counts and categories exactly, floats within 1e-9 relative, None/NaN alike."""
+    a_null = a is None or (isinstance(a, float) and math.isnan(a))
+    b_null = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_null or b_null:
+        return a_null and b_null
+    if isinstance(a, list | tuple | np.ndarray) or isinstance(b, list | tuple | np.ndarray):
+        return list(a) == list(b)
+    if isinstance(a, float | np.floating) or isinstance(b, float | np.floating):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def feature_mismatches(
+    world: DayWorld, results: list, window_names: tuple[str, ...]
+) -> list[tuple[str, str, Any, Any]]:
+    """Every (transaction, feature) where the online value differs from the offline one: model
+    inputs against ``scoring.inputs``, window features against ``features.customer_behaviour``."""
+    lakehouse = Lakehouse(world.data_dir / "lakehouse")
+    inputs = lakehouse.read("scoring.inputs", dates=(world.day, world.day)).to_pandas()
+    inputs = inputs.set_index("transaction_id")
+    offline = lakehouse.read("features.customer_behaviour", dates=(world.day, world.day))
+    rows = {r["transaction_id"]: r for r in offline.to_pylist()}
+    out = []
+    for result in results:
+        stored = inputs.loc[result.transaction_id]
+        for name in MODEL.features:
+            if not relative_same(result.features[name], stored[name]):
+                out.append((result.transaction_id, name, result.features[name], stored[name]))
+        row = rows[result.transaction_id]
+        served = result.window_features
+        for name in window_names:
+            if not relative_same(served[name], row[name]):
+                out.append((result.transaction_id, name, served[name], row[name]))
+    return out
+
+
+def replay(scorer: OnlineScorer, records: list[dict[str, Any]]) -> list:
+    """Each transaction on its own, in arrival order, as the stream consumer scores them."""
+    results = []
+    for record in records:
+        result = scorer.score(record, include_features=True)
+        assert not any("unavailable" in m.reason for m in result.missing_features), result
+        results.append(result)
+    return results
+
+
+def test_the_replayed_day_is_not_only_first_transactions(day_world: DayWorld) -> None:
+    tx = day_world.transactions
+    assert len(tx) > 500
+    repeat = tx.duplicated("customer_id").mean()
+    assert repeat > 0.3, repeat  # most of the parity claim is about later transactions
+    late = (tx["received_at"] - tx["event_time"]) > pd.Timedelta(seconds=1)
+    assert late.sum() >= 3  # late arrivals, whose order differs from event order
+
+
+@pytest.mark.parametrize(
+    ("windows", "feature_path"),
+    [("embedded", "direct"), ("redis", "direct"), ("embedded", "feast")],
+)
+def test_every_event_of_a_day_online_equals_batch(
+    day_world: DayWorld, windows: str, feature_path: str, request, tmp_path: Path
+) -> None:
+    url = "redis://" + request.getfixturevalue("redis_url") + "/0" if windows == "redis" else ""
+    scorer = window_scorer(day_world, feature_path, url, tmp_path)
+    try:
+        results = replay(scorer, day_world.records)
+        # Redelivery: the same events again give the same features and scores, state unchanged.
+        again = [scorer.score(r, include_features=True) for r in day_world.records[::50]]
+    finally:
+        drop_window_state(scorer)
+    assert len(results) == len(day_world.records)
+    assert not any(r.duplicate for r in results) and all(r.duplicate for r in again)
+    first = {r.transaction_id: r for r in results}
+    for r in again:
+        assert r.features == first[r.transaction_id].features
+        assert r.score == first[r.transaction_id].score
+
+    mismatches = feature_mismatches(day_world, results, CUSTOMER_WINDOWS.feature_names)
+    assert not mismatches, (len(mismatches), mismatches[:10])
+
     lakehouse = Lakehouse(day_world.data_dir / "lakehouse")
     day = day_world.day
-    with slipway_env(day_world.data_dir):
-        scorer = OnlineScorer.from_env(feature_path=feature_path)
-        results = scorer.score_many(day_world.records, include_features=True)
-    assert len(results) == len(day_world.records) > 100
-
     predictions = lakehouse.read("scoring.predictions", dates=(day, day)).to_pandas()
     champion = predictions[predictions["role"] == "champion"].set_index("transaction_id")
-    inputs = lakehouse.read("scoring.inputs", dates=(day, day)).to_pandas()
-    inputs = inputs.set_index("transaction_id")
-
     online = pd.DataFrame(
         {
             "transaction_id": [r.transaction_id for r in results],
@@ -423,24 +569,55 @@ def test_online_scores_equal_batch_scores(day_world: DayWorld, feature_path: str
         }
     ).set_index("transaction_id")
     batch = champion.loc[online.index]
+    assert len(batch) == len(champion)  # every batch-scored transaction was replayed
     assert (online["model_version"] == batch["model_version"]).all()
     np.testing.assert_allclose(online["score"], batch["score"], rtol=0, atol=1e-9)
     assert (online["flagged"] == batch["flagged"]).all()
 
-    mismatches = []
-    for result in results:
-        stored = inputs.loc[result.transaction_id]
-        for name in MODEL.features:
-            if not same(result.features[name], stored[name]):
-                mismatches.append(
-                    (result.transaction_id, name, result.features[name], stored[name])
-                )
-    assert not mismatches, mismatches[:10]
+
+def test_a_definition_changed_on_one_side_is_detected(day_world: DayWorld, tmp_path: Path) -> None:
+    """The online side counts the last 2 hours as ``txn_count_1h`` while the backfill counts 1:
+    the comparison must name that feature, and only it (the check can fail)."""
+    import dataclasses
+
+    from slipway.usecase import WindowAggregation
+
+    changed = dataclasses.replace(
+        CUSTOMER_WINDOWS,
+        aggregations=tuple(
+            WindowAggregation(a.name, a.op, a.input, dt.timedelta(hours=2), a.decimals)
+            if a.name == "txn_count_1h"
+            else a
+            for a in CUSTOMER_WINDOWS.aggregations
+        ),
+    )
+    scorer = window_scorer(day_world, "direct", "", tmp_path, feature_set=changed)
+    try:
+        results = replay(scorer, day_world.records[:300])
+    finally:
+        drop_window_state(scorer)
+    mismatches = feature_mismatches(day_world, results, CUSTOMER_WINDOWS.feature_names)
+    assert mismatches
+    assert {name for _, name, _, _ in mismatches} == {"txn_count_1h"}
+
+
+def offline_windows(world: DayWorld, n: int) -> dict[str, list[Any]]:
+    """The offline window features of the first ``n`` replayed transactions, as provided input."""
+    table = Lakehouse(world.data_dir / "lakehouse").read(
+        "features.customer_behaviour", dates=(world.day, world.day)
+    )
+    rows = {r["transaction_id"]: r for r in table.to_pylist()}
+    picked = [rows[r["transaction_id"]] for r in world.records[:n]]
+    return {name: [r[name] for r in picked] for name in CUSTOMER_WINDOWS.feature_names}
+
+
+PROVIDED = (CUSTOMER_WINDOWS.name,)
 
 
 def test_direct_reader_returns_what_get_online_features_returns(day_world: DayWorld) -> None:
-    """The lean path (online_read + the same function) equals Feast's own call, value for value,
-    for every feature of the service, including the arrays and ints the model does not read."""
+    """The lean path (online_read + the same function) equals Feast's own call on the stored
+    views, value for value, for every feature of the service (window features provided, as the
+    aggregator provides them), including the arrays and ints the model does not read."""
     parser = fraud_parser()
     rows = []
     for record in day_world.records[:150]:
@@ -455,12 +632,14 @@ def test_direct_reader_returns_what_get_online_features_returns(day_world: DayWo
     rows.append({**rows[0], "customer_id": "C99999999"})  # unknown customer
     rows.append({**rows[1], "merchant_id": "M99999999"})  # unknown merchant
     rows.append(dict(rows[2]))  # a repeated entity
+    windows = {k: [*v, v[0], v[1], v[2]] for k, v in offline_windows(day_world, 150).items()}
     with slipway_env(day_world.data_dir):
         from slipway.featurestore.store import open_store
 
         store = open_store()
-        feast = make_reader("feast", store, MODEL.feature_service).read(rows)
-        direct = make_reader("direct", store, MODEL.feature_service).read(rows)
+        feast = make_reader("feast", store, MODEL.feature_service, provided=PROVIDED)
+        direct = make_reader("direct", store, MODEL.feature_service, provided=PROVIDED)
+        feast, direct = feast.read(rows, windows), direct.read(rows, windows)
     assert list(direct.values) == list(feast.values)
     assert len(direct.values) > len(MODEL.features)  # not only model features
     diffs = [
@@ -473,20 +652,28 @@ def test_direct_reader_returns_what_get_online_features_returns(day_world: DayWo
     assert direct.reasons[-3] and direct.reasons[-3] == feast.reasons[-3]
 
 
-def test_direct_reader_applies_the_ttl_feast_online_ignores(day_world: DayWorld) -> None:
-    """A customer silent for longer than customer_behaviour's 30-day TTL: batch (point-in-time)
-    sees no state, Feast's online call would serve the stale state; the direct path agrees with
-    batch and says why."""
+def test_direct_reader_applies_the_ttl_feast_online_ignores(
+    day_world: DayWorld, tmp_path: Path
+) -> None:
+    """A transaction 45 days after the world's last day: merchant_risk (2-day TTL) is stale.
+    Batch (point-in-time) sees no merchant state, Feast's online call would serve the stale
+    row; the direct path agrees with batch and says why. The window features need no TTL: the
+    aggregator applies every window to the event's own time, so the customer's 30 days are
+    empty."""
     late = {**day_world.records[0], "transaction_id": "tx_late"}
-    late["event_time"] = (pd.Timestamp(late["event_time"]) + pd.Timedelta(days=45)).isoformat()
-    with slipway_env(day_world.data_dir):
+    for col in ("event_time", "received_at"):
+        late[col] = (pd.Timestamp(late[col]) + pd.Timedelta(days=45)).isoformat()
+    with slipway_env(day_world.data_dir, {"SLIPWAY_WINDOWS_DIR": str(tmp_path)}):
         direct = OnlineScorer.from_env(feature_path="direct").score(late, include_features=True)
         feast = OnlineScorer.from_env(feature_path="feast").score(late, include_features=True)
     missing = {m.feature: m.reason for m in direct.missing_features}
-    assert "expired" in missing["txn_count_30d"] and "TTL" in missing["txn_count_30d"]
-    assert "expired" in missing["merchant_fraud_rate_30d"]  # merchant_risk's TTL is 2 days
-    assert feast.features["txn_count_30d"] is not None  # stale, yet served by Feast
-    assert direct.features["txn_count_30d"] is None
+    assert (
+        "expired" in missing["merchant_fraud_rate_30d"]
+        and "TTL" in missing["merchant_fraud_rate_30d"]
+    )
+    assert feast.features["merchant_fraud_rate_30d"] is not None  # stale, yet served by Feast
+    assert direct.features["merchant_fraud_rate_30d"] is None
+    assert direct.features["txn_count_30d"] == feast.features["txn_count_30d"] == 0
 
 
 def test_redis_online_store_gives_the_same_features(
@@ -516,16 +703,23 @@ def test_redis_online_store_gives_the_same_features(
                 "merchant_id": p.values["merchant_id"],
             }
         )
+    windows = offline_windows(day_world, 100)
     try:
         with slipway_env(day_world.data_dir, extra):
             store = open_store()
             apply_repo(store)
             materialize_until(store, day_world.day)
-            on_redis = make_reader("direct", store, MODEL.feature_service).read(rows)
-            feast_redis = make_reader("feast", store, MODEL.feature_service).read(rows)
+            on_redis = make_reader("direct", store, MODEL.feature_service, provided=PROVIDED).read(
+                rows, windows
+            )
+            feast_redis = make_reader(
+                "feast", store, MODEL.feature_service, provided=PROVIDED
+            ).read(rows, windows)
             assert store.config.online_store.type == "redis"
         with slipway_env(day_world.data_dir):
-            on_sqlite = make_reader("direct", open_store(), MODEL.feature_service).read(rows)
+            on_sqlite = make_reader(
+                "direct", open_store(), MODEL.feature_service, provided=PROVIDED
+            ).read(rows, windows)
     finally:
         keys = list(client.scan_iter(match=f"*{project}"))
         if keys:

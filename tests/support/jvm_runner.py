@@ -24,14 +24,14 @@ START, END = dt.date(2026, 8, 1), dt.date(2026, 8, 31)
 def transform(name: str, inputs: dict, start: dt.date = START, end: dt.date = END):
     """The transformation ``name`` applied to Spark DataFrames (shared by both engines)."""
     from slipway.ingest.parse import silver_candidates
-    from slipway.usecases.fraud import CHARGEBACKS, TRANSACTIONS, features
+    from slipway.usecases.fraud import CHARGEBACKS, CUSTOMER_WINDOWS, TRANSACTIONS, features
 
     if name == "silver_transactions":
         return silver_candidates(inputs["bronze"], TRANSACTIONS)
     if name == "silver_chargebacks":
         return silver_candidates(inputs["bronze"], CHARGEBACKS)
     if name == "customer_behaviour":
-        return features.customer_behaviour(inputs, start, end)
+        return features.customer_behaviour(CUSTOMER_WINDOWS, inputs, start, end)
     if name == "merchant_risk":
         return features.merchant_risk(inputs, start, end, maturity_days=7)
     if name == "customer_profile":

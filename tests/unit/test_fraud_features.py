@@ -1,15 +1,18 @@
-"""Fraud feature builders on Sail: window values, timing, and no leakage from the future."""
+"""Fraud feature builders on Sail: window values, arrival order, and no leakage from the future."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from slipway.usecases.fraud import CUSTOMER_WINDOWS
 from slipway.usecases.fraud.features import customer_behaviour, customer_profile, merchant_risk
 
 D1 = dt.date(2026, 8, 1)
+SECOND = pd.Timedelta(seconds=1)
 
 
 def _ts(day: int, hh: int, mm: int = 0) -> pd.Timestamp:
@@ -17,6 +20,8 @@ def _ts(day: int, hh: int, mm: int = 0) -> pd.Timestamp:
 
 
 def _tx_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (id, customer, merchant, event_time, amount, country, device[, received_at])."""
+    rows = [r if len(r) == 8 else (*r, r[3] + SECOND) for r in rows]  # on time: 1 s later
     frame = pd.DataFrame(
         rows,
         columns=[
@@ -27,6 +32,7 @@ def _tx_frame(rows: list[tuple]) -> pd.DataFrame:
             "amount_eur",
             "country",
             "device_id",
+            "received_at",
         ],
     )
     frame["date"] = frame["event_time"].dt.date
@@ -35,8 +41,12 @@ def _tx_frame(rows: list[tuple]) -> pd.DataFrame:
 
 def _behaviour(spark, rows, start=D1, end=dt.date(2026, 8, 31)) -> pd.DataFrame:
     df = spark.createDataFrame(_tx_frame(rows))
-    out = customer_behaviour({"gold.enriched_transactions": df}, start, end).toArrow().to_pandas()
-    return out.sort_values("feature_ts").reset_index(drop=True)
+    out = (
+        customer_behaviour(CUSTOMER_WINDOWS, {"gold.enriched_transactions": df}, start, end)
+        .toArrow()
+        .to_pandas()
+    )
+    return out.sort_values(["event_time", "transaction_id"]).reset_index(drop=True)
 
 
 BASE = [
@@ -48,64 +58,72 @@ BASE = [
 ]
 
 
-def test_customer_state_after_each_transaction(spark) -> None:
+def test_customer_windows_before_each_transaction(spark) -> None:
     out = _behaviour(spark, BASE)
     c1 = out[out.customer_id == "C1"].set_index("transaction_id")
-    assert c1.loc["t2", "txn_count_1h"] == 2 and c1.loc["t2", "amount_sum_1h"] == pytest.approx(
-        30.0
-    )
-    assert c1.loc["t3", "txn_count_1h"] == 1 and c1.loc["t3", "txn_count_24h"] == 3
-    assert c1.loc["t4", "txn_count_24h"] == 1 and c1.loc["t4", "txn_count_7d"] == 4
+    # The first transaction has empty windows: nothing before it.
+    assert c1.loc["t1", "txn_count_30d"] == 0 and c1.loc["t1", "amount_sum_24h"] == 0.0
+    assert pd.isna(c1.loc["t1", "amount_avg_30d"]) and pd.isna(c1.loc["t1", "last_txn_epoch"])
+    assert list(c1.loc["t1", "countries_30d"]) == []
+    # t2 sees t1 only, never itself.
+    assert c1.loc["t2", "txn_count_1h"] == 1 and c1.loc["t2", "amount_sum_1h"] == 10.0
+    # Windows are relative to the transaction's own time: [12:00 - 1h, 12:00) holds nothing.
+    assert c1.loc["t3", "txn_count_1h"] == 0 and c1.loc["t3", "txn_count_24h"] == 2
+    assert c1.loc["t3", "amount_sum_24h"] == 30.0
     assert (
         c1.loc["t3", "distinct_merchants_24h"] == 2 and c1.loc["t3", "distinct_countries_24h"] == 2
     )
+    assert c1.loc["t4", "txn_count_24h"] == 0 and c1.loc["t4", "txn_count_7d"] == 3
     assert list(c1.loc["t4", "countries_30d"]) == ["DE", "FR"]
     assert list(c1.loc["t4", "devices_30d"]) == ["D1", "D2"]
-    assert c1.loc["t4", "amount_avg_30d"] == pytest.approx(75.0 / 4)
-    assert c1.loc["t1", "feature_ts"] == _ts(1, 10) + pd.Timedelta(microseconds=1)
-    assert c1.loc["t1", "last_txn_epoch"] == pytest.approx(_ts(1, 10).timestamp())
+    assert c1.loc["t4", "amount_avg_30d"] == pytest.approx(70.0 / 3)
+    assert c1.loc["t4", "amount_max_30d"] == 40.0
+    assert c1.loc["t2", "last_txn_epoch"] == _ts(1, 10).timestamp()
+    assert c1.loc["t4", "last_txn_epoch"] == _ts(1, 12).timestamp()
+    assert list(c1.loc["t1", ["event_time", "received_at"]]) == [_ts(1, 10), _ts(1, 10) + SECOND]
 
 
-def _point_in_time(features: pd.DataFrame, entity_rows: pd.DataFrame) -> pd.DataFrame:
-    """An independent oracle: latest feature row with feature_ts <= the entity's time."""
-    entity_rows = entity_rows.assign(
-        event_time=entity_rows["event_time"].astype(features["feature_ts"].dtype)
-    )
-    return pd.merge_asof(
-        entity_rows.sort_values("event_time"),
-        features.drop(columns=["transaction_id"]).sort_values("feature_ts"),
-        left_on="event_time",
-        right_on="feature_ts",
-        by="customer_id",
-        direction="backward",
-    )
+def test_a_late_transaction_counts_only_after_it_arrived(spark) -> None:
+    """``late`` happened at 10:15 but reached the processor at 13:00: t3 (12:00) was decided
+    before it existed for us, so t3 must not count it; t4 (day 3) does; ``late`` itself sees what
+    arrived before it with an earlier event time."""
+    late = ("late", "C1", "M9", _ts(1, 10, 15), 500.0, "US", "D5", _ts(1, 13))
+    out = _behaviour(spark, [*BASE, late]).set_index("transaction_id")
+    base = _behaviour(spark, BASE).set_index("transaction_id")
+    for col in ("txn_count_24h", "amount_sum_24h", "distinct_countries_24h", "amount_max_30d"):
+        assert out.loc["t3", col] == base.loc["t3", col], col
+    assert out.loc["t2", "txn_count_1h"] == base.loc["t2", "txn_count_1h"] == 1
+    assert out.loc["late", "txn_count_24h"] == 1  # t1 (10:00); t2, t3 are later in event time
+    assert out.loc["late", "last_txn_epoch"] == _ts(1, 10).timestamp()
+    assert out.loc["t4", "txn_count_7d"] == 4 and out.loc["t4", "amount_max_30d"] == 500.0
+    assert list(out.loc["t4", "countries_30d"]) == ["DE", "FR", "US"]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, list | np.ndarray) or isinstance(b, list | np.ndarray):
+        return list(a) == list(b)
+    return (pd.isna(a) and pd.isna(b)) or a == b
 
 
 def test_no_leakage_a_transaction_never_sees_itself_or_the_future(spark) -> None:
-    entity = pd.DataFrame({"customer_id": ["C1"], "event_time": [_ts(1, 10, 30)]})
-    before = _point_in_time(_behaviour(spark, BASE), entity).iloc[0]
-    # The state seen by t2 is the state after t1: t2's own amount and later rows are invisible.
-    assert before["txn_count_1h"] == 1 and before["amount_sum_1h"] == pytest.approx(10.0)
+    before = _behaviour(spark, BASE).set_index("transaction_id").loc["t2"]
     changed = [list(r) for r in BASE]
     changed[1][4] = 5000.0  # t2 itself
+    changed[1][5] = "US"
     changed[2][4] = 7000.0  # t3, later
-    changed.append(("t9", "C1", "M9", _ts(1, 10, 45), 1.0, "US", "D7"))  # a later transaction
-    after = _point_in_time(_behaviour(spark, [tuple(r) for r in changed]), entity).iloc[0]
-    for col in (
-        "txn_count_1h",
-        "amount_sum_1h",
-        "amount_sum_24h",
-        "amount_avg_30d",
-        "distinct_countries_24h",
-    ):
-        assert after[col] == before[col], col
-    assert list(after["countries_30d"]) == list(before["countries_30d"]) == ["DE"]
+    changed.append(("t9", "C1", "M9", _ts(1, 10, 45), 1.0, "BR", "D7"))  # a later transaction
+    # ...and one that happened before t2 but arrived after it.
+    changed.append(("t8", "C1", "M8", _ts(1, 10, 20), 3.0, "NG", "D8", _ts(1, 11)))
+    after = _behaviour(spark, [tuple(r) for r in changed]).set_index("transaction_id").loc["t2"]
+    for col in CUSTOMER_WINDOWS.feature_names:
+        assert _same(after[col], before[col]), col
+    assert list(after["countries_30d"]) == ["DE"]
 
 
 def test_rows_are_restricted_to_the_requested_days_but_windows_look_back(spark) -> None:
     out = _behaviour(spark, BASE, start=dt.date(2026, 8, 3), end=dt.date(2026, 8, 3))
     assert list(out.transaction_id) == ["t4"]
-    assert out.iloc[0]["txn_count_7d"] == 4  # the lookback rows were used, not emitted
+    assert out.iloc[0]["txn_count_7d"] == 3  # the lookback rows were used, not emitted
 
 
 def _merchant(spark, tx_rows, chargebacks, start, end, maturity=7) -> pd.DataFrame:
@@ -194,6 +212,8 @@ def test_the_feature_contract_catches_a_broken_row(spark, lakehouse) -> None:
     broken = out.copy()
     broken.loc[0, "txn_count_1h"] = 99  # more in one hour than in the whole day: a feature bug
     broken.loc[1, "amount_avg_30d"] = -5.0
+    # A leak: the transaction's own time as its "last earlier transaction".
+    broken.loc[2, "last_txn_epoch"] = broken.loc[2, "event_time"].timestamp()
     lakehouse.write(
         "features.customer_behaviour",
         pa.Table.from_pandas(broken, preserve_index=False),
@@ -203,3 +223,4 @@ def test_the_feature_contract_catches_a_broken_row(spark, lakehouse) -> None:
     assert not result.passed
     checks = set(result.failures["check"].astype(str))
     assert "count_1h_within_24h" in checks and "greater_than(0)" in checks
+    assert "last_before_event" in checks

@@ -7,6 +7,7 @@ machinery.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from functools import partial
 
@@ -20,6 +21,8 @@ from slipway.usecase import (
     Reference,
     Stream,
     UseCase,
+    WindowAggregation,
+    WindowFeatureSet,
 )
 from slipway.usecases.fraud import contracts, feature_contracts, features
 from slipway.usecases.fraud.landing import (
@@ -86,15 +89,55 @@ LABEL = LabelSpec(
     target="is_fraud",
 )
 
-CUSTOMER_BEHAVIOUR = FeatureTable(
+HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
+
+
+def _amount(name: str, op: str, window: dt.timedelta) -> WindowAggregation:
+    # amount_eur has 4 decimals (silver rounds it so): summed as integer 1e-4 units, exactly.
+    return WindowAggregation(name, op, "amount_eur", window, decimals=4)  # type: ignore[arg-type]
+
+
+# The customer's velocity, spend, diversity and habits before each transaction, declared once:
+# the Spark backfill builds features.customer_behaviour from it and the online aggregator
+# computes the same values per event (see slipway.windows).
+CUSTOMER_WINDOWS = WindowFeatureSet(
     name="customer_behaviour",
     entity="customer_id",
-    timestamp="feature_ts",
-    inputs=("gold.enriched_transactions",),
-    lookback_days=30,
-    build=features.customer_behaviour,
+    event_id="transaction_id",
+    event_time="event_time",
+    arrival="received_at",
+    source="gold.enriched_transactions",
+    aggregations=(
+        WindowAggregation("txn_count_1h", "count", window=HOUR),
+        WindowAggregation("txn_count_24h", "count", window=DAY),
+        WindowAggregation("txn_count_7d", "count", window=7 * DAY),
+        WindowAggregation("txn_count_30d", "count", window=30 * DAY),
+        _amount("amount_sum_1h", "sum", HOUR),
+        _amount("amount_sum_24h", "sum", DAY),
+        _amount("amount_sum_7d", "sum", 7 * DAY),
+        _amount("amount_avg_30d", "mean", 30 * DAY),
+        _amount("amount_max_30d", "max", 30 * DAY),
+        WindowAggregation("distinct_merchants_24h", "distinct_count", "merchant_id", DAY),
+        WindowAggregation("distinct_countries_24h", "distinct_count", "country", DAY),
+        WindowAggregation("countries_30d", "recent_set", "country", 30 * DAY),
+        WindowAggregation("devices_30d", "recent_set", "device_id", 30 * DAY),
+        # Epoch seconds of the customer's latest earlier transaction (seconds_since_last_txn).
+        WindowAggregation("last_txn_epoch", "last", "event_time", 30 * DAY),
+    ),
+    # Late authorisations arrive seconds to hours after the terminal's time, never past midnight.
+    allowed_lateness=DAY,
+    description="Per-transaction customer state before it: velocity, spend, diversity, habits.",
+)
+
+CUSTOMER_BEHAVIOUR = FeatureTable(
+    name=CUSTOMER_WINDOWS.name,
+    entity=CUSTOMER_WINDOWS.event_id,
+    timestamp=CUSTOMER_WINDOWS.event_time,
+    inputs=(CUSTOMER_WINDOWS.source,),
+    lookback_days=CUSTOMER_WINDOWS.horizon.days,
+    build=partial(features.customer_behaviour, CUSTOMER_WINDOWS),
     contract=feature_contracts.customer_behaviour_contract,
-    description="Per-transaction customer state: velocity, spend, diversity, 30-day habits.",
+    description=CUSTOMER_WINDOWS.description,
 )
 
 MERCHANT_RISK = FeatureTable(
@@ -198,6 +241,7 @@ FRAUD = UseCase(
     label=LABEL,
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
     feature_tables=(CUSTOMER_BEHAVIOUR, MERCHANT_RISK, CUSTOMER_PROFILE),
+    window_features=(CUSTOMER_WINDOWS,),
     model=MODEL,
     monitoring=MonitoringSpec(
         # Two of the nine monitored features past their line is a drifted day.

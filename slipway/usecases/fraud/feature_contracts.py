@@ -14,36 +14,43 @@ from pandera.pandas import Check, Column
 UTC_TS = pd.DatetimeTZDtype("us", "UTC")
 
 
-def _non_empty_lists(s: pd.Series) -> pd.Series:
-    return s.map(lambda v: v is not None and len(v) > 0)
+def _sorted_sets(s: pd.Series) -> pd.Series:
+    return s.map(lambda v: v is not None and list(v) == sorted(set(v)))
 
 
 def customer_behaviour_contract() -> pa.DataFrameSchema:
+    """One row per transaction: the customer's windows *before* it (its own amount excluded).
+
+    A customer's first transaction has empty windows (counts and sums 0, no average, max or last
+    time); nothing in a row may come from the transaction itself or a later one, which the
+    ``last_before_event`` rule checks directly.
+    """
     counts = {
-        f"txn_count_{w}": Column("Int64", Check.ge(1), nullable=False)
+        f"txn_count_{w}": Column("Int64", Check.ge(0), nullable=False)
         for w in ("1h", "24h", "7d", "30d")
     }
     sums = {
-        f"amount_sum_{w}": Column(float, Check.gt(0), nullable=False) for w in ("1h", "24h", "7d")
+        f"amount_sum_{w}": Column(float, Check.ge(0), nullable=False) for w in ("1h", "24h", "7d")
     }
     return pa.DataFrameSchema(
         {
             "customer_id": Column(str, nullable=False),
             "transaction_id": Column(str, nullable=False, unique=True),
-            "feature_ts": Column(UTC_TS, nullable=False),
+            "event_time": Column(UTC_TS, nullable=False),
+            "received_at": Column(UTC_TS, nullable=False),
             **counts,
             **sums,
-            "amount_avg_30d": Column(float, Check.gt(0), nullable=False),
-            "amount_max_30d": Column(float, Check.gt(0), nullable=False),
-            "distinct_merchants_24h": Column("Int64", Check.ge(1), nullable=False),
-            "distinct_countries_24h": Column("Int64", Check.ge(1), nullable=False),
+            "amount_avg_30d": Column(float, Check.gt(0), nullable=True),
+            "amount_max_30d": Column(float, Check.gt(0), nullable=True),
+            "distinct_merchants_24h": Column("Int64", Check.ge(0), nullable=False),
+            "distinct_countries_24h": Column("Int64", Check.ge(0), nullable=False),
             "countries_30d": Column(
-                object, Check(_non_empty_lists, name="non_empty_country_set"), nullable=False
+                object, Check(_sorted_sets, name="sorted_country_set"), nullable=False
             ),
             "devices_30d": Column(
-                object, Check(_non_empty_lists, name="non_empty_device_set"), nullable=False
+                object, Check(_sorted_sets, name="sorted_device_set"), nullable=False
             ),
-            "last_txn_epoch": Column(float, Check.gt(0), nullable=False),
+            "last_txn_epoch": Column(float, Check.gt(0), nullable=True),
         },
         checks=[
             Check(lambda df: df["txn_count_1h"] <= df["txn_count_24h"], name="count_1h_within_24h"),
@@ -58,8 +65,25 @@ def customer_behaviour_contract() -> pa.DataFrameSchema:
                 name="sum_1h_within_24h",
             ),
             Check(
-                lambda df: df["amount_max_30d"] >= df["amount_avg_30d"] - 1e-6,
+                lambda df: (
+                    df["amount_avg_30d"].isna()
+                    | (df["amount_max_30d"] >= df["amount_avg_30d"] - 1e-6)
+                ),
                 name="max_at_least_avg",
+            ),
+            Check(
+                lambda df: (df["txn_count_30d"] == 0) == df["last_txn_epoch"].isna(),
+                name="last_exactly_when_history",
+            ),
+            Check(
+                lambda df: (
+                    df["last_txn_epoch"].isna()
+                    | (
+                        df["last_txn_epoch"]
+                        < df["event_time"].astype("datetime64[us, UTC]").astype("int64") / 1e6
+                    )
+                ),
+                name="last_before_event",
             ),
         ],
         strict=False,

@@ -2,13 +2,13 @@
 
 Timing is the whole game here, so each table states when its rows become known:
 
-* ``customer_behaviour``: one row per transaction, describing the customer *after* that
-  transaction (windows end at and include it), stamped ``event_time + 1µs``. A point-in-time
-  lookup for a transaction at ``t`` therefore sees the state after the customer's previous
-  transaction and never the transaction itself; the online store, after materialization, holds
-  exactly the same state for the customer's next transaction. Request-time features (amount
-  versus the customer's average, novelty of country and device, time since the last
-  transaction) combine that state with the incoming transaction; see ``request_features``.
+* ``customer_behaviour``: one row per transaction, keyed by its id, with the customer's window
+  features *before* it: the customer's transactions that arrived before it with an event time in
+  ``[t - W, t)``, as declared in ``CUSTOMER_WINDOWS`` (built by ``slipway.windows.backfill``; the
+  online aggregator computes the same values per event). The point-in-time join picks exactly
+  the transaction's own row, so it can never see the transaction itself or anything after it.
+  Request-time features (amount versus the customer's average, novelty of country and device,
+  time since the last transaction) combine it with the transaction; see ``request_features``.
 * ``merchant_risk``: one row per merchant and day ``D``, stamped at ``D 00:00 UTC``, computed only
   from transactions before ``D`` and from chargebacks *reported* before ``D``. The fraud rate
   counts only matured transactions (older than the label maturity window), so a young
@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-MICROS_PER_SECOND = 1_000_000
-HOUR = 3600 * MICROS_PER_SECOND
-DAY = 24 * HOUR
+from slipway.usecase import WindowFeatureSet
+from slipway.windows.backfill import window_backfill
 
-BEHAVIOUR_WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
-PROFILE_WINDOW = 30 * DAY
+MICROS_PER_SECOND = 1_000_000
+
 # amount_eur carries 4 decimals (silver rounds it so). Summed as a decimal, a sum is exact, so
 # it does not depend on the order the engine adds the rows in: a partial aggregate per Spark
 # partition, or a sliding window that started at another day, gives the same bits. As doubles,
@@ -46,62 +45,15 @@ def _in_dates(col: str, start: dt.date, end: dt.date) -> Column:
     )
 
 
-def customer_behaviour(inputs: dict[str, DataFrame], start: dt.date, end: dt.date) -> DataFrame:
-    """Per-transaction customer state: velocity, spend, diversity and 30-day habits.
+def customer_behaviour(
+    windows: WindowFeatureSet, inputs: dict[str, DataFrame], start: dt.date, end: dt.date
+) -> DataFrame:
+    """Per-transaction customer state before it, from the declared window features.
 
-    ``inputs["gold.enriched_transactions"]`` must cover ``[start - 30 days, end]`` so the
-    windows of the first days are complete.
+    ``inputs[windows.source]`` must cover ``[start - horizon, end]`` so the windows of the first
+    days are complete.
     """
-    tx = (
-        inputs["gold.enriched_transactions"]
-        .select(
-            "date",
-            "transaction_id",
-            "customer_id",
-            "event_time",
-            "amount_eur",
-            "merchant_id",
-            "country",
-            "device_id",
-        )
-        .withColumn("_t", F.unix_micros("event_time"))
-    )
-
-    def window(width: int) -> Window:
-        # Ties on the timestamp are ordered by id so two transactions in the same microsecond
-        # still get a deterministic state (both see each other, as Spark's range frame does).
-        return Window.partitionBy("customer_id").orderBy("_t").rangeBetween(-width, 0)
-
-    cols = [
-        F.col("date"),
-        F.col("customer_id"),
-        F.col("transaction_id"),
-        (F.col("event_time") + F.expr("INTERVAL 1 MICROSECOND")).alias("feature_ts"),
-    ]
-    for label, width in BEHAVIOUR_WINDOWS.items():
-        cols.append(
-            F.count(F.lit(1)).over(window(width)).cast("bigint").alias(f"txn_count_{label}")
-        )
-        cols.append(
-            F.sum(_exact_amount()).over(window(width)).cast("double").alias(f"amount_sum_{label}")
-        )
-    w30 = window(PROFILE_WINDOW)
-    w24 = window(DAY)
-    cols += [
-        F.count(F.lit(1)).over(w30).cast("bigint").alias("txn_count_30d"),
-        F.round(F.avg(_exact_amount()).over(w30), 4).cast("double").alias("amount_avg_30d"),
-        F.round(F.max("amount_eur").over(w30), 4).alias("amount_max_30d"),
-        F.coalesce(F.size(F.collect_set("merchant_id").over(w24)), F.lit(1))
-        .cast("bigint")
-        .alias("distinct_merchants_24h"),
-        F.coalesce(F.size(F.collect_set("country").over(w24)), F.lit(1))
-        .cast("bigint")
-        .alias("distinct_countries_24h"),
-        F.array_sort(F.collect_set("country").over(w30)).alias("countries_30d"),
-        F.array_sort(F.collect_set("device_id").over(w30)).alias("devices_30d"),
-        (F.col("_t") / F.lit(float(MICROS_PER_SECOND))).alias("last_txn_epoch"),
-    ]
-    return tx.select(*cols).where(_in_dates("date", start, end))
+    return window_backfill(windows, inputs[windows.source], start, end)
 
 
 def merchant_risk(

@@ -2,8 +2,9 @@
 
 Defined once, as a pandas function, and used everywhere through Feast's on-demand feature view
 ``transaction_context``: by the point-in-time training set, by batch scoring and by the online
-scorer. The stored state (``customer_behaviour``) describes the customer after their previous
-transaction, so these features are exactly what was knowable when the transaction arrived.
+scorer. The window features (``customer_behaviour``) describe the customer's transactions that
+arrived before this one (offline: the transaction's own row; online: the window aggregator), so
+these features are exactly what was knowable when the transaction arrived.
 
 Inputs (columns): the request fields ``amount_eur``, ``country``, ``device_id``, ``event_epoch``
 (seconds since the epoch, UTC) and the stored features ``last_txn_epoch``, ``amount_avg_30d``,

@@ -6,11 +6,12 @@ Why a wrapper and not bare ``deltalake`` calls:
   feed training can pin it;
 * partition re-runs replace exactly their date range (predicate overwrite) in one atomic commit,
   so re-running a partition is idempotent and a crash leaves the previous version readable;
-* concurrent writers never duplicate rows: a table is created empty first (a create that loses
-  the race is a no-op), so every write is a predicate overwrite against a version it read, and
-  Delta's commit conflict detection rejects the second of two overlapping overwrites. A write
-  of an in-memory table is retried against the new version (the later writer wins, once); a
-  streamed write cannot be replayed and fails with :class:`ConcurrentWriteError`;
+* concurrent writers never duplicate rows: every write to an existing table is checked by
+  Delta's commit conflict detection against the version it read, which rejects the second of
+  two overlapping overwrites; the first write of a new table that loses the race to create it
+  undoes its own commit. A write of an in-memory table is then retried against the new version
+  (the later writer wins); a streamed write cannot be replayed and fails with
+  :class:`ConcurrentWriteError`;
 * reads go through a *native* pyarrow filesystem. delta-rs's default pyarrow dataset wraps a Rust
   object store whose teardown races pyarrow's IO threads at interpreter exit and aborts the
   process ("terminate called without an active exception", exit 134) — seen here with
@@ -25,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 UTC_US = pa.timestamp("us", tz="UTC")
 WRITE_ATTEMPTS = 3  # an in-memory write that lost a commit race is retried this many times in all
+WRITE_ID = "slipway_write_id"  # custom commit metadata: which commit a write produced
 
 
 class ConcurrentWriteError(RuntimeError):
@@ -311,11 +314,31 @@ class Lakehouse:
         uri = self.uri(name)
         if self.is_local:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        properties = CommitProperties(
+            custom_metadata={
+                WRITE_ID: uuid.uuid4().hex,
+                **(
+                    {"slipway": json.dumps(commit_metadata, sort_keys=True, default=str)}
+                    if commit_metadata
+                    else {}
+                ),
+            }
+        )
         if not self.exists(name):
-            self._create(name, data.schema, partition_by, description)
+            version = self._first_write(name, data, partition_by, description, properties)
+            if version is not None:
+                rows = data.num_rows if isinstance(data, pa.Table) else -1
+                return WriteResult(name=name, uri=uri, version=version, rows_written=rows)
+            if not isinstance(data, pa.Table):
+                raise ConcurrentWriteError(
+                    f"{name}: another writer created the table while this streamed write was "
+                    "in flight; nothing of it was kept (a stream cannot be replayed): re-run "
+                    "this step once the other run is done"
+                )
         kwargs: dict[str, Any] = {
             "storage_options": self.storage_options or None,
             "configuration": None,
+            "commit_properties": properties,
         }
         if replace_dates is not None:
             start, end = (_date_literal(d) for d in replace_dates)
@@ -323,12 +346,6 @@ class Lakehouse:
             mode = "overwrite"
         elif mode == "overwrite":
             kwargs["schema_mode"] = "overwrite"
-        if commit_metadata:
-            kwargs["commit_properties"] = CommitProperties(
-                custom_metadata={
-                    "slipway": json.dumps(commit_metadata, sort_keys=True, default=str)
-                }
-            )
         attempts = WRITE_ATTEMPTS if isinstance(data, pa.Table) else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -353,32 +370,55 @@ class Lakehouse:
         rows = data.num_rows if isinstance(data, pa.Table) else -1
         return WriteResult(name=name, uri=uri, version=version, rows_written=rows)
 
-    def _create(
+    def _first_write(
         self,
         name: str,
-        schema: pa.Schema,
+        data: pa.Table | pa.RecordBatchReader,
         partition_by: Sequence[str] | None,
         description: str | None,
-    ) -> None:
-        """Create an empty table (version 0) unless one appeared meanwhile.
+        properties: CommitProperties,
+    ) -> int | None:
+        """Create the table with this write as its version 0; None if another writer won.
 
-        Writing data into a table that does not exist yet is an overwrite that read no version,
-        and two of those both commit, the second removing nothing: every row twice. Creating the
-        empty table first makes every data write one that read a version, which Delta checks.
+        Two first writes can both commit: delta-rs retries the loser as version 1, an overwrite
+        that read no version and so removes nothing, and every row is there twice. The loser
+        finds its own commit (by its write id) after the first one and restores the table to
+        the version before it, so only one copy remains; it then returns None like a writer
+        that found the table already there.
         """
+        uri = self.uri(name)
         try:
-            DeltaTable.create(
-                self.uri(name),
-                schema=schema,
-                mode="ignore",
+            write_deltalake(
+                uri,
+                data,
+                mode="error",
                 partition_by=list(partition_by) if partition_by else None,
                 description=description,
                 storage_options=self.storage_options or None,
+                commit_properties=properties,
             )
-        except (CommitFailedError, DeltaError):
-            # Lost the race to create it: fine as long as the other writer's table is there.
-            if not self.exists(name):
-                raise
+        except DeltaError as err:
+            if "already exists" in str(err) and self.exists(name):
+                return None
+            raise
+        table = self._table(name)
+        ours = (properties.custom_metadata or {})[WRITE_ID]
+        history = table.history()
+        mine = next(h["version"] for h in history if h.get(WRITE_ID) == ours)
+        firsts = [
+            h["version"]
+            for h in history
+            if (h.get("operationParameters") or {}).get("mode") == "ErrorIfExists"
+        ]
+        if min(firsts) == mine:
+            return mine
+        if table.version() != mine:
+            raise ConcurrentWriteError(
+                f"{name}: this write and another both created the table, and more commits "
+                f"followed (now v{table.version()}); restore it to v{mine - 1} by hand"
+            )
+        table.restore(mine - 1)
+        return None
 
     # -- files (model artefacts, reports) -------------------------------------------------------
     def _file_fs(self) -> tuple[pafs.FileSystem, str]:

@@ -31,6 +31,7 @@ class Settings:
     feast_dir: Path
     spark_remote: str
     partition_start: str
+    mlflow_tracking_uri: str | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -48,4 +49,6 @@ def load_settings() -> Settings:
         feast_dir=Path(_env("SLIPWAY_FEAST_DIR", str(data_dir / "feast"))),
         spark_remote=_env("SLIPWAY_SPARK_REMOTE", "sail"),
         partition_start=_env("SLIPWAY_PARTITION_START", "2026-08-01"),
+        # MLflow backend store; unset: SQLite under the lakehouse root (slipway.registry.tracking)
+        mlflow_tracking_uri=_env("SLIPWAY_MLFLOW_TRACKING_URI", "") or None,
     )

@@ -8,10 +8,12 @@ PY := .venv/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
 export DAGSTER_DISABLE_TELEMETRY := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring clean
+.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +43,9 @@ format: env
 
 ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+mlflow: env ## open the MLflow UI (runs, registered models, champion alias) on http://127.0.0.1:$(MLFLOW_PORT)
+	$(PY) -m slipway.registry.ui --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: env ## start the online scoring HTTP service on http://127.0.0.1:8000
 	$(PY) -m uvicorn slipway.serving.app:app --host 127.0.0.1 --port 8000

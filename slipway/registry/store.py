@@ -334,7 +334,8 @@ class ModelRegistry:
             self.client.log_batch(run_uuid, tags=[RunTag("registered_version", str(mv.version))])
             self.client.set_terminated(run_uuid, "FINISHED")
         except BaseException:
-            self.client.set_terminated(run_uuid, "FAILED")
+            with contextlib.suppress(Exception):  # keep the original error, not this one's
+                self.client.set_terminated(run_uuid, "FAILED")
             raise
         return self.get(model_name, int(mv.version))
 
@@ -484,8 +485,12 @@ class ModelRegistry:
             "gate.dagster_run_id": run_id or "",
         }
         version = str(decision.challenger_version)
+        existing = self.client.get_model_version(model_name, version).tags
         for key, value in tags.items():
-            self.client.set_model_version_tag(model_name, version, key, value)
+            if value:
+                self.client.set_model_version_tag(model_name, version, key, value)
+            elif key in existing:  # e.g. no champion this time: no stale figures from the last
+                self.client.delete_model_version_tag(model_name, version, key)
 
     def decisions(self, model_name: str, version: int | None = None) -> list[dict[str, Any]]:
         """The latest gate decision of each version (or of one), oldest first."""

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from slipway.lakehouse import Lakehouse
-from slipway.registry.store import CHAMPION, ModelRegistry
+from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry
 from slipway.settings import PROJECT_ROOT
-from slipway.usecases.fraud import MODEL
+from slipway.training.pipeline import evaluate_challenger, train_candidate
+from slipway.usecases.fraud import FRAUD, MODEL
 from tests.browser.test_web_ui import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, TIMEOUT_MS
 from tests.support.pipeline import copy_world, env_for, slipway_env
 from tests.support.servers import free_port, group_members, terminate
@@ -46,6 +47,10 @@ def mlflow_ui(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     world = copy_world(pipeline.data_dir, tmp_path_factory.mktemp("mlflow_ui") / "world")
+    with slipway_env(world):  # a second version beside the champion: the challenger, judged
+        lakehouse = Lakehouse(world / "lakehouse")
+        train_candidate(lakehouse, FRAUD, seed=8, device="cpu", run_id="browser-test")
+        evaluate_challenger(lakehouse, FRAUD, run_id="browser-test")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = world.parent / "mlflow-ui.log"
@@ -104,23 +109,32 @@ def test_the_registered_model_shows_its_champion_and_lineage(page, mlflow_ui) ->
     with slipway_env(world):
         registry = ModelRegistry(Lakehouse(world / "lakehouse"))
         champion = registry.get(MODEL.name, registry.alias(MODEL.name, CHAMPION))
+        challenger = registry.alias(MODEL.name, CHALLENGER)
+        (decision,) = registry.decisions(MODEL.name, challenger)
     page.goto(f"/#/models/{MODEL.name}")
-    row = page.get_by_role("row").filter(has_text=f"Version {champion.version}")
-    expect(row.get_by_text(f"@ {CHAMPION}")).to_be_visible()
-    expect(row.get_by_text("training_set.version")).to_be_visible()
+    rows = page.get_by_role("row")
+    champion_row = rows.filter(has_text=f"Version {champion.version}")
+    challenger_row = rows.filter(has_text=f"Version {challenger}")
+    expect(champion_row.get_by_text(f"@ {CHAMPION}")).to_be_visible()
+    expect(champion_row.get_by_text("training_set.version")).to_be_visible()
+    expect(challenger_row.get_by_text(f"@ {CHALLENGER}")).to_be_visible()
+    expect(challenger_row).to_contain_text(f"gate.passed: {str(decision['passed']).lower()}")
     # the picture: the model-training navigation, without the assistant's panel over a third of it
     with contextlib.suppress(Exception):
         page.get_by_role("button", name="Model training", exact=True).click(timeout=5000)
     with contextlib.suppress(Exception):
         page.get_by_role("button", name="Close", exact=True).click(timeout=5000)
-    expect(row.get_by_text(f"@ {CHAMPION}")).to_be_visible()
+    expect(champion_row.get_by_text(f"@ {CHAMPION}")).to_be_visible()
     page.wait_for_timeout(1500)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "mlflow-champion.png"))
-    # the version page: the gate's decision and the lineage as the version's tags
-    page.goto(f"/#/models/{MODEL.name}/versions/{champion.version}")
-    expect(page.get_by_text("gate.reason").first).to_be_visible()
-    expect(page.get_by_text(champion.mlflow_run_id[:8]).first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-champion.png"), full_page=True)
+    # the version page: its training run, and the gate's decision among its tags
+    page.goto(f"/#/models/{MODEL.name}/versions/{challenger}")
+    ts = champion.training_set
+    expect(page.get_by_role("link", name=f"{MODEL.name} on {ts['table']}@v")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="gate.reason")).to_contain_text(
+        decision["reason"]
+    )
 
 
 def test_the_training_run_shows_its_metrics_and_tags(page, mlflow_ui) -> None:

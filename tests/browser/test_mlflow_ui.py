@@ -124,10 +124,13 @@ def test_the_registered_model_shows_its_champion_and_lineage(page, mlflow_ui) ->
         page.get_by_role("button", name="Model training", exact=True).click(timeout=5000)
     with contextlib.suppress(Exception):
         page.get_by_role("button", name="Close", exact=True).click(timeout=5000)
-    expect(champion_row.get_by_text(f"@ {CHAMPION}")).to_be_visible()
+    # the list scrolls inside its own pane, so the window is made tall enough for both rows
+    page.set_viewport_size({"width": 1600, "height": 1400})
+    expect(champion_row.get_by_text(f"@ {CHAMPION}")).to_be_in_viewport()
     page.wait_for_timeout(1500)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "mlflow-champion.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-champion.png"))
+    page.set_viewport_size({"width": 1600, "height": 900})
     # the version page: its training run, and the gate's decision among its tags
     page.goto(f"/#/models/{MODEL.name}/versions/{challenger}")
     ts = champion.training_set

@@ -8,10 +8,12 @@ PY := .venv/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
 export DAGSTER_DISABLE_TELEMETRY := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
+.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,6 +44,9 @@ format: env
 # The Dagster UI has no authentication of its own: loopback only (docs/operations.md, Security).
 ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+mlflow: env ## open the MLflow UI (runs, registered models, champion alias) on http://127.0.0.1:$(MLFLOW_PORT)
+	$(PY) -m slipway.registry.ui --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: env ## the online scorer on http://127.0.0.1:8000 (keys: SLIPWAY_API_KEYS) and, beside it, the stream consumer
 	$(PY) -m slipway.streaming.consumer & consumer=$$!; \

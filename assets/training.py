@@ -3,6 +3,9 @@
 training_set -> model_candidate -[promotion_gate, blocking]-> champion. The gate is an asset check
 on the candidate: if the new model does not beat the champion on the same holdout (or, first
 time, clear the floors), the check fails, the champion step does not run, and the UI shows why.
+The registry is MLflow (slipway.registry.store): the candidate is a tracked run and a registered
+version, the gate's decision is recorded on that version's tags, and the champion asset moves
+the MLflow ``champion`` alias.
 """
 
 from typing import Literal
@@ -126,7 +129,10 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
                 "feature_importance": preview(result.model.importance, 30),
                 "curves": dg.MetadataValue.md(result.curves_markdown()),
                 "curves_png": dg.MetadataValue.path(result.curves_uri),
-                "model_uri": dg.MetadataValue.path(result.version.model_uri),
+                "model_uri": result.version.model_uri,
+                "model_artifacts": dg.MetadataValue.path(result.version.artifact_uri),
+                "mlflow_run_id": result.version.mlflow_run_id,
+                "mlflow_store": result.store_uri,
                 "git_commit": result.version.git_commit,
             }
         )
@@ -181,6 +187,8 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
                 "previous_champion": promotion.previous if promotion.previous is not None else -1,
                 "promoted": promotion.promoted,
                 "reason": promotion.reason,
+                "model_uri": f"models:/{spec.name}@champion",
+                "mlflow_run_id": record.mlflow_run_id,
                 "metrics": dg.MetadataValue.json(record.metrics),
                 "training_set": dg.MetadataValue.json(record.training_set),
             }

@@ -163,11 +163,12 @@ def summarise(result: dg.ExecuteInProcessResult) -> int:
             f"predictions: {lakehouse.read('scoring.predictions', columns=['date']).num_rows:,} rows"
         )
     _say(
-        f"lakehouse: {settings.lakehouse_root} (bronze/, silver/, quarantine/, gold/, features/, training/, registry/, scoring/)"
+        f"lakehouse: {settings.lakehouse_root} (bronze/, silver/, quarantine/, gold/, features/, training/, mlflow/, scoring/)"
     )
     _say(
         "open the UI with `make ui` (http://127.0.0.1:3000): the run, its metadata and checks are there"
     )
+    _say("training runs and the model registry: `make mlflow` (http://127.0.0.1:5000)")
     return 0 if result.success else 1
 
 

@@ -18,7 +18,12 @@ from slipway.lakehouse import Lakehouse
 from slipway.settings import load_settings
 from slipway.spark import get_spark
 
-PROD_REQUIRED = ("SLIPWAY_LAKEHOUSE_ROOT", "SLIPWAY_LANDING_ROOT", "SLIPWAY_SPARK_REMOTE")
+PROD_REQUIRED = (
+    "SLIPWAY_LAKEHOUSE_ROOT",
+    "SLIPWAY_LANDING_ROOT",
+    "SLIPWAY_SPARK_REMOTE",
+    "SLIPWAY_MLFLOW_TRACKING_URI",
+)
 
 
 class LakehouseResource(dg.ConfigurableResource):

@@ -33,7 +33,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def cmd_registry(args: argparse.Namespace) -> int:
     from slipway.registry import ModelRegistry
-    from slipway.registry.store import CHALLENGER, CHAMPION
+    from slipway.registry.store import CHAMPION
     from slipway.usecases import get_usecase
 
     spec = get_usecase().model
@@ -41,17 +41,15 @@ def cmd_registry(args: argparse.Namespace) -> int:
     registry = ModelRegistry(_lakehouse())
     name = args.model or spec.name
     if args.action == "list":
-        champion, challenger = registry.alias(name, CHAMPION), registry.alias(name, CHALLENGER)
+        aliases = registry.aliases(name)
         for v in registry.versions(name):
-            tags = [
-                t
-                for t, holder in (("champion", champion), ("challenger", challenger))
-                if holder == v.version
-            ]
+            tags = [alias for alias, holder in sorted(aliases.items()) if holder == v.version]
             print(
                 f"v{v.version:<4} {v.created_at:%Y-%m-%d %H:%M}  pr_auc={v.metrics.get('pr_auc', float('nan')):.4f}  "
-                f"device={v.device:<4} training_set=v{v.training_set.get('version')}  {' '.join(tags)}"
+                f"device={v.device:<4} training_set=v{v.training_set.get('version')}  "
+                f"run={v.mlflow_run_id[:8]}  {' '.join(tags)}"
             )
+        print(f"store: {registry.store.display_uri}")
         return 0
     if args.action == "history":
         for move in registry.alias_history(name):
@@ -61,8 +59,12 @@ def cmd_registry(args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "rollback":
-        version = registry.rollback(name, args.version, reason=args.reason or "manual rollback")
-        print(f"{name}: champion is now v{version}")
+        try:
+            version = registry.rollback(name, args.version, reason=args.reason or "manual rollback")
+        except (KeyError, ValueError) as exc:
+            print(f"registry: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 1
+        print(f"{name}: champion is now v{version} (models:/{name}@{CHAMPION})")
         return 0
     raise AssertionError(args.action)
 
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     lineage.set_defaults(func=cmd_lineage)
     registry = sub.add_parser(
-        "registry", help="list versions, show alias history, roll back the champion"
+        "registry",
+        help="list versions, show alias history, roll back the champion (the MLflow registry)",
     )
     registry.add_argument("action", choices=["list", "history", "rollback"])
     registry.add_argument("--model", default=None)

@@ -1,9 +1,9 @@
 """Walk a prediction back to the landing file and line it came from.
 
-prediction -> model version -> training-set version -> feature table versions -> gold -> silver
+prediction -> model version (MLflow) -> training-set version -> feature table versions -> gold -> silver
 -> bronze -> landing file and line. Every hop is read from the tables themselves: predictions
-carry the model version and the versions of their inputs, the registry carries the training-set
-version, and every Delta commit on the way records the versions it read (``commit_metadata``).
+carry the model version and the versions of their inputs, the MLflow model version and its run
+carry the training-set version, and every Delta commit on the way records the versions it read (``commit_metadata``).
 Nothing depends on the orchestrator's own history, so lineage survives a lost Dagster database.
 """
 
@@ -99,16 +99,24 @@ def trace_prediction(lakehouse: Lakehouse, prediction_id: str) -> Node:
         },
     )
     registry = ModelRegistry(lakehouse)
-    record = registry.get(pred["model_name"], int(pred["model_version"]))
+    try:
+        record = registry.get(pred["model_name"], int(pred["model_version"]))
+    except KeyError as exc:
+        raise LineageError(
+            f"prediction {prediction_id!r} names {pred['model_name']} v{pred['model_version']}, "
+            f"which the MLflow registry ({registry.store.display_uri}) does not have"
+        ) from exc
     model = Node(
         f"model {record.model_name} v{record.version}",
         {
             "created_at": str(record.created_at),
             "git_commit": record.git_commit,
             "run_id": record.run_id,
+            "mlflow_run_id": record.mlflow_run_id,
             "device": record.device,
             "pr_auc": round(record.metrics.get("pr_auc", float("nan")), 4),
             "model_uri": record.model_uri,
+            "artifact_uri": record.artifact_uri,
         },
     )
     seen: set[tuple[str, int]] = set()

@@ -40,6 +40,7 @@ class Settings:
     windows_url: str = ""
     windows_dir: Path | None = None
     windows_namespace: str = "slipway:win"
+    mlflow_tracking_uri: str | None = None
 
     @property
     def is_prod(self) -> bool:
@@ -63,6 +64,8 @@ def load_settings() -> Settings:
         windows_url=_windows_url(),
         windows_dir=Path(_env("SLIPWAY_WINDOWS_DIR", str(data_dir / "windows"))),
         windows_namespace=_env("SLIPWAY_WINDOWS_NAMESPACE", "slipway:win"),
+        # MLflow backend store; unset: SQLite under the lakehouse root (slipway.registry.tracking)
+        mlflow_tracking_uri=_env("SLIPWAY_MLFLOW_TRACKING_URI", "") or None,
     )
 
 

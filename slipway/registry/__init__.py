@@ -1,4 +1,4 @@
-"""The model registry: versions with lineage, aliases, the promotion gate and rollback."""
+"""The model registry on MLflow: versions with lineage, aliases, the promotion gate and rollback."""
 
 from slipway.registry.store import ModelRegistry, ModelVersion
 

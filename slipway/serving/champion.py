@@ -1,9 +1,9 @@
-"""The champion model, kept loaded and swapped when the registry's champion alias moves.
+"""The champion model, kept loaded and swapped when the MLflow ``champion`` alias moves.
 
-A promotion or a rollback is a row appended to ``registry.model_aliases``; the scorer notices it
-on its next check (at most every ``check_every`` seconds) and loads the new version, so neither
-needs a restart. The check is cheap while nothing changed: it compares the aliases table's Delta
-version and only re-reads the alias when that version moved.
+A promotion or a rollback sets the registered model's ``champion`` alias in MLflow; the scorer
+notices it on its next check (at most every ``check_every`` seconds) and loads the new version, so
+neither needs a restart. A check is one read of the registered model (its aliases) from the
+backend store; the model itself is downloaded only when the alias points somewhere new.
 
 A version that fails to load (a model file that no longer matches its recorded sha256, say)
 never replaces a working champion: the old one keeps serving and the error is reported by
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from slipway.lakehouse import Lakehouse
-from slipway.registry.store import ALIASES, CHAMPION, ModelRegistry, ModelVersion
+from slipway.registry.store import CHAMPION, ModelRegistry, ModelVersion
 from slipway.training.train import load_booster, model_frame
 from slipway.usecase import ModelSpec
 
@@ -98,7 +98,6 @@ class ChampionWatcher:
         self.check_every = check_every
         self._lock = threading.Lock()
         self._champion: Champion | None = None
-        self._aliases_version: int | None = None
         self._checked_at = float("-inf")
         self._last_error: str | None = None
         self._alias_version: int | None = None
@@ -122,11 +121,12 @@ class ChampionWatcher:
             if not force and now - self._checked_at < self.check_every:
                 return False
             self._checked_at = now
-            aliases_version = self.lakehouse.version(ALIASES)
-            if not force and aliases_version == self._aliases_version:
+            try:
+                alias = self.registry.alias(self.spec.name, CHAMPION)
+            except Exception as exc:  # the registry is unreachable: keep serving what is loaded
+                self._last_error = f"cannot read the champion alias of {self.spec.name}: {exc}"
+                log.error(self._last_error)
                 return False
-            alias = self.registry.alias(self.spec.name, CHAMPION)
-            self._aliases_version = aliases_version
             self._alias_version = alias
             current = self._champion.version if self._champion else None
             if alias is None:
@@ -141,9 +141,7 @@ class ChampionWatcher:
             except Exception as exc:  # keep serving the previous champion
                 self._last_error = f"cannot load {self.spec.name} v{alias}: {exc}"
                 log.error(self._last_error)
-                # Retry on the next check even though the aliases table did not move.
-                self._aliases_version = None
-                return False
+                return False  # the next check retries: the alias still differs from the loaded one
             self._last_error = None
             self._champion = champion
             log.info("champion of %s is now v%s (was %s)", self.spec.name, alias, current)

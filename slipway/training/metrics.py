@@ -116,3 +116,23 @@ def curves_png(y: np.ndarray, scores: np.ndarray, title: str) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def importance_png(importance, title: str, top: int = 20) -> bytes:
+    """A horizontal bar chart of the ``top`` features by share of total gain, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = importance.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(rows) + 1.2), dpi=100)
+    ax.barh(rows["feature"], rows["gain_share"], color="#1f77b4")
+    ax.set_xlabel("share of total gain")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

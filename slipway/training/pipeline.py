@@ -14,11 +14,14 @@ from slipway.lakehouse import Lakehouse
 from slipway.registry.gate import GateDecision, decide, score_holdout
 from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
 from slipway.training.dataset import training_set_lineage, training_table
-from slipway.training.metrics import curves_png
+from slipway.training.metrics import curves_png, importance_png
 from slipway.training.train import TrainedModel, time_split, train_model
 from slipway.usecase import UseCase
 
 log = logging.getLogger(__name__)
+
+CURVES_FILE = "pr_curve_calibration.png"
+IMPORTANCE_FILE = "feature_importance.png"
 
 
 @dataclass
@@ -28,6 +31,7 @@ class CandidateResult:
     training_set_version: int
     curves_uri: str
     curves_png: bytes
+    store_uri: str  # the MLflow backend store, password masked
 
     def curves_markdown(self) -> str:
         encoded = base64.b64encode(self.curves_png).decode()
@@ -62,6 +66,16 @@ def train_candidate(
         train, valid, spec, params=params, device=device, seed=seed, progress=progress
     )
     lineage = training_set_lineage(lakehouse, usecase, ts_version)
+    window = f"{model.valid_window[0]}..{model.valid_window[1]}"
+    png = curves_png(
+        model.valid_labels,
+        model.valid_scores,
+        f"{spec.name} on training set v{ts_version}, {window}",
+    )
+    figures = {
+        CURVES_FILE: png,
+        IMPORTANCE_FILE: importance_png(model.importance, f"{spec.name}: feature importance"),
+    }
     registry = ModelRegistry(lakehouse)
     version = registry.register(
         spec.name,
@@ -84,18 +98,16 @@ def train_candidate(
         upstream_versions=dict(lineage.get("source_versions", {})),
         run_id=run_id,
         card={"importance": model.importance.head(30).to_dict(orient="records")},
+        figures=figures,
     )
     registry.set_alias(spec.name, CHALLENGER, version.version, "newly trained", run_id)
-    png = curves_png(
-        model.valid_labels,
-        model.valid_scores,
-        f"{spec.name} v{version.version} on {model.valid_window[0]}..{model.valid_window[1]}",
+    run_artifacts = registry.client.get_run(version.mlflow_run_id).info.artifact_uri
+    uri = f"{run_artifacts}/plots/{CURVES_FILE}"
+    progress(
+        f"registered {spec.name} v{version.version} as challenger "
+        f"(MLflow run {version.mlflow_run_id}, {version.model_uri})"
     )
-    uri = lakehouse.write_bytes(
-        f"reports/models/{spec.name}/v{version.version:04d}/curves.png", png
-    )
-    progress(f"registered {spec.name} v{version.version} as challenger")
-    return CandidateResult(model, version, ts_version, uri, png)
+    return CandidateResult(model, version, ts_version, uri, png, registry.store.display_uri)
 
 
 def evaluate_challenger(

@@ -38,7 +38,7 @@ import pytest
 
 from slipway.settings import PROJECT_ROOT
 from tests.support.pipeline import simulate, slipway_env
-from tests.support.servers import free_port, graphql, group_members
+from tests.support.servers import free_port, graphql, group_members, throwaway_database
 
 SLIPWAYCTL = PROJECT_ROOT / "deploy" / "prod" / "slipwayctl"
 TEMPLATE = PROJECT_ROOT / "deploy" / "prod" / "dagster.yaml"
@@ -163,8 +163,16 @@ def spark_connect_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def mlflow_db(postgres_url: str) -> Iterator[str]:
+    """The MLflow backend store: a database of its own on the same server (both have `runs`)."""
+    with throwaway_database(postgres_url, "mlflow_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def prod_profile(
     prod_db: PgDatabase,
+    mlflow_db: str,
     redis_url: str,
     spark_connect_url: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -184,6 +192,7 @@ def prod_profile(
         "SLIPWAY_FEAST_ONLINE": f"redis://{redis_url}/0",
         "SLIPWAY_FEAST_REGISTRY": prod_db.url("postgresql+psycopg2"),
         "SLIPWAY_FEAST_PROJECT": project,
+        "SLIPWAY_MLFLOW_TRACKING_URI": mlflow_db,
         "SLIPWAY_PG_HOST": prod_db.host,
         "SLIPWAY_PG_PORT": str(prod_db.port),
         "SLIPWAY_PG_USER": prod_db.user,
@@ -441,6 +450,45 @@ def test_every_customer_profile_is_online(prod_profile: ProdProfile, prod_runs: 
     assert online["home_country"] == list(profiles.home_country)
 
 
+# -- (b2) MLflow: tracking and registry on Postgres, artefacts under the lakehouse ---------------
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_retrained_model_is_tracked_and_registered_in_the_mlflow_database(
+    prod_profile: ProdProfile, prod_runs: ProdRuns, mlflow_db: str
+) -> None:
+    import psycopg2
+
+    from slipway.lakehouse import Lakehouse
+    from slipway.registry.store import ModelRegistry
+    from slipway.usecases.fraud import MODEL
+
+    _require_success(prod_runs)
+    with slipway_env(prod_profile.data_dir, prod_profile.env):
+        registry = ModelRegistry(Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"]))
+        assert registry.store.tracking_uri == mlflow_db
+        (version,) = registry.versions(MODEL.name)
+        assert version.run_id == prod_runs.retrain_id  # tagged with the Dagster run
+        assert registry.load_text(MODEL.name, version.version).startswith("tree")
+    lakehouse_root = prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"]
+    assert version.artifact_uri.startswith(f"{lakehouse_root}/mlflow/artifacts/")
+    with psycopg2.connect(mlflow_db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, version, run_id FROM model_versions")
+        assert cur.fetchall() == [(MODEL.name, version.version, version.mlflow_run_id)]
+        cur.execute("SELECT alias, version FROM registered_model_aliases")
+        aliases = dict(cur.fetchall())
+        cur.execute(
+            "SELECT key, value FROM model_version_tags WHERE name = %s AND version = %s",
+            (MODEL.name, version.version),
+        )
+        tags = dict(cur.fetchall())
+    # the retrain's gate judged the first model against the floors; its verdict is on the version
+    assert tags["gate.passed"] in {"true", "false"} and tags["gate.reason"]
+    assert tags["dagster.run_id"] == prod_runs.retrain_id
+    assert tags["training_set.version"] == str(version.training_set["version"])
+    expected = {"champion": version.version} if tags["gate.passed"] == "true" else {}
+    assert {k: v for k, v in aliases.items() if k == "champion"} == expected
+
+
 # -- (c) webserver and daemon as separate processes under slipwayctl -----------------------------
 def _slipwayctl(command: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -622,6 +670,7 @@ def test_slipwayctl_refuses_to_start_without_the_production_variables(tmp_path: 
         "SLIPWAY_SPARK_REMOTE",
         "SLIPWAY_FEAST_ONLINE",
         "SLIPWAY_FEAST_REGISTRY",
+        "SLIPWAY_MLFLOW_TRACKING_URI",
     ):
         assert name in message
     # what is set is not reported, and SLIPWAY_PG_URL stands for the five SLIPWAY_PG_* values

@@ -147,6 +147,10 @@ def test_promotion_needs_a_passing_decision_and_rollback_is_one_call(world) -> N
         assert registry.rollback(MODEL.name, champion, reason="back") == champion
     assert registry.alias(MODEL.name, CHAMPION) == champion
     assert registry.alias_history(MODEL.name)[-1].reason in {"rollback", "back"}
+    # the decision is on the MLflow model version the gate judged
+    tags = registry.client.get_model_version(MODEL.name, str(candidate.version.version)).tags
+    assert tags["gate.passed"] == ("true" if decision.passed else "false")
+    assert tags["gate.reason"] == decision.reason
 
 
 def test_lineage_walks_a_prediction_back_to_its_landing_line(world, pipeline) -> None:

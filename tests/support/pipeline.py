@@ -69,6 +69,12 @@ def copy_world(source: Path, target: Path, ignore: tuple[str, ...] = ()) -> Path
     import shutil
 
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(*ignore) if ignore else None)
+    # MLflow records absolute artefact locations: the copy must not write into the original's.
+    mlflow_db = target / "lakehouse" / "mlflow" / "mlflow.db"
+    if mlflow_db.exists():
+        from slipway.registry.tracking import relocate_sqlite_store
+
+        relocate_sqlite_store(mlflow_db, str(Path(source).resolve()), str(Path(target).resolve()))
     registry = target / "feast" / "registry.db"
     if registry.exists():
         from slipway.featurestore.store import open_store

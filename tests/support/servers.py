@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 
 def free_port() -> int:
@@ -53,3 +57,26 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     body = response.json()
     assert "errors" not in body, body["errors"]
     return body["data"]
+
+
+@contextmanager
+def throwaway_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A Postgres database of its own (``<prefix>_<uuid>``), dropped with its connections after.
+
+    Yields its URL on the same server and credentials as ``postgres_url``.
+    """
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()

@@ -90,3 +90,11 @@ def load_serving_security() -> ServingSecurity:
         # A transaction is flat and a batch is three levels deep; anything near 32 is hostile.
         max_json_depth=_env_int("SLIPWAY_SERVING_MAX_JSON_DEPTH", 32),
     )
+
+
+def pit_chunk_rows() -> int:
+    """Entity rows per chunk of a streamed point-in-time join (``SLIPWAY_PIT_CHUNK_ROWS``).
+
+    Peak memory of a training-set build follows this, not the number of entity rows.
+    """
+    return _env_int("SLIPWAY_PIT_CHUNK_ROWS", 200_000)

@@ -333,6 +333,7 @@ class Lakehouse:
         replace_dates: tuple[dt.date | str, dt.date | str] | None = None,
         partition_by: Sequence[str] | None = None,
         commit_metadata: dict[str, Any] | None = None,
+        mode: Literal["append", "overwrite"] = "append",
     ) -> WriteResult:
         """Stream ``parts`` (tables of ``schema``) into ONE commit, holding one part at a time.
 
@@ -354,6 +355,7 @@ class Lakehouse:
         result = self.write(
             name,
             reader,  # type: ignore[arg-type]
+            mode=mode,
             replace_dates=replace_dates,
             partition_by=partition_by,
             commit_metadata=commit_metadata,

@@ -341,6 +341,11 @@ def _pit_indices(
     answer. A row older than ``entity time - ttl`` gives null.
     """
     n_keys = len(entity_keys)
+    # Strings are joined as small integer codes (the feature table's distinct keys): DuckDB's
+    # ASOF join and grouping on int32 are several times faster than on strings.
+    coded = [_key_codes(e, f) for e, f in zip(entity_keys, feature_keys, strict=True)]
+    entity_keys = [e for e, _ in coded]
+    feature_keys = [f for _, f in coded]
     ent: dict[str, Any] = {f"k{i}": c for i, c in enumerate(entity_keys)}
     ent["__ts"] = entity_ts
     ent["__row"] = pa.array(np.arange(len(entity_ts), dtype=np.int64))
@@ -356,11 +361,15 @@ def _pit_indices(
     on = " AND ".join([*(f"e.{k} = f.{k}" for k in keys), "e.__ts >= f.__ts"])
     ttl_us = ttl // dt.timedelta(microseconds=1) if ttl else 0
     pick = f"CASE WHEN f.__ts >= e.__ts - {ttl_us} THEN f.__frow END" if ttl_us else "f.__frow"
+    # One row per (key, event time): the latest created, then the last written.
+    latest = (
+        f"arg_max(__frow, struct_pack(c := coalesce(__cts, {_MIN_I64}), r := __frow))"
+        if feature_created is not None
+        else "max(__frow)"
+    )
     sql = f"""
         WITH f AS (
-            SELECT {", ".join([*keys, "__ts"])},
-                   arg_max(__frow, struct_pack(c := coalesce(__cts, {_MIN_I64}), r := __frow))
-                       AS __frow
+            SELECT {", ".join([*keys, "__ts"])}, {latest} AS __frow
             FROM fea GROUP BY ALL
         )
         SELECT e.__row, {pick} AS __frow
@@ -371,6 +380,21 @@ def _pit_indices(
     rows = res["__row"].to_numpy()
     idx[rows] = pc.fill_null(res["__frow"], -1).to_numpy()
     return idx
+
+
+def _key_codes(
+    entity_key: pa.ChunkedArray, feature_key: pa.ChunkedArray
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """String/binary keys as int32 positions in the feature side's distinct values (a null or
+    unknown key gets null, which joins nothing, as a null key did before)."""
+    t = feature_key.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)):
+        return entity_key, feature_key
+    values = pc.unique(feature_key)
+    return (
+        pc.index_in(entity_key, value_set=values, skip_nulls=True),
+        pc.index_in(feature_key, value_set=values, skip_nulls=True),
+    )
 
 
 def _align_key(

@@ -14,6 +14,13 @@ returns, per entity row, the *index* of the feature row to use; the feature valu
 are then gathered with Arrow ``take``. So list/struct/timestamp feature columns keep their exact
 Arrow types, no timezone round trip goes through DuckDB, and the result has exactly one row per
 entity row, in the entity frame's order, by construction.
+
+Memory follows a chunk of entity rows, not the whole join (:class:`_ViewJoin`): the first pass
+reads only keys and event times (row group by row group, partitions and statistics pruned to
+the entity time range minus the TTL); the second reads each needed row group's feature columns
+once, keeps only the rows some entity row picked, and drops them after the last chunk that
+needs them. :meth:`DeltaHistoricalRetrievalJob.iter_arrow` hands the result out chunk by chunk
+(on-demand features applied per chunk), which the training set writes as one streamed commit.
 """
 
 from __future__ import annotations

@@ -820,7 +820,7 @@ def test_streamed_join_on_a_key_unique_per_row(tmp_path: Path) -> None:
     store = FeatureStore(repo_path=str(path))
     store.apply([event, source, view])
     entity_df = pd.DataFrame(
-        {"event_id": [f"e{i:03d}" for i in range(n)] + ["e999"], "event_timestamp": times + [T(9)]}
+        {"event_id": [*(f"e{i:03d}" for i in range(n)), "e999"], "event_timestamp": [*times, T(9)]}
     )
     job = store.get_historical_features(entity_df, ["event_fv:state"])
     for chunk_rows in (1, 7, n + 1):

@@ -13,7 +13,7 @@ UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
+.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-ingest: env ## landing -> silver throughput and peak memory at 1M and 10M 
 
 bench-features: env ## feature build, point-in-time join and online lookup latency
 	$(PY) -m benchmarks features
+
+bench-pit: env ## the point-in-time training-set part of bench-features alone (1M, then 10M)
+	BENCH_FEATURES_PIT_ONLY=1 $(PY) -m benchmarks features
 
 bench-training: env ## LightGBM training time (CPU; GPU when present)
 	$(PY) -m benchmarks training

@@ -123,3 +123,11 @@ def _windows_url() -> str:
         return url
     online = _env("SLIPWAY_FEAST_ONLINE", "")
     return online if online.startswith(("redis://", "rediss://")) else ""
+
+
+def pit_chunk_rows() -> int:
+    """Entity rows per chunk of a streamed point-in-time join (``SLIPWAY_PIT_CHUNK_ROWS``).
+
+    Peak memory of a training-set build follows this, not the number of entity rows.
+    """
+    return _env_int("SLIPWAY_PIT_CHUNK_ROWS", 200_000)

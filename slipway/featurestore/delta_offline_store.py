@@ -14,12 +14,19 @@ returns, per entity row, the *index* of the feature row to use; the feature valu
 are then gathered with Arrow ``take``. So list/struct/timestamp feature columns keep their exact
 Arrow types, no timezone round trip goes through DuckDB, and the result has exactly one row per
 entity row, in the entity frame's order, by construction.
+
+Memory follows a chunk of entity rows, not the whole join (:class:`_ViewJoin`): the first pass
+reads only keys and event times (row group by row group, partitions and statistics pruned to
+the entity time range minus the TTL); the second reads each needed row group's feature columns
+once, keeps only the rows some entity row picked, and drops them after the last chunk that
+needs them. :meth:`DeltaHistoricalRetrievalJob.iter_arrow` hands the result out chunk by chunk
+(on-demand features applied per chunk), which the training set writes as one streamed commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import duckdb
@@ -45,9 +52,16 @@ from pydantic import StrictStr
 
 from slipway.featurestore.delta_source import DeltaSource, lakehouse_from_config
 from slipway.featurestore.versions import active_pins, resolve_version
-from slipway.lakehouse.tables import Lakehouse, normalise_arrow
+from slipway.lakehouse.tables import Lakehouse, _normalise_type, normalise_arrow
+from slipway.settings import pit_chunk_rows
 
-__all__ = ["DeltaOfflineStore", "DeltaOfflineStoreConfig", "DeltaRetrievalJob"]
+__all__ = [
+    "DeltaHistoricalRetrievalJob",
+    "DeltaOfflineStore",
+    "DeltaOfflineStoreConfig",
+    "DeltaRetrievalJob",
+    "chunk_bounds",
+]
 
 _MIN_I64 = -(2**63) + 1
 _UTC = dt.UTC
@@ -120,6 +134,94 @@ class DeltaRetrievalJob(RetrievalJob):
         )
 
 
+class DeltaHistoricalRetrievalJob(DeltaRetrievalJob):
+    """A point-in-time retrieval that can also be consumed chunk by chunk.
+
+    :meth:`iter_arrow` yields the result in entity-row order, ``chunk_rows`` entity rows at a
+    time, on-demand features included; :meth:`to_arrow` (Feast's API) is the same chunks put
+    together, so the two can never disagree. Feeding ``iter_arrow`` to a streamed write keeps
+    peak memory at about one chunk whatever the number of entity rows.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[int], Iterator[pa.Table]],
+        *,
+        full_feature_names: bool = False,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+        versions: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(
+            lambda: _concat(run(pit_chunk_rows())),
+            full_feature_names=full_feature_names,
+            on_demand_feature_views=on_demand_feature_views,
+            metadata=metadata,
+            versions=versions,
+        )
+        self._run = run
+
+    def iter_arrow(self, chunk_rows: int | None = None) -> Iterator[pa.Table]:
+        """The result, on-demand features applied, as consecutive chunks of entity rows."""
+        for part in self._run(chunk_rows or pit_chunk_rows()):
+            yield self._with_on_demand(part)
+
+    def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
+        if validation_reference is not None:  # Feast validates the whole frame: its own path
+            return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
+        return _concat(self.iter_arrow())
+
+    def _with_on_demand(self, table: pa.Table) -> pa.Table:
+        """Feast's on-demand step (``RetrievalJob.to_arrow``) for one chunk.
+
+        Each view's transform gets only the columns it declares (its source features, both
+        short and full names, and its request fields), as it does online: converting the list
+        columns of every other view to pandas was most of the transform's cost.
+        """
+        requested: dict[str, set[str]] = {}
+        for ref in (self.metadata.features if self.metadata else []) or []:
+            view, _, feature = ref.partition(":")
+            for odfv in self.on_demand_feature_views:
+                if view in (odfv.name, odfv.projection.name_to_use()):
+                    requested.setdefault(view, set()).add(
+                        f"{odfv.projection.name_to_use()}__{feature}"
+                        if self.full_feature_names
+                        else feature
+                    )
+        for odfv in self.on_demand_feature_views:
+            inputs = _on_demand_inputs(odfv, table.column_names)
+            transformed = odfv.transform_arrow(
+                table.select(inputs) if inputs else table, self.full_feature_names
+            )
+            wanted = requested.get(odfv.name, requested.get(odfv.projection.name_to_use()))
+            for col in transformed.column_names:
+                if col.startswith("__index"):
+                    continue
+                if wanted is None or col in wanted:
+                    table = table.append_column(col, transformed[col])
+        return table
+
+
+def _on_demand_inputs(odfv: OnDemandFeatureView, available: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for projection in odfv.source_feature_view_projections.values():
+        for feature in projection.features:
+            names += [
+                feature.name,
+                f"{projection.name}__{feature.name}",
+                f"{projection.name_to_use()}__{feature.name}",
+            ]
+    for request in odfv.source_request_sources.values():
+        names += [field.name for field in request.schema]
+    present = set(available)
+    return [n for n in dict.fromkeys(names) if n in present]
+
+
+def _concat(parts: Iterator[pa.Table]) -> pa.Table:
+    tables = list(parts)
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
 # -- Arrow helpers ----------------------------------------------------------------------------
 def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
@@ -187,16 +289,7 @@ def _scan(
         raise ValueError(
             f"columns {missing} not in Delta table {table!r} v{version} (has {schema.names})"
         )
-    expr: pads.Expression | None = None
-    for column in dict.fromkeys(c for c in (timestamp_field, date_partition_column) if c):
-        for value, op in ((start, "ge"), (end, "le")):
-            if value is None:
-                continue
-            bound = _bound(schema.field(column), value, dates_only=column != timestamp_field)
-            if bound is None:
-                continue
-            term = pads.field(column) >= bound if op == "ge" else pads.field(column) <= bound
-            expr = term if expr is None else expr & term
+    expr = _window_filter(schema, timestamp_field, date_partition_column, start, end)
     data = dataset.to_table(columns=list(columns) if columns else None, filter=expr)
     if start is not None or end is not None:
         ts = _to_micros(data[timestamp_field])
@@ -243,14 +336,23 @@ def _pit_indices(
     feature_ts: pa.ChunkedArray,
     feature_created: pa.ChunkedArray | None,
     ttl: dt.timedelta | None,
-) -> pa.Array:
-    """Per entity row, the index of its feature row (null: none inside the TTL).
+    feature_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per entity row, the id of its feature row (-1: none inside the TTL).
+
+    A feature row's id is ``feature_ids[i]`` (its position in the scan when None); ids must
+    increase in written order, since the last written row wins a tie.
 
     Latest feature row with event time <= the entity's; among equal event times the latest
     created time wins, then the last written row, so a pinned version always gives the same
     answer. A row older than ``entity time - ttl`` gives null.
     """
     n_keys = len(entity_keys)
+    # Strings are joined as small integer codes (the feature table's distinct keys): DuckDB's
+    # ASOF join and grouping on int32 are several times faster than on strings.
+    coded = [_key_codes(e, f) for e, f in zip(entity_keys, feature_keys, strict=True)]
+    entity_keys = [e for e, _ in coded]
+    feature_keys = [f for _, f in coded]
     ent: dict[str, Any] = {f"k{i}": c for i, c in enumerate(entity_keys)}
     ent["__ts"] = entity_ts
     ent["__row"] = pa.array(np.arange(len(entity_ts), dtype=np.int64))
@@ -259,16 +361,22 @@ def _pit_indices(
     fea["__cts"] = (
         feature_created if feature_created is not None else pa.nulls(len(feature_ts), pa.int64())
     )
-    fea["__frow"] = pa.array(np.arange(len(feature_ts), dtype=np.int64))
+    fea["__frow"] = pa.array(
+        np.arange(len(feature_ts), dtype=np.int64) if feature_ids is None else feature_ids
+    )
     keys = [f"k{i}" for i in range(n_keys)]
     on = " AND ".join([*(f"e.{k} = f.{k}" for k in keys), "e.__ts >= f.__ts"])
     ttl_us = ttl // dt.timedelta(microseconds=1) if ttl else 0
     pick = f"CASE WHEN f.__ts >= e.__ts - {ttl_us} THEN f.__frow END" if ttl_us else "f.__frow"
+    # One row per (key, event time): the latest created, then the last written.
+    latest = (
+        f"arg_max(__frow, struct_pack(c := coalesce(__cts, {_MIN_I64}), r := __frow))"
+        if feature_created is not None
+        else "max(__frow)"
+    )
     sql = f"""
         WITH f AS (
-            SELECT {", ".join([*keys, "__ts"])},
-                   arg_max(__frow, struct_pack(c := coalesce(__cts, {_MIN_I64}), r := __frow))
-                       AS __frow
+            SELECT {", ".join([*keys, "__ts"])}, {latest} AS __frow
             FROM fea GROUP BY ALL
         )
         SELECT e.__row, {pick} AS __frow
@@ -278,8 +386,22 @@ def _pit_indices(
     idx = np.full(len(entity_ts), -1, dtype=np.int64)
     rows = res["__row"].to_numpy()
     idx[rows] = pc.fill_null(res["__frow"], -1).to_numpy()
-    missing = idx < 0
-    return pa.array(np.where(missing, 0, idx), mask=missing)
+    return idx
+
+
+def _key_codes(
+    entity_key: pa.ChunkedArray, feature_key: pa.ChunkedArray
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """String/binary keys as int32 positions in the feature side's distinct values (a null or
+    unknown key gets null, which joins nothing, as a null key did before)."""
+    t = feature_key.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)):
+        return entity_key, feature_key
+    values = pc.unique(feature_key)
+    return (
+        pc.index_in(entity_key, value_set=values, skip_nulls=True),
+        pc.index_in(feature_key, value_set=values, skip_nulls=True),
+    )
 
 
 def _align_key(
@@ -305,58 +427,208 @@ def _entity_frame(entity_df: pd.DataFrame, ts_col: str) -> tuple[pa.Table, pa.Ch
     return table, _to_micros(table[ts_col])
 
 
-def _feature_view_join(
-    lakehouse: Lakehouse,
-    version: int,
-    fv: FeatureView,
-    features: list[str],
-    entity: pa.Table,
-    entity_ts: pa.ChunkedArray,
-    window: tuple[dt.datetime | None, dt.datetime | None],
-    full_feature_names: bool,
-) -> dict[str, pa.ChunkedArray]:
-    """The requested features of one feature view, one row per entity row, named for output."""
-    source = fv.batch_source
-    assert isinstance(source, DeltaSource)
-    reverse = {v: k for k, v in source.field_mapping.items()}
-    src = lambda name: reverse.get(name, name)  # noqa: E731 - feature-view name -> column
-    ts_col, created_col = src(source.timestamp_field), src(source.created_timestamp_column)
-    key_cols = [c.name for c in fv.entity_columns]
-    entity_key_cols = [fv.projection.join_key_map.get(k, k) for k in key_cols]
-    columns = list(dict.fromkeys([*map(src, key_cols), ts_col, *map(src, features)]))
-    if created_col:
-        columns.append(created_col)
-    data = _scan(
-        lakehouse,
-        source.table,
-        version,
-        columns,
-        ts_col,
-        *window,
-        date_partition_column=src(source.date_partition_column),
-    )
-    for col in entity_key_cols:
-        if col not in entity.column_names:
+def _units(dataset: pads.Dataset, expr: pads.Expression | None) -> list[pads.Fragment]:
+    """The dataset's row groups that can hold rows inside ``expr`` (partitions and statistics
+    pruned), in the dataset's own order: the unit read in both passes of the join."""
+    out: list[pads.Fragment] = []
+    for fragment in dataset.get_fragments(filter=expr):
+        if isinstance(fragment, pads.ParquetFileFragment):
+            out.extend(fragment.split_by_row_group(filter=expr, schema=dataset.schema))
+        else:  # pragma: no cover - Delta tables are parquet
+            out.append(fragment)
+    return out
+
+
+class _ViewJoin:
+    """One feature view's point-in-time join, in two passes so memory follows a time window.
+
+    Pass 1 (:meth:`index`) reads only keys and timestamps, row group by row group, and lets
+    DuckDB pick, for every entity row, the *global row id* (row group offset + row) of its
+    feature row. Pass 2 (:meth:`chunks`) walks the entity rows in order, chunk by chunk: a row
+    group's feature columns are read once, when the first chunk needing it comes, and only its
+    needed rows are kept in a pool until the last chunk needing them has been served. With
+    entity rows in time order (a training set), the pool is about one window's feature rows.
+    """
+
+    def __init__(
+        self,
+        lakehouse: Lakehouse,
+        version: int,
+        fv: FeatureView,
+        features: list[str],
+        full_feature_names: bool,
+    ) -> None:
+        source = fv.batch_source
+        assert isinstance(source, DeltaSource)
+        reverse = {v: k for k, v in source.field_mapping.items()}
+        self._src = lambda name: reverse.get(name, name)
+        self.fv, self.features, self.version = fv, features, version
+        self.table = source.table
+        self.lakehouse = lakehouse
+        self.ts_col = self._src(source.timestamp_field)
+        self.created_col = self._src(source.created_timestamp_column)
+        self.key_cols = [c.name for c in fv.entity_columns]
+        self.entity_key_cols = [fv.projection.join_key_map.get(k, k) for k in self.key_cols]
+        self.date_col = self._src(source.date_partition_column)
+        prefix = fv.projection.name_alias or fv.name
+        self.names = [f"{prefix}__{f}" if full_feature_names else f for f in features]
+
+    def index(
+        self,
+        entity: pa.Table,
+        entity_ts: pa.ChunkedArray,
+        window: tuple[dt.datetime | None, dt.datetime | None],
+    ) -> None:
+        """Pass 1: ``self.ids[i]`` is entity row i's global feature row id, -1 for none."""
+        dataset = self.lakehouse.dataset(self.table, self.version)
+        self.schema = schema = dataset.schema
+        src = self._src
+        key_src = [src(k) for k in self.key_cols]
+        index_cols = list(dict.fromkeys([*key_src, self.ts_col]))
+        if self.created_col:
+            index_cols.append(self.created_col)
+        needed = list(dict.fromkeys([*index_cols, *map(src, self.features)]))
+        missing = [c for c in needed if c not in schema.names]
+        if missing:
             raise ValueError(
-                f"entity_df has no join key column {col!r} for feature view {fv.name!r}"
+                f"columns {missing} not in Delta table {self.table!r} v{self.version} "
+                f"(has {schema.names})"
             )
-    idx = _pit_indices(
-        entity_keys=[
-            _align_key(entity[e], data.schema.field(src(k)).type, e)
-            for e, k in zip(entity_key_cols, key_cols, strict=True)
-        ],
-        entity_ts=entity_ts,
-        feature_keys=[data[src(k)] for k in key_cols],
-        feature_ts=_to_micros(data[ts_col]),
-        feature_created=_to_micros(data[created_col]) if created_col else None,
-        ttl=fv.ttl,
-    )
-    prefix = fv.projection.name_alias or fv.name
-    payload = data.select([src(f) for f in features]).take(idx)
-    return {
-        (f"{prefix}__{f}" if full_feature_names else f): payload.column(i)
-        for i, f in enumerate(features)
-    }
+        for col in self.entity_key_cols:
+            if col not in entity.column_names:
+                raise ValueError(
+                    f"entity_df has no join key column {col!r} for feature view {self.fv.name!r}"
+                )
+        expr = _window_filter(schema, self.ts_col, self.date_col, *window)
+        self.units = _units(dataset, expr)
+        keys: list[list[pa.Array]] = [[] for _ in key_src]
+        ts: list[pa.Array] = []
+        created: list[pa.Array] = []
+        ids: list[np.ndarray] = []
+        offsets = [0]
+        lo, hi = (None if w is None else _micros(w) for w in window)
+        for unit in self.units:
+            part = unit.to_table(columns=index_cols, schema=schema)
+            n = part.num_rows
+            t = _to_micros(part[self.ts_col])
+            mask = None  # the exact window, on epoch microseconds (a partition is a superset)
+            if lo is not None:
+                mask = pc.greater_equal(t, lo)
+            if hi is not None:
+                upper = pc.less_equal(t, hi)
+                mask = upper if mask is None else pc.and_(mask, upper)
+            row_ids = np.arange(offsets[-1], offsets[-1] + n, dtype=np.int64)
+            if mask is not None:
+                keep = pc.fill_null(mask, False)
+                part, t = part.filter(keep), t.filter(keep)
+                row_ids = row_ids[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
+            offsets.append(offsets[-1] + n)
+            for i, k in enumerate(key_src):
+                keys[i].extend(part[k].chunks)
+            ts.extend(t.chunks)
+            if self.created_col:
+                created.extend(_to_micros(part[self.created_col]).chunks)
+            ids.append(row_ids)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        key_types = [schema.field(k).type for k in key_src]
+        feature_keys = [
+            _normalise_chunked(pa.chunked_array(chunks, type=t))
+            for chunks, t in zip(keys, key_types, strict=True)
+        ]
+        self.ids = _pit_indices(
+            entity_keys=[
+                _align_key(entity[e], f.type, e)
+                for e, f in zip(self.entity_key_cols, feature_keys, strict=True)
+            ],
+            entity_ts=entity_ts,
+            feature_keys=feature_keys,
+            feature_ts=pa.chunked_array(ts, type=pa.int64()),
+            feature_created=pa.chunked_array(created, type=pa.int64())
+            if self.created_col
+            else None,
+            feature_ids=np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
+            ttl=self.fv.ttl,
+        )
+
+    def chunks(self, bounds: Sequence[tuple[int, int]]) -> Iterator[dict[str, pa.ChunkedArray]]:
+        """Pass 2: per entity chunk ``[a, b)``, the output feature columns of its rows."""
+        payload_cols = [self._src(f) for f in self.features]
+        ids = self.ids
+        n_units = len(self.units)
+        chunk_of = np.empty(len(ids), dtype=np.int64)
+        for c, (a, b) in enumerate(bounds):
+            chunk_of[a:b] = c
+        have = ids >= 0
+        ref_ids, ref_chunks = ids[have], chunk_of[have]
+        total = int(self.offsets[-1])
+        # The last chunk that needs each feature row, and the first chunk that needs each unit.
+        last_needed = np.full(total, -1, dtype=np.int64)
+        np.maximum.at(last_needed, ref_ids, ref_chunks)
+        unit_of = np.searchsorted(self.offsets, ref_ids, side="right") - 1
+        first_needed = np.full(n_units, len(bounds), dtype=np.int64)
+        np.minimum.at(first_needed, unit_of, ref_chunks)
+        loads: dict[int, list[int]] = {}
+        for u in np.flatnonzero(first_needed < len(bounds)).tolist():
+            loads.setdefault(int(first_needed[u]), []).append(u)
+        empty = pa.table(
+            {c: pa.array([], type=_normalise_type(self.schema.field(c).type)) for c in payload_cols}
+        )
+        pool, pool_ids = empty, np.empty(0, dtype=np.int64)
+        for c, (a, b) in enumerate(bounds):
+            new_parts, new_ids = [pool], [pool_ids]
+            for u in loads.get(c, []):
+                lo, hi = int(self.offsets[u]), int(self.offsets[u + 1])
+                local = np.flatnonzero(last_needed[lo:hi] >= c)
+                part = self.units[u].to_table(columns=payload_cols, schema=self.schema)
+                new_parts.append(normalise_arrow(part.take(pa.array(local))))
+                new_ids.append(local + lo)
+            if len(new_parts) > 1:
+                pool = pa.concat_tables(new_parts)
+                pool_ids = np.concatenate(new_ids)
+            want = ids[a:b]
+            missing = want < 0
+            order = np.argsort(pool_ids, kind="stable")
+            pos = np.searchsorted(pool_ids, np.where(missing, 0, want), sorter=order)
+            pos = order[np.minimum(pos, max(len(order) - 1, 0))] if len(order) else pos
+            picked = pool.take(pa.array(pos, mask=missing))
+            yield {name: picked.column(i) for i, name in enumerate(self.names)}
+            alive = last_needed[pool_ids] > c
+            if not alive.all():
+                pool = pool.filter(pa.array(alive))
+                pool_ids = pool_ids[alive]
+
+
+def _normalise_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    target = _normalise_type(column.type)
+    return column if column.type == target else column.cast(target)
+
+
+def _window_filter(
+    schema: pa.Schema,
+    ts_col: str,
+    date_col: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> pads.Expression | None:
+    """A scan filter (partitions, then row-group statistics) for start <= event time <= end."""
+    expr: pads.Expression | None = None
+    for column in dict.fromkeys(c for c in (ts_col, date_col) if c):
+        for value, op in ((start, "ge"), (end, "le")):
+            if value is None:
+                continue
+            bound = _bound(schema.field(column), value, dates_only=column != ts_col)
+            if bound is None:
+                continue
+            term = pads.field(column) >= bound if op == "ge" else pads.field(column) <= bound
+            expr = term if expr is None else expr & term
+    return expr
+
+
+def chunk_bounds(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """``[a, b)`` row ranges of at most ``chunk_rows`` covering ``n_rows`` (one empty when 0)."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    return [(a, min(a + chunk_rows, n_rows)) for a in range(0, n_rows, chunk_rows)] or [(0, 0)]
 
 
 def _non_entity_frame(
@@ -471,34 +743,39 @@ class DeltaOfflineStore(OfflineStore):
             for fv in feature_views
         ]
 
-        def compute() -> pa.Table:
+        def run(chunk_rows: int) -> Iterator[pa.Table]:
             entity, entity_ts = _entity_frame(entity_df, ts_col)
-            out = entity
+            bounds = chunk_bounds(entity.num_rows, chunk_rows)
+            joins = []
             for fv, features in per_view:
                 if not features:
                     continue
                 lo = ts_range[0] - fv.ttl if fv.ttl and ts_range[0] is not None else None
-                columns = _feature_view_join(
+                join = _ViewJoin(
                     lakehouse,
                     versions[fv.batch_source.table],  # type: ignore[union-attr]
                     fv,
                     features,
-                    entity,
-                    entity_ts,
-                    (lo, ts_range[1]),
                     full_feature_names,
                 )
-                for name, column in columns.items():
-                    if name in out.column_names:
-                        raise ValueError(
-                            f"feature column {name!r} collides with an existing column; "
-                            "use full_feature_names=True"
-                        )
-                    out = out.append_column(name, column)
-            return out
+                join.index(entity, entity_ts, (lo, ts_range[1]))
+                joins.append(join)
+            del entity_ts
+            streams = [join.chunks(bounds) for join in joins]
+            for a, b in bounds:
+                out = entity.slice(a, b - a)
+                for stream in streams:
+                    for name, column in next(stream).items():
+                        if name in out.column_names:
+                            raise ValueError(
+                                f"feature column {name!r} collides with an existing column; "
+                                "use full_feature_names=True"
+                            )
+                        out = out.append_column(name, column)
+                yield out
 
-        return DeltaRetrievalJob(
-            compute,
+        return DeltaHistoricalRetrievalJob(
+            run,
             full_feature_names=full_feature_names,
             on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(
                 feature_refs, project, registry

@@ -460,6 +460,7 @@ class Lakehouse:
         replace_dates: tuple[dt.date | str, dt.date | str] | None = None,
         partition_by: Sequence[str] | None = None,
         commit_metadata: dict[str, Any] | None = None,
+        mode: Literal["append", "overwrite"] = "append",
     ) -> WriteResult:
         """Stream ``parts`` (tables of ``schema``) into ONE commit, holding one part at a time.
 
@@ -481,6 +482,7 @@ class Lakehouse:
         result = self.write(
             name,
             reader,  # type: ignore[arg-type]
+            mode=mode,
             replace_dates=replace_dates,
             partition_by=partition_by,
             commit_metadata=commit_metadata,

@@ -10,8 +10,9 @@ is what makes ``rebuild with the recorded versions`` give identical rows.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ import pyarrow.dataset as pads
 
 from slipway.featurestore.versions import pinned_versions
 from slipway.lakehouse import Lakehouse, TableRef, WriteResult
+from slipway.lakehouse.tables import normalise_arrow
 from slipway.usecase import UseCase
 
 log = logging.getLogger(__name__)
@@ -51,13 +53,25 @@ class LabelledEntities:
     refs: dict[str, TableRef]
 
 
+def _arrow_backed(t: pa.DataType) -> pd.ArrowDtype | None:
+    """Strings and dates stay in Arrow memory inside pandas: a python object per value was most
+    of an entity frame's memory (several GiB at 10M rows) and of its conversion time."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_date(t):
+        return pd.ArrowDtype(t)
+    return None
+
+
 def matured_entities(
     lakehouse: Lakehouse,
     usecase: UseCase,
     pins: Mapping[str, int] | None = None,
     as_of: dt.date | None = None,
 ) -> LabelledEntities:
-    """Matured transactions up to ``as_of`` (default: the latest day present) with their label."""
+    """Matured transactions up to ``as_of`` (default: the latest day present) with their label.
+
+    Rows are sorted by event time then transaction id, so consecutive rows are a time window:
+    what lets the point-in-time join stream them.
+    """
     pins = dict(pins or {})
     label = usecase.label
     tx_ref = lakehouse.ref(TRANSACTIONS, pins.get(TRANSACTIONS))
@@ -67,25 +81,28 @@ def matured_entities(
     if len(dates) == 0:
         raise ValueError(f"{TRANSACTIONS}@v{tx_ref.version} is empty: nothing to train on")
     as_of = as_of or pc.max(dates).as_py()
+    del dates
     last_matured = as_of - dt.timedelta(days=label.maturity_days)
     tx = lakehouse.read(
         TRANSACTIONS,
         version=tx_ref.version,
         columns=["event_time", *ENTITY_COLUMNS, *REQUEST_COLUMNS],
         filter=pads.field("date") <= last_matured,
-    ).to_pandas()
+    )
     reported = lakehouse.read(
         cb_name,
         version=cb_ref.version,
         columns=[label.key, "date"],
         filter=pads.field("date") <= as_of,
     )
-    positives = set(reported[label.key].to_pylist())
-    frame = entity_frame(tx)
-    frame[label.target] = frame["transaction_id"].isin(positives).astype("int64")
-    frame = frame.sort_values(["event_timestamp", "transaction_id"], kind="stable").reset_index(
-        drop=True
+    order = pc.sort_indices(
+        tx, sort_keys=[("event_time", "ascending"), ("transaction_id", "ascending")]
     )
+    tx = tx.take(order)
+    target = pc.cast(pc.is_in(tx["transaction_id"], value_set=reported[label.key]), pa.int64())
+    frame = entity_frame(tx.to_pandas(types_mapper=_arrow_backed))
+    del tx
+    frame[label.target] = target.to_numpy()
     return LabelledEntities(frame=frame, as_of=as_of, refs={TRANSACTIONS: tx_ref, cb_name: cb_ref})
 
 
@@ -93,14 +110,33 @@ def historical_features(
     store, entities: pd.DataFrame, feature_service: str, pins: Mapping[str, int] | None = None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Feast's point-in-time join for ``entities``; returns the frame and the versions it read."""
+    job, versions = historical_job(store, entities, feature_service, pins)
+    return job.to_df(), versions
+
+
+def historical_job(
+    store, entities: pd.DataFrame, feature_service: str, pins: Mapping[str, int] | None = None
+):
+    """Feast's retrieval job for ``entities`` and the versions it will read (fixed now)."""
     with pinned_versions(dict(pins or {})) as versions:
         job = store.get_historical_features(
             entity_df=entities,
             features=store.get_feature_service(feature_service),
             full_feature_names=False,
         )
-        frame = job.to_df()
-    return frame, dict(versions.versions)
+    return job, dict(versions.versions)
+
+
+def feature_parts(job, chunk_rows: int | None = None) -> Iterator[pa.Table]:
+    """The job's rows, in entity-row order, as Arrow tables of at most ``chunk_rows`` rows.
+
+    The Delta offline store streams them (``iter_arrow``: one chunk of entity rows in memory at
+    a time); any other offline store gives its whole result as one part.
+    """
+    if hasattr(job, "iter_arrow"):
+        yield from job.iter_arrow(chunk_rows)
+    else:
+        yield _to_arrow(job.to_df())
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
@@ -145,11 +181,8 @@ def build_training_set(
         f"{len(entities.frame)} matured transactions up to {entities.as_of - dt.timedelta(days=usecase.label.maturity_days)} "
         f"(as of {entities.as_of}), {int(entities.frame[usecase.label.target].sum())} labelled fraud"
     )
-    frame, feature_versions = historical_features(
+    job, feature_versions = historical_job(
         store, entities.frame, usecase.model.feature_service, pins
-    )
-    frame = frame.sort_values(["event_timestamp", "transaction_id"], kind="stable").reset_index(
-        drop=True
     )
     versions = {name: ref.version for name, ref in entities.refs.items()} | feature_versions
     lineage = {
@@ -157,8 +190,24 @@ def build_training_set(
         "feature_service": usecase.model.feature_service,
         "source_versions": versions,
     }
-    written = lakehouse.write(
-        training_table(usecase), _to_arrow(frame), mode="overwrite", commit_metadata=lineage
+    # Entity rows are in (event time, transaction id) order and the join keeps that order, so
+    # the chunks go straight into one streamed commit: no whole-set frame, no re-sort.
+    parts = feature_parts(job)
+    first = normalise_arrow(next(parts))
+    positives = 0
+
+    def counted() -> Iterator[pa.Table]:
+        nonlocal positives
+        for part in itertools.chain([first], parts):
+            positives += int(pc.sum(part[usecase.label.target]).as_py() or 0)
+            yield part
+
+    written = lakehouse.write_batches(
+        training_table(usecase),
+        first.schema,
+        counted(),
+        mode="overwrite",
+        commit_metadata=lineage,
     )
     progress(
         f"training set {written.name}@v{written.version}: {written.rows_written} rows; read {versions}"
@@ -167,8 +216,8 @@ def build_training_set(
         written=written,
         as_of=entities.as_of,
         versions=versions,
-        rows=len(frame),
-        positives=int(frame[usecase.label.target].sum()),
+        rows=written.rows_written,
+        positives=positives,
         feature_service=usecase.model.feature_service,
     )
 
@@ -187,7 +236,6 @@ def rebuild_training_set(
     entities = matured_entities(
         lakehouse, usecase, pins, dt.date.fromisoformat(str(lineage["as_of"]))
     )
-    frame, _ = historical_features(store, entities.frame, str(lineage["feature_service"]), pins)
-    return frame.sort_values(["event_timestamp", "transaction_id"], kind="stable").reset_index(
-        drop=True
-    )
+    job, _ = historical_job(store, entities.frame, str(lineage["feature_service"]), pins)
+    # The same streamed parts the build wrote, in the stored table's types.
+    return normalise_arrow(pa.concat_tables(feature_parts(job))).to_pandas()

@@ -173,6 +173,8 @@ def online_consistency(store, lakehouse: Lakehouse | None = None) -> OnlineConsi
     ends: dict[str, dt.datetime | None] = {}
     interrupted = []
     for view in store.list_feature_views():
+        if not view.online:  # offline-only views (e.g. per-event window features) are never loaded
+            continue
         intervals = view.materialization_intervals
         ends[view.name] = max((end for _, end in intervals), default=None)
         if getattr(view, "state", None) == FeatureViewState.MATERIALIZING:

@@ -125,6 +125,10 @@ def test_a_consumer_killed_mid_stream_resumes_from_its_pending_entries(
             aggregator.close()
 
 
+# A keyless service answers on loopback only; the test client addresses it there.
+LOOPBACK = "http://127.0.0.1"
+
+
 def test_redis_down_answers_with_defaults_flags_them_and_the_served_log_says_so(
     pipeline: PipelineData, tmp_path: Path
 ) -> None:
@@ -138,7 +142,10 @@ def test_redis_down_answers_with_defaults_flags_them_and_the_served_log_says_so(
     down = "redis://127.0.0.1:1/0"  # nothing listens there
     extra = {"SLIPWAY_STREAM_URL": down, "SLIPWAY_WINDOWS_URL": down}
     record = json.loads(landed_lines(pipeline.landing_root, "transactions", pipeline.end)[5])
-    with slipway_env(root, extra), TestClient(create_app(OnlineScorer.from_env)) as client:
+    with (
+        slipway_env(root, extra),
+        TestClient(create_app(OnlineScorer.from_env), base_url=LOOPBACK) as client,
+    ):
         response = client.post("/score", json=record)
         assert response.status_code == 200, response.text
         body = response.json()

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,6 +33,7 @@ from slipway.serving import security
 from slipway.serving.security import ApiKeys, bounded, is_loopback, parse_json
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
 from tests.support.pipeline import PipelineData, env_for
+from tests.support.records import landed_transaction
 from tests.support.servers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,11 +111,7 @@ def keyless_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def landed(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: row[k] for k in LANDED}
-    out["event_time"] = pd.Timestamp(row["event_time"]).isoformat()
-    out["amount"] = float(row["amount"])
-    return out
+landed = landed_transaction
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from slipway.usecases.fraud import CUSTOMER_WINDOWS, MODEL
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
 from tests.support.pipeline import PipelineData, env_for, slipway_env
 from tests.support.pipeline import copy_world as copy_built_world
+from tests.support.records import landed_transaction
 from tests.support.servers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +53,7 @@ UTC = dt.UTC
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def landed(row: dict[str, Any]) -> dict[str, Any]:
-    """A silver transaction row as the upstream lands it (JSON types, ISO UTC time)."""
-    out = {k: row[k] for k in LANDED}
-    out["event_time"] = pd.Timestamp(row["event_time"]).isoformat()
-    out["received_at"] = pd.Timestamp(row["received_at"]).isoformat()
-    out["amount"] = float(row["amount"])
-    return out
+landed = landed_transaction
 
 
 def day_transactions(lakehouse: Lakehouse, day: dt.date) -> pd.DataFrame:

@@ -55,3 +55,17 @@ def bronze(
             ),
         }
     )
+
+
+def landed_transaction(row: dict) -> dict:
+    """A silver transaction row as the upstream lands it: JSON types, ISO UTC times."""
+    import pandas as pd
+
+    from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
+
+    out = {f.name: row[f.name] for f in TRANSACTION_FIELDS}
+    for f in TRANSACTION_FIELDS:
+        if f.dtype == "timestamp" and out[f.name] is not None:
+            out[f.name] = pd.Timestamp(out[f.name]).isoformat()
+    out["amount"] = float(row["amount"])
+    return out

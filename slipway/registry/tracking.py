@@ -4,7 +4,7 @@ Embedded default (no server): a SQLite backend store and the artefacts beside it
 lakehouse root (``<root>/mlflow/mlflow.db``, ``<root>/mlflow/artifacts/``), so one lakehouse is
 one backup and every test world has a registry of its own. Production: the backend store is
 ``SLIPWAY_MLFLOW_TRACKING_URI`` (a database on the Postgres server Dagster uses, e.g.
-``postgresql://mlflow:…@pg:5432/slipway_mlflow``) and the artefacts go to the lakehouse's object
+``postgresql://mlflow:${PASSWORD}@pg:5432/slipway_mlflow``) and the artefacts go to the lakehouse's object
 storage (``s3://…/lakehouse/mlflow/artifacts``). The clients talk to the store directly: no MLflow
 server needs to run for training or scoring; ``make mlflow`` starts the UI on the same store.
 """

@@ -100,10 +100,10 @@ def test_the_embedded_store_lives_under_the_lakehouse_and_prod_needs_a_uri(
     with pytest.raises(TrackingConfigError, match="SLIPWAY_MLFLOW_TRACKING_URI"):
         tracking_store(str(root))
     monkeypatch.setenv(
-        "SLIPWAY_MLFLOW_TRACKING_URI", "postgresql://ml:s3cret@pg:5432/slipway_mlflow"
+        "SLIPWAY_MLFLOW_TRACKING_URI", "postgresql://ml:change-me@pg:5432/slipway_mlflow"
     )
     prod = tracking_store("s3://bucket/lake")
-    assert prod.tracking_uri == "postgresql://ml:s3cret@pg:5432/slipway_mlflow"
+    assert prod.tracking_uri == "postgresql://ml:change-me@pg:5432/slipway_mlflow"
     assert prod.artifact_root == "s3://bucket/lake/mlflow/artifacts"  # the lakehouse's storage
     assert prod.display_uri == "postgresql://ml:***@pg:5432/slipway_mlflow"
     monkeypatch.setenv("SLIPWAY_ENV", "local")

@@ -261,7 +261,8 @@ def test_the_ui_launchers_default_to_loopback(name: str) -> None:
     if name == "Makefile":
         ui = re.search(r"^ui:.*\n\t(.*)$", text, re.MULTILINE)
         assert ui and "-h 127.0.0.1" in ui.group(1)
-        serve = re.search(r"^serve:.*\n\t(.*)$", text, re.MULTILINE)
-        assert serve and serve.group(1).endswith("-m slipway.serving")  # the checked launcher
+        serve = re.search(r"^serve:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+        recipe = serve.group(1).rstrip().splitlines() if serve else []
+        assert recipe and recipe[-1].endswith("-m slipway.serving")  # the checked launcher
     else:
         assert 'HOST="${SLIPWAY_WEBSERVER_HOST:-127.0.0.1}"' in text

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pandera.pandas as pa
     from pyspark.sql import Column, DataFrame
 
@@ -77,19 +78,51 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class LabelRule:
+    """A label computed from the examples' own columns, e.g. "arrival delay above 15 minutes".
+
+    ``positive`` and ``exclude`` take a pandas frame holding at least ``columns`` and return a
+    boolean Series aligned with it. An excluded example (e.g. a cancelled flight) has no label: it
+    is dropped from training sets and from performance figures, and is still scored. The label
+    columns are never model features: they are known only once the outcome is.
+    """
+
+    columns: tuple[str, ...]
+    positive: Callable[[pd.DataFrame], pd.Series]
+    exclude: Callable[[pd.DataFrame], pd.Series] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class LabelSpec:
     """Where labels come from and when an example's label can be trusted.
 
-    Positives arrive on the ``stream`` (e.g. chargebacks) ``reported_at`` some days after the
-    event; an example is *matured* once ``maturity_days`` have passed since its event time, and
-    only then is the absence of a positive a negative.
+    Two kinds. ``stream``: positives arrive as rows on a stream (e.g. chargebacks keyed by
+    ``key``) ``reported_at`` some days after the event; the absence of a positive is a negative
+    once the example has matured. ``rule``: the outcome is a column of the example itself (set
+    once known) and :class:`LabelRule` turns it into a label. Either way an example is *matured*
+    once ``maturity_days`` have passed since its event time, and only matured examples are
+    trained or judged on.
     """
 
-    stream: str
-    key: str
-    reported_at: str
     maturity_days: int
     target: str = "label"
+    stream: str | None = None
+    key: str | None = None
+    reported_at: str | None = None
+    rule: LabelRule | None = None
+
+    def __post_init__(self) -> None:
+        if (self.stream is None) == (self.rule is None):
+            raise ValueError("a label needs exactly one of stream= (positives) or rule= (a column)")
+        if self.stream is not None and (self.key is None or self.reported_at is None):
+            raise ValueError(f"label stream {self.stream!r} needs key= and reported_at=")
+        if self.maturity_days < 0:
+            raise ValueError(f"maturity_days must be >= 0, got {self.maturity_days}")
+
+    @property
+    def kind(self) -> Literal["stream", "rule"]:
+        return "stream" if self.stream is not None else "rule"
 
 
 @dataclass(frozen=True)
@@ -260,6 +293,20 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class FeatureDrift:
+    """A per-feature drift rule, overriding the per-kind default of :class:`MonitoringSpec`.
+
+    ``window_days`` > 1 compares a trailing window of that many days with the reference: a
+    feature that is constant within a day (a daily rate, hourly weather) has one or a few values
+    per day, too few for a one-day test to mean anything.
+    """
+
+    stattest: str | None = None
+    threshold: float | None = None
+    window_days: int = 1
+
+
+@dataclass(frozen=True)
 class MonitoringSpec:
     """When the model's world has moved enough to act.
 
@@ -289,6 +336,74 @@ class MonitoringSpec:
     max_pr_auc_drop: float = 0.1
     min_positives_for_performance: int = 5
     monitored_features: tuple[str, ...] = ()
+    # The drift reference: the last ``reference_days`` of the champion's *training* window
+    # (None: all of it), independent of the validation window.
+    reference_days: int | None = None
+    feature_drift: Mapping[str, FeatureDrift] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """What one example (a row the model is trained on and scores) is.
+
+    ``table`` holds one row per example (e.g. ``gold.enriched_transactions``), keyed by
+    ``row_key`` and stamped with ``event_time``. ``entity_columns`` are carried with every
+    prediction and served decision (so a decision can be traced and joined back);
+    ``request_columns`` are the example's own columns the model reads as they are, beside the
+    features fetched from Feast (at prediction time they come with the request).
+    """
+
+    table: str
+    row_key: str
+    event_time: str
+    entity_columns: tuple[str, ...]
+    request_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DbtSpec:
+    """The use case's dbt models: ``dbt_project/models/<folder>/``, selected by ``select``."""
+
+    folder: str
+    select: str = ""
+
+    @property
+    def selection(self) -> str:
+        return self.select or f"path:models/{self.folder}"
+
+
+@dataclass(frozen=True)
+class FeastSpec:
+    """The use case's Feast repository (a folder under ``feature_repo/``) and project name."""
+
+    repo: str
+    project: str
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """How the online scorer turns a request into an example row.
+
+    ``parser`` builds the request parser (``slipway.serving.request.TransactionParser`` or
+    anything with its ``parse``/``parse_many``); it is a factory so that declaring a use case
+    imports nothing heavy.
+    """
+
+    parser: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class SampleData:
+    """What ``make run`` lands when the landing area is empty: a simulator or a dataset adapter.
+
+    ``write(landing_root, start, days, progress=None, **overrides)`` writes ``days`` daily landing
+    folders from ``start`` (an ISO date) and returns the primary stream's landed dates.
+    """
+
+    write: Callable[..., list[dt.date]]
+    start: str
+    days: int
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -299,12 +414,26 @@ class UseCase:
     streams: tuple[Stream, ...]
     references: tuple[Reference, ...]
     label: LabelSpec
+    examples: Examples | None = None
+    # The stream whose daily arrivals trigger ingestion and the live path (default: the first).
+    primary_stream: str | None = None
+    # The daily partitions' first day; None: the settings' ``partition_start``.
+    partition_start: str | None = None
+    dbt: DbtSpec | None = None
+    feast: FeastSpec | None = None
+    serving: ServingSpec | None = None
+    sample_data: SampleData | None = None
     ingest: IngestPolicy = field(default_factory=IngestPolicy)
     feature_tables: tuple[FeatureTable, ...] = ()
     model: ModelSpec | None = None
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     extras: Mapping[str, Any] = field(default_factory=dict)
     window_features: tuple[WindowFeatureSet, ...] = ()
+
+    @property
+    def primary(self) -> Stream:
+        """The primary stream (``primary_stream``, else the first declared)."""
+        return self.stream(self.primary_stream) if self.primary_stream else self.streams[0]
 
     def stream(self, name: str) -> Stream:
         for s in self.streams:

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from functools import partial
 
 from slipway.usecase import (
+    DbtSpec,
+    Examples,
+    FeastSpec,
     FeatureTable,
     IngestPolicy,
     LabelSpec,
@@ -19,6 +22,8 @@ from slipway.usecase import (
     MonitoringSpec,
     PromotionPolicy,
     Reference,
+    SampleData,
+    ServingSpec,
     Stream,
     UseCase,
     WindowAggregation,
@@ -234,11 +239,41 @@ MODEL = ModelSpec(
     ),
 )
 
+
+def _request_parser():
+    from slipway.serving.request import fraud_parser
+
+    return fraud_parser()
+
+
+def _write_sample(*args, **kwargs):
+    from slipway.usecases.fraud.sample import write_sample
+
+    return write_sample(*args, **kwargs)
+
+
 FRAUD = UseCase(
     name="fraud",
     streams=(TRANSACTIONS, CHARGEBACKS),
     references=(CUSTOMERS, MERCHANTS),
     label=LABEL,
+    examples=Examples(
+        table="gold.enriched_transactions",
+        row_key="transaction_id",
+        event_time="event_time",
+        entity_columns=("customer_id", "merchant_id"),
+        request_columns=("amount_eur", "country", "device_id", "channel", "merchant_category"),
+    ),
+    primary_stream="transactions",
+    dbt=DbtSpec(folder="fraud"),
+    feast=FeastSpec(repo="feature_repo/fraud", project="slipway"),
+    serving=ServingSpec(parser=_request_parser),
+    sample_data=SampleData(
+        write=_write_sample,
+        start="2026-08-01",
+        days=40,
+        description="the seeded card-payment simulator (slipway.simulator)",
+    ),
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
     feature_tables=(CUSTOMER_BEHAVIOUR, MERCHANT_RISK, CUSTOMER_PROFILE),
     window_features=(CUSTOMER_WINDOWS,),

@@ -74,7 +74,7 @@ print(json.dumps(out))
 
 
 def _world(label: str, total: int, progress=print) -> tuple[Path, Any]:
-    from slipway.simulator import SimConfig, Simulator
+    from slipway.usecases.fraud.simulator import SimConfig, Simulator
 
     landing = BENCH / f"ingest_{label}" / "landing"
     config = SimConfig(

@@ -25,7 +25,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 from tests.support.pipeline import slipway_env, run_graph
 world = Path(sys.argv[1]); quick = sys.argv[2] == "1"
-from slipway.simulator import CovariateDrift, SimConfig, Simulator
+from slipway.usecases.fraud.simulator import CovariateDrift, SimConfig, Simulator
 base = dict(days=40) if not quick else dict(days=24, transactions_per_day=1000, customers=600, merchants=60)
 start = SimConfig().start_date
 drift_day = start + dt.timedelta(days=base["days"])

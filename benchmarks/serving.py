@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import ROOT
-from slipway.simulator.config import TRANSACTION_FIELDS
+from slipway.usecases.fraud.simulator.config import TRANSACTION_FIELDS
 from tests.support.servers import free_port, terminate
 
 WORLD = ROOT / "data" / "bench" / "serving"

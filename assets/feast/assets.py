@@ -6,31 +6,41 @@ between the feature tables and everything that reads features, and a failed appl
 
 import dagster as dg
 
-from assets.metadata import read_versions
-from orchestration.partitions import daily_partitions
+from assets.lib.keys import asset_key, scoped_name
+from assets.lib.metadata import read_versions
+from assets.lib.partitions import daily_partitions
 from slipway.featurestore.online import materialize_online, online_consistency
-from slipway.featurestore.store import FEATURE_REPO, apply_repo
+from slipway.featurestore.store import apply_repo, feature_repo
 from slipway.lakehouse import TableRef
+from slipway.settings import PROJECT_ROOT
 from slipway.usecase import UseCase
 
 FEAST = "feast"
-REGISTRY_KEY = dg.AssetKey(["feast", "registry"])
-ONLINE_KEY = dg.AssetKey(["feast", "online_store"])
+
+
+def registry_key(usecase: UseCase) -> dg.AssetKey:
+    """``<usecase>/feast/registry``: what every reader of features depends on."""
+    return asset_key(usecase, "feast", "registry")
+
+
+def online_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "feast", "online_store")
 
 
 def feast_definitions(usecase: UseCase) -> list:
-    feature_keys = [dg.AssetKey(["features", t.name]) for t in usecase.feature_tables]
+    feature_keys = [asset_key(usecase, "features", t.name) for t in usecase.feature_tables]
+    repo = feature_repo(usecase).relative_to(PROJECT_ROOT)
 
     @dg.asset(
-        key=REGISTRY_KEY,
+        key=registry_key(usecase),
         deps=feature_keys,
-        group_name=FEAST,
+        group_name=scoped_name(usecase, FEAST),
         kinds={"feast"},
-        description=f"`feast plan` + `feast apply` of {FEATURE_REPO.name}/: entities, Delta sources, feature views, services.",
+        description=f"`feast plan` + `feast apply` of {repo}/: entities, Delta sources, feature views, services.",
         required_resource_keys={"feast"},
     )
     def feast_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        store = context.resources.feast.store()
+        store = context.resources.feast.store(usecase)
         report = apply_repo(store)
         context.log.info(f"feast apply: {report.diff}")
         return dg.MaterializeResult(
@@ -46,14 +56,13 @@ def feast_definitions(usecase: UseCase) -> list:
             }
         )
 
-    deps = [dg.AssetDep(REGISTRY_KEY)]
-    deps += [dg.AssetDep(dg.AssetKey(["features", t.name])) for t in usecase.feature_tables]
+    deps = [dg.AssetDep(registry_key(usecase)), *(dg.AssetDep(k) for k in feature_keys)]
 
     @dg.asset(
-        key=ONLINE_KEY,
+        key=online_key(usecase),
         deps=deps,
-        group_name=FEAST,
-        partitions_def=daily_partitions,
+        group_name=scoped_name(usecase, FEAST),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"feast", "sqlite", "redis"},
         description="Latest feature values per entity in the online store (SQLite locally, Redis in production).",
@@ -61,8 +70,8 @@ def feast_definitions(usecase: UseCase) -> list:
     )
     def online_store(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start = context.partition_time_window.start.date()
-        lakehouse = context.resources.lakehouse.get()
-        store = context.resources.feast.store()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
+        store = context.resources.feast.store(usecase)
         report = materialize_online(store, lakehouse, start, progress=context.log.info)
         consistency = online_consistency(store, lakehouse)
         if not consistency.consistent:  # never a silent mix of loads

@@ -2,15 +2,19 @@
 
 Each partitioned feature table depends on a *window* of upstream days (its lookback), declared
 with a time-window partition mapping: a late file for day D therefore marks D and the following
-lookback days stale in the UI, which is exactly the set a backfill must rebuild.
+lookback days stale in the UI, which is exactly the set a backfill must rebuild. The role of each
+input comes from the declaration: a reference snapshot is read whole, a stream or a gold table
+by the lookback window, and the label stream's window ends the day before (a label must have
+been reported before the day it is used on).
 """
 
 import datetime as dt
 
 import dagster as dg
 
-from assets.metadata import column_schema, preview, read_versions, written
-from orchestration.partitions import daily_partitions, partition_dates
+from assets.lib.keys import asset_key, scoped_name, table_key
+from assets.lib.metadata import column_schema, preview, read_versions, written
+from assets.lib.partitions import daily_partitions, partition_dates
 from slipway.features.build import build_feature_table, check_feature_table, feature_table_name
 from slipway.usecase import FeatureTable, UseCase
 
@@ -23,13 +27,25 @@ def _range(context) -> tuple[dt.date | None, dt.date | None]:
     return partition_dates(context)
 
 
-def _deps(table: FeatureTable) -> list[dg.AssetDep]:
+def input_role(usecase: UseCase, table: str) -> str:
+    """How a feature table reads the lakehouse table ``table``: ``reference`` (a snapshot, read
+    whole), ``label`` (the label stream: days before the row's) or ``window`` (the lookback)."""
+    layer, _, base = table.partition(".")
+    if layer == "silver" and base in {r.name for r in usecase.references}:
+        return "reference"
+    if layer == "silver" and base == usecase.label.stream:
+        return "label"
+    return "window"
+
+
+def _deps(table: FeatureTable, usecase: UseCase) -> list[dg.AssetDep]:
     deps = []
-    for name in table.inputs:
-        key = dg.AssetKey(name.split("."))
-        if table.partitioned and name != "silver.customers" and name != "silver.merchants":
+    for upstream in table.inputs:
+        key = table_key(usecase, upstream)
+        role = input_role(usecase, upstream)
+        if table.partitioned and role != "reference":
             # Labels for day D's row must have been reported before D: the window ends a day early.
-            end_offset = -1 if name.startswith("silver.chargebacks") else 0
+            end_offset = -1 if role == "label" else 0
             deps.append(
                 dg.AssetDep(
                     key,
@@ -45,14 +61,14 @@ def _deps(table: FeatureTable) -> list[dg.AssetDep]:
     return deps
 
 
-def feature_asset(table: FeatureTable) -> list:
-    key = dg.AssetKey(["features", table.name])
-    partitions = daily_partitions if table.partitioned else None
+def feature_asset(table: FeatureTable, usecase: UseCase) -> list:
+    key = asset_key(usecase, "features", table.name)
+    partitions = daily_partitions(usecase) if table.partitioned else None
 
     @dg.asset(
         key=key,
-        deps=_deps(table),
-        group_name=FEATURES,
+        deps=_deps(table, usecase),
+        group_name=scoped_name(usecase, FEATURES),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run() if partitions else None,
         # Master-data features follow their snapshot; windowed ones are run by the daily job,
@@ -64,7 +80,7 @@ def feature_asset(table: FeatureTable) -> list:
     )
     def _feature(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = _range(context)
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         result = build_feature_table(
             lakehouse,
             context.resources.spark.session(),
@@ -95,7 +111,9 @@ def feature_asset(table: FeatureTable) -> list:
     )
     def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         start, end = _range(context)
-        result = check_feature_table(context.resources.lakehouse.get(), table, start, end)
+        result = check_feature_table(
+            context.resources.lakehouse.get(usecase.name), table, start, end
+        )
         summary = (
             result.failures.groupby(["column", "check"], dropna=False)
             .size()
@@ -123,7 +141,7 @@ def feature_asset(table: FeatureTable) -> list:
 def feature_definitions(usecase: UseCase) -> tuple[list, list]:
     assets, checks = [], []
     for table in usecase.feature_tables:
-        asset, check = feature_asset(table)
+        asset, check = feature_asset(table, usecase)
         assets.append(asset)
         checks.append(check)
     return assets, checks

@@ -1,11 +1,14 @@
-"""Gold assets: the dbt project in ``dbt_project/`` as Dagster assets, silver -> marts.
+"""Gold assets: each use case's dbt models (``dbt_project/models/<usecase>/``) as Dagster assets.
 
 Thin on purpose: dbt does the work (``dbt build`` runs the models and their tests), the
-``lakehouse`` dbt-duckdb plugin commits each mart to Delta, and this module only
+``lakehouse`` dbt-duckdb plugin commits each mart to Delta, ``slipway.gold`` knows the manifest's
+marts and the plugin's receipts, and this module only
 
-* maps dbt nodes to asset keys (marts -> ``["gold", <model>]``, sources -> the silver/quarantine
-  assets through ``meta.dagster.asset_key``; staging models are ephemeral, so the graph goes
-  straight from silver to the marts),
+* maps dbt nodes to asset keys (marts -> ``<usecase>/gold/<model>``, sources -> the use case's
+  silver/quarantine assets through ``meta.dagster.asset_key``, prefixed with the use case;
+  staging models are ephemeral, so the graph goes straight from silver to the marts),
+* selects the use case's models (``usecase.dbt.selection``) and runs dbt on its lakehouse, with
+  ``--vars {"usecase": <name>, ...}`` so its manifests are its own,
 * passes a partitioned run's time window to dbt as ``--vars`` (a backfill over a range is ONE dbt
   invocation that replaces exactly those dates),
 * attaches the Delta version each mart was written at, the rows written and the silver versions
@@ -29,7 +32,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import (
@@ -43,12 +46,24 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from packaging import version
 
-from orchestration.partitions import daily_partitions, partition_dates
+from assets.lib.keys import asset_key, scoped_name
+from assets.lib.partitions import daily_partitions, partition_dates
 from slipway.gold import dbt_project, dbt_runner
 from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV
+from slipway.gold.marts import (
+    GOLD,
+    Mart,
+    cleanup,
+    dbt_executable,
+    lakehouse_table,
+    manifest_selection,
+    mart_write,
+    marts,
+    read_receipts,
+)
 from slipway.lakehouse import Lakehouse
+from slipway.usecase import UseCase
 
-GOLD = "gold"
 DAILY_TAG = "daily"
 DAILY_SELECT = f"tag:{DAILY_TAG}"
 # Marts over monitoring results get their own step, so the business marts never wait for (or are
@@ -57,24 +72,26 @@ MONITORING_SELECT = "tag:monitoring"
 
 
 class GoldTranslator(DagsterDbtTranslator):
-    """Marts are ``["gold", <model>]`` in group ``gold``; sources keep their ``meta`` asset keys."""
+    """Marts are ``<usecase>/gold/<model>`` in group ``<usecase>_gold``; sources keep their
+    ``meta`` asset keys, prefixed with the use case (``<usecase>/silver/<stream>``)."""
 
-    def __init__(self) -> None:
-        # Two dbt sources (all of silver.transactions, and its run window) are the same asset.
+    def __init__(self, usecase: UseCase) -> None:
+        # Two dbt sources (all of a silver stream, and its run window) can be the same asset.
         super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+        self.usecase = usecase
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] in ("model", "seed", "snapshot"):
-            return dg.AssetKey([GOLD, dbt_resource_props["name"]])
-        return super().get_asset_key(dbt_resource_props)
+            return asset_key(self.usecase, GOLD, dbt_resource_props["name"])
+        return asset_key(self.usecase, *super().get_asset_key(dbt_resource_props).path)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] in ("model", "seed", "snapshot"):
-            return GOLD
+            return scoped_name(self.usecase, GOLD)
         return super().get_group_name(dbt_resource_props)
 
     def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
-        table = _lakehouse_table(dbt_resource_props)
+        table = lakehouse_table(dbt_resource_props)
         extra = {"lakehouse_table": table} if table else {}
         return {**super().get_metadata(dbt_resource_props), **extra}
 
@@ -89,21 +106,6 @@ class GoldTranslator(DagsterDbtTranslator):
                 # Full-refresh marts are cheap summaries: rebuild them whenever an input changes.
                 spec = spec.replace_attributes(automation_condition=dg.AutomationCondition.eager())
         return spec
-
-
-def _lakehouse_table(props: Mapping[str, Any]) -> str | None:
-    if (
-        props.get("resource_type") != "model"
-        or props.get("config", {}).get("materialized") != "external"
-    ):
-        return None
-    return props.get("config", {}).get("lakehouse_table") or f"{GOLD}.{props['name']}"
-
-
-def dbt_executable() -> str:
-    """The ``dbt`` next to this interpreter: Dagster may run without the venv's bin on PATH."""
-    candidate = Path(sys.executable).parent / "dbt"
-    return str(candidate) if candidate.exists() else "dbt"
 
 
 class SlipwayDbtCliResource(DbtCliResource):
@@ -131,62 +133,23 @@ def dbt_resource() -> DbtCliResource:
     )
 
 
-def dbt_lakehouse_env(lakehouse_root: str | None = None) -> dict[str, str]:
-    """The environment dbt runs with (lakehouse root, scratch folder), from the settings."""
-    return dbt_project.dbt_env(lakehouse_root)
-
-
 # -- running dbt ----------------------------------------------------------------------------------
-def _read_receipts(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-
-
-class Mart(NamedTuple):
-    """What Dagster needs to know about one mart: its Delta table and the tables it reads."""
-
-    table: str
-    reads: frozenset[str]
-
-
-def _delta_metadata(
-    model: str, mart: Mart, receipts: list[dict[str, Any]], lakehouse: Lakehouse
-) -> dict[str, Any]:
-    """Version and rows the plugin wrote for ``model``, and the versions of what it read."""
-    writes = [r for r in receipts if r["op"] == "write" and r.get("model") == model]
-    reads = {
-        r["table"]: r["version"] for r in receipts if r["op"] == "read" and r["table"] in mart.reads
-    }
+def _mart_metadata(facts: Mapping[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "table_uri": dg.MetadataValue.path(lakehouse.uri(mart.table)),
-        "read_versions": dg.MetadataValue.json(reads),
+        "table_uri": dg.MetadataValue.path(facts["table_uri"]),
+        "read_versions": dg.MetadataValue.json(facts["read_versions"]),
+        "table_version": facts["table_version"],
     }
-    if writes:
-        last = writes[-1]
-        meta["table_version"] = last["version"]
-        meta["rows_written"] = last["rows"]
-        meta["dagster/row_count"] = last["rows"]
-        meta["replaced_dates"] = (
-            " .. ".join(last["window"]) if last["window"] else "all (full overwrite)"
-        )
-    else:  # no receipt (a plugin from before receipts?): the table's head is the best guess
-        meta["table_version"] = lakehouse.version(mart.table)
+    if "rows_written" in facts:
+        meta["rows_written"] = facts["rows_written"]
+        meta["dagster/row_count"] = facts["rows_written"]
+        meta["replaced_dates"] = facts["replaced_dates"]
     return meta
-
-
-def _cleanup(receipts_path: Path, receipts: list[dict[str, Any]]) -> None:
-    """Remove the invocation's scratch parquet files and its receipts (Delta holds the data)."""
-    for r in receipts:
-        if r.get("scratch"):
-            Path(r["scratch"]).unlink(missing_ok=True)
-    receipts_path.unlink(missing_ok=True)
 
 
 def run_dbt(
     context: dg.AssetExecutionContext,
+    usecase: UseCase,
     command: str,
     marts: Mapping[str, Mart],
     dbt_vars: Mapping[str, Any] | None = None,
@@ -197,8 +160,9 @@ def run_dbt(
     dagster-dbt's subprocess; either way the Dagster events are dagster-dbt's own translation of
     dbt's result events (outputs, asset checks), and a failed dbt fails the step with dbt's errors.
     """
-    lakehouse: Lakehouse = context.resources.lakehouse.get()
-    env = dbt_lakehouse_env(lakehouse.root)
+    lakehouse: Lakehouse = context.resources.lakehouse.get(usecase.name)
+    env = dbt_project.dbt_env(lakehouse.root, usecase.name)
+    dbt_vars = dbt_project.usecase_vars(usecase.name, **(dbt_vars or {}))
     scratch = Path(env["SLIPWAY_DBT_SCRATCH"])
     scratch.mkdir(parents=True, exist_ok=True)
     receipts_path = scratch / f"{uuid.uuid4().hex}.receipts.jsonl"
@@ -209,13 +173,11 @@ def run_dbt(
             if isinstance(event, dg.Output):
                 model = context.asset_key_for_output(event.output_name).path[-1]
                 if model in marts:
-                    meta = _delta_metadata(
-                        model, marts[model], _read_receipts(receipts_path), lakehouse
-                    )
-                    event = event.with_metadata({**event.metadata, **meta})
+                    facts = mart_write(model, marts[model], read_receipts(receipts_path), lakehouse)
+                    event = event.with_metadata({**event.metadata, **_mart_metadata(facts)})
             yield event
     finally:
-        _cleanup(receipts_path, _read_receipts(receipts_path))
+        cleanup(receipts_path)
 
 
 def _dbt_subprocess(
@@ -294,34 +256,6 @@ def _target_path(context: dg.AssetExecutionContext, project_dir: Path) -> Path:
     return root / name
 
 
-def _marts(manifest: Mapping[str, Any]) -> dict[str, Mart]:
-    """model name -> its Delta table and the lakehouse tables it reads (through ephemeral models)."""
-    sources = {
-        uid: (src.get("config", {}).get("meta") or src.get("meta") or {}).get("lakehouse_table")
-        or f"{src['source_name']}.{src['name']}"
-        for uid, src in manifest.get("sources", {}).items()
-    }
-    nodes = manifest.get("nodes", {})
-
-    def reads(uid: str, seen: set[str]) -> set[str]:
-        found: set[str] = set()
-        for parent in nodes.get(uid, {}).get("depends_on", {}).get("nodes", []):
-            if parent in seen:
-                continue
-            seen.add(parent)
-            if parent in sources:
-                found.add(sources[parent])
-            elif nodes.get(parent, {}).get("config", {}).get("materialized") == "ephemeral":
-                found |= reads(parent, seen)
-        return found
-
-    return {
-        node["name"]: Mart(table, frozenset(reads(uid, set())))
-        for uid, node in nodes.items()
-        if (table := _lakehouse_table(node))
-    }
-
-
 def _window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The run's partition range as the inclusive ISO dates the dbt project expects."""
     start, end = partition_dates(context)
@@ -329,22 +263,26 @@ def _window_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
 
 
 # -- definitions ----------------------------------------------------------------------------------
-def gold_definitions() -> tuple[list[dg.AssetsDefinition], list]:
-    """(assets, asset checks) of the gold layer; dbt tests are checks inside the dbt assets.
+def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]:
+    """(assets, asset checks) of ``usecase``'s gold layer; dbt tests are checks inside the assets.
 
     Needs resources ``dbt`` (:func:`dbt_resource`) and ``lakehouse`` (``LakehouseResource``).
-    Parses the dbt project first when its manifest is missing or stale.
+    Parses the dbt project first when the use case's manifest is missing or stale. A use case
+    without dbt models (``dbt=None``) has no gold layer.
     """
-    manifest_path = dbt_project.ensure_manifest()
+    if usecase.dbt is None:
+        return [], []
+    manifest_path = dbt_project.ensure_manifest(usecase=usecase.name)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    marts = _marts(manifest)
-    translator = GoldTranslator()
+    models = marts(manifest)
+    translator = GoldTranslator(usecase)
+    selection = manifest_selection(usecase.dbt.selection)
 
     @dbt_assets(
         manifest=manifest,
-        select=DAILY_SELECT,
-        name="gold_daily_marts",
-        partitions_def=daily_partitions,
+        select=f"{selection},{DAILY_SELECT}",
+        name=scoped_name(usecase, "gold_daily_marts"),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=translator,
         required_resource_keys={"dbt", "lakehouse"},
@@ -353,28 +291,48 @@ def gold_definitions() -> tuple[list[dg.AssetsDefinition], list]:
         """Date-partitioned marts: one dbt build for the run's whole partition range."""
         window = _window_vars(context)
         context.log.info(f"dbt build for dates {window['start_date']} .. {window['end_date']}")
-        yield from run_dbt(context, "build", marts, dbt_vars=window)
+        yield from run_dbt(context, usecase, "build", models, dbt_vars=window)
 
     @dbt_assets(
         manifest=manifest,
+        select=selection,
         exclude=f"{DAILY_SELECT} {MONITORING_SELECT}",
-        name="gold_marts",
+        name=scoped_name(usecase, "gold_marts"),
         dagster_dbt_translator=translator,
         required_resource_keys={"dbt", "lakehouse"},
     )
     def gold_marts(context: dg.AssetExecutionContext):
-        """Full-refresh marts (every date, because late chargebacks change any past day)."""
-        yield from run_dbt(context, "build", marts)
+        """Full-refresh marts (every date: late labels can change any past day)."""
+        yield from run_dbt(context, usecase, "build", models)
 
-    @dbt_assets(
-        manifest=manifest,
-        select=MONITORING_SELECT,
-        name="gold_monitoring_marts",
-        dagster_dbt_translator=translator,
-        required_resource_keys={"dbt", "lakehouse"},
+    built = [gold_daily_marts, gold_marts]
+    if _selects_any(manifest, selection, MONITORING_SELECT):
+
+        @dbt_assets(
+            manifest=manifest,
+            select=f"{selection},{MONITORING_SELECT}",
+            name=scoped_name(usecase, "gold_monitoring_marts"),
+            dagster_dbt_translator=translator,
+            required_resource_keys={"dbt", "lakehouse"},
+        )
+        def gold_monitoring_marts(context: dg.AssetExecutionContext):
+            """Marts over the monitoring tables (drift and performance history), rebuilt in full."""
+            yield from run_dbt(context, usecase, "build", models)
+
+        built.append(gold_monitoring_marts)
+    return built, []
+
+
+def _selects_any(manifest: Mapping[str, Any], selection: str, tag_select: str) -> bool:
+    """Whether ``selection`` holds a model with the tag: dbt_assets refuses an empty selection,
+    and a use case need not have monitoring marts."""
+    from dagster_dbt.utils import select_unique_ids
+
+    selected = select_unique_ids(
+        select=f"{selection},{tag_select}",
+        exclude="",
+        selector="",
+        project=None,
+        manifest_json=manifest,
     )
-    def gold_monitoring_marts(context: dg.AssetExecutionContext):
-        """Marts over the monitoring tables (drift and performance history), rebuilt in full."""
-        yield from run_dbt(context, "build", marts)
-
-    return [gold_daily_marts, gold_marts, gold_monitoring_marts], []
+    return bool(selected)

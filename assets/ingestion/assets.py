@@ -8,40 +8,43 @@ UI says why.
 
 import dagster as dg
 
-from assets.metadata import column_schema, preview, written
-from orchestration.partitions import daily_partitions, partition_dates
+from assets.lib.keys import asset_key, scoped_name
+from assets.lib.metadata import column_schema, preview, written
+from assets.lib.partitions import daily_partitions, partition_dates
 from slipway.ingest import pipeline
 from slipway.usecase import Reference, Stream, UseCase
 
 INGESTION = "ingestion"
 
 
-def writer_pool(table: str) -> str:
-    """The concurrency pool of the step that writes ``table`` (and the tables written with it).
+def writer_pool(usecase: UseCase, table: str) -> str:
+    """The concurrency pool of the step that writes ``usecase``'s ``table`` (and the tables
+    written with it): ``<usecase>_lakehouse-<table>``.
 
     The instance gives every pool one slot (``concurrency: pools: default_limit: 1`` in
     ``.dagster/dagster.yaml`` and the production template), so two runs over the same stream
-    take turns instead of committing over each other; different streams still run side by side.
+    take turns instead of committing over each other; different streams (and use cases) still
+    run side by side.
     """
-    return f"lakehouse-{table}"
+    return scoped_name(usecase, f"lakehouse-{table}")
 
 
-def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
+def bronze_asset(stream: Stream, usecase: UseCase) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["bronze", stream.name],
-        group_name=INGESTION,
-        partitions_def=daily_partitions,
+        key=asset_key(usecase, "bronze", stream.name),
+        group_name=scoped_name(usecase, INGESTION),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"delta", "python"},
-        pool=writer_pool(pipeline.bronze_table(stream.name)),
+        pool=writer_pool(usecase, pipeline.bronze_table(stream.name)),
         description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
         required_resource_keys={"lakehouse", "landing"},
     )
     def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         result = pipeline.land_to_bronze(
-            context.resources.lakehouse.get(),
-            context.resources.landing.root,
+            context.resources.lakehouse.get(usecase.name),
+            context.resources.landing.root_for(usecase.name),
             stream,
             start,
             end,
@@ -67,36 +70,40 @@ def bronze_asset(stream: Stream) -> dg.AssetsDefinition:
 
 
 def silver_assets(stream: Stream, usecase: UseCase) -> list:
-    silver_key = dg.AssetKey(["silver", stream.name])
-    quarantine_key = dg.AssetKey(["quarantine", stream.name])
+    silver_key = asset_key(usecase, "silver", stream.name)
+    quarantine_key = asset_key(usecase, "quarantine", stream.name)
+    bronze_key = asset_key(usecase, "bronze", stream.name)
+    group = scoped_name(usecase, INGESTION)
+    partitions = daily_partitions(usecase)
 
     @dg.multi_asset(
-        name=f"silver_{stream.name}",
+        name=scoped_name(usecase, f"silver_{stream.name}"),
         specs=[
             dg.AssetSpec(
                 silver_key,
-                deps=[dg.AssetKey(["bronze", stream.name])],
-                group_name=INGESTION,
+                deps=[bronze_key],
+                group_name=group,
                 kinds={"delta", "spark"},
                 description=f"`{stream.name}` typed, normalised, deduplicated by `{stream.key}` and contract-checked.",
             ),
             dg.AssetSpec(
                 quarantine_key,
-                deps=[dg.AssetKey(["bronze", stream.name])],
-                group_name=INGESTION,
+                deps=[bronze_key],
+                group_name=group,
                 kinds={"delta"},
                 description=f"Rows of `{stream.name}` that broke the contract, with rule, column, value, file and line.",
             ),
         ],
-        partitions_def=daily_partitions,
+        partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=writer_pool(pipeline.silver_table(stream.name)),
+        pool=writer_pool(usecase, pipeline.silver_table(stream.name)),
         required_resource_keys={"lakehouse", "spark"},
     )
     def _silver(context: dg.AssetExecutionContext):
         start, end = partition_dates(context)
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         result = pipeline.bronze_to_silver(
-            context.resources.lakehouse.get(),
+            lakehouse,
             context.resources.spark.session(),
             stream,
             usecase.ingest,
@@ -131,9 +138,7 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
                 ),
                 "preview": preview(result.preview),
                 "dagster/column_schema": column_schema(
-                    context.resources.lakehouse.get()
-                    .dataset(pipeline.silver_table(stream.name))
-                    .schema
+                    lakehouse.dataset(pipeline.silver_table(stream.name)).schema
                 ),
             },
         )
@@ -152,7 +157,7 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         asset=silver_key,
         name="contract",
         blocking=True,
-        partitions_def=daily_partitions,
+        partitions_def=partitions,
         description=(
             "Blocking: every landed row is in silver or quarantine (or a counted exact duplicate), "
             "no day was held back by the circuit breaker, and published rows pass the contract."
@@ -161,7 +166,9 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
     )
     def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         start, end = partition_dates(context)
-        days = pipeline.check_silver(context.resources.lakehouse.get(), stream, start, end)
+        days = pipeline.check_silver(
+            context.resources.lakehouse.get(usecase.name), stream, start, end
+        )
         failed = [d for d in days if not d.passed]
         lines = []
         for d in failed:
@@ -193,21 +200,21 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
 
 
 def reference_assets(reference: Reference, usecase: UseCase) -> list:
-    silver_key = dg.AssetKey(["silver", reference.name])
-    quarantine_key = dg.AssetKey(["quarantine", reference.name])
+    silver_key = asset_key(usecase, "silver", reference.name)
+    quarantine_key = asset_key(usecase, "quarantine", reference.name)
 
     @dg.multi_asset(
-        name=f"silver_{reference.name}",
+        name=scoped_name(usecase, f"silver_{reference.name}"),
         specs=[
             dg.AssetSpec(
                 silver_key,
-                group_name=INGESTION,
+                group_name=scoped_name(usecase, INGESTION),
                 kinds={"delta", "spark"},
                 description=reference.description,
             ),
             dg.AssetSpec(
                 quarantine_key,
-                group_name=INGESTION,
+                group_name=scoped_name(usecase, INGESTION),
                 kinds={"delta"},
                 description=f"Rejected rows of the `{reference.name}` snapshot.",
             ),
@@ -220,14 +227,14 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
                 description="Blocking: the snapshot passed its contract and was published.",
             ),
         ],
-        pool=writer_pool(pipeline.silver_table(reference.name)),
+        pool=writer_pool(usecase, pipeline.silver_table(reference.name)),
         required_resource_keys={"lakehouse", "landing", "spark"},
     )
     def _reference(context: dg.AssetExecutionContext):
         result = pipeline.reference_to_silver(
-            context.resources.lakehouse.get(),
+            context.resources.lakehouse.get(usecase.name),
             context.resources.spark.session(),
-            context.resources.landing.root,
+            context.resources.landing.root_for(usecase.name),
             reference,
             usecase.ingest,
             run_id=context.run.run_id,
@@ -266,7 +273,7 @@ def ingestion_definitions(usecase: UseCase) -> tuple[list, list]:
     assets: list = []
     checks: list = []
     for stream in usecase.streams:
-        assets.append(bronze_asset(stream))
+        assets.append(bronze_asset(stream, usecase))
         silver, contract = silver_assets(stream, usecase)
         assets.append(silver)
         checks.append(contract)

@@ -2,38 +2,47 @@
 
 import dagster as dg
 
-from assets.metadata import preview, read_versions, written
-from orchestration.partitions import daily_partitions, partition_dates
+from assets.feast.assets import registry_key
+from assets.lib.keys import asset_key, scoped_name, table_key
+from assets.lib.metadata import preview, read_versions, written
+from assets.lib.partitions import daily_partitions, partition_dates
+from assets.training.assets import champion_key
 from slipway.lakehouse import TableRef
 from slipway.scoring.batch import score_days
 from slipway.usecase import UseCase
 
 SCORING = "scoring"
-PREDICTIONS_KEY = dg.AssetKey(["scoring", "predictions"])
+
+
+def predictions_key(usecase: UseCase) -> dg.AssetKey:
+    """``<usecase>/scoring/predictions``: what monitoring and the live path compare against."""
+    return asset_key(usecase, "scoring", "predictions")
 
 
 def scoring_definitions(usecase: UseCase) -> list:
+    assert usecase.examples is not None
+
     @dg.asset(
-        key=PREDICTIONS_KEY,
+        key=predictions_key(usecase),
         deps=[
-            dg.AssetDep(dg.AssetKey(["gold", "enriched_transactions"])),
-            dg.AssetDep(dg.AssetKey(["feast", "registry"])),
-            dg.AssetDep(dg.AssetKey(["registry", "champion"])),
-            *[dg.AssetDep(dg.AssetKey(["features", t.name])) for t in usecase.feature_tables],
+            dg.AssetDep(table_key(usecase, usecase.examples.table)),
+            dg.AssetDep(registry_key(usecase)),
+            dg.AssetDep(champion_key(usecase)),
+            *[dg.AssetDep(asset_key(usecase, "features", t.name)) for t in usecase.feature_tables],
         ],
-        group_name=SCORING,
-        partitions_def=daily_partitions,
+        group_name=scoped_name(usecase, SCORING),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"lightgbm", "delta"},
-        description="Each day's transactions scored by the champion (and the challenger in shadow), with inputs kept.",
+        description="Each day's examples scored by the champion (and the challenger in shadow), with inputs kept.",
         required_resource_keys={"lakehouse", "feast"},
     )
     def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         result = score_days(
             lakehouse,
-            context.resources.feast.store(),
+            context.resources.feast.store(usecase),
             usecase,
             start,
             end,

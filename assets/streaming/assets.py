@@ -10,16 +10,23 @@ any mismatch; the ``consistency_sensor`` runs it for the days whose served or ba
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import preview, written
-from assets.scoring import PREDICTIONS_KEY
-from orchestration.partitions import daily_partitions, partition_dates
+from assets.lib.keys import asset_key, scoped_name
+from assets.lib.metadata import preview, written
+from assets.lib.partitions import daily_partitions, partition_dates
+from assets.scoring.assets import predictions_key
 from slipway.streaming.consistency import ConsistencyRun, check_consistency
 from slipway.usecase import UseCase
 
 LIVE = "live"
-SERVED_KEY = dg.AssetKey(["scoring", "served"])
-CONSISTENCY_KEY = dg.AssetKey(["monitoring", "online_offline_consistency"])
 CONSISTENT_CHECK = "online_offline_consistent"
+
+
+def served_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "scoring", "served")
+
+
+def consistency_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "monitoring", "online_offline_consistency")
 
 
 def _feature_table(run: ConsistencyRun) -> pd.DataFrame:
@@ -44,13 +51,13 @@ def _feature_table(run: ConsistencyRun) -> pd.DataFrame:
 def streaming_definitions(usecase: UseCase) -> list:
     """The live path's assets (each consistency day carries its check)."""
     window_deps = [
-        dg.AssetDep(dg.AssetKey(["features", fs.name]))
-        for fs in getattr(usecase, "window_features", ())
+        dg.AssetDep(asset_key(usecase, "features", fs.name)) for fs in usecase.window_features
     ]
+    SERVED_KEY, CONSISTENCY_KEY = served_key(usecase), consistency_key(usecase)
 
     @dg.asset(
         key=SERVED_KEY,
-        group_name=LIVE,
+        group_name=scoped_name(usecase, LIVE),
         kinds={"redis", "delta"},
         description=(
             "Every online decision (stream consumer and HTTP), drained from the served-decision "
@@ -62,7 +69,7 @@ def streaming_definitions(usecase: UseCase) -> list:
         from slipway.streaming.served import SERVED, drain_served
         from slipway.streaming.streams import open_streams
 
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         streams = open_streams(usecase)
         try:
             result = drain_served(
@@ -95,9 +102,9 @@ def streaming_definitions(usecase: UseCase) -> list:
 
     @dg.asset(
         key=CONSISTENCY_KEY,
-        deps=[dg.AssetDep(SERVED_KEY), dg.AssetDep(PREDICTIONS_KEY), *window_deps],
-        group_name=LIVE,
-        partitions_def=daily_partitions,
+        deps=[dg.AssetDep(SERVED_KEY), dg.AssetDep(predictions_key(usecase)), *window_deps],
+        group_name=scoped_name(usecase, LIVE),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"delta"},
         description=(
@@ -119,7 +126,7 @@ def streaming_definitions(usecase: UseCase) -> list:
     )
     def online_offline_consistency(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         run = check_consistency(lakehouse, usecase, start, end, run_id=context.run.run_id)
         for day in run.days:
             (context.log.info if day.passed else context.log.error)(day.summary())

@@ -1,4 +1,5 @@
-"""The live path's jobs and sensors: drain the served-decision log, check each day's consistency.
+"""The live path's jobs and sensors, per use case: drain the served-decision log, check each
+day's consistency (``<usecase>_drain_served``, ``<usecase>_served_drain_sensor``, …).
 
 ``served_drain_sensor`` looks at the served log's backlog (entries the drain group has not
 acked, on the log and on its local spool) and runs ``drain_served`` when there is one; its run
@@ -14,39 +15,51 @@ import json
 
 import dagster as dg
 
-from assets.streaming import CONSISTENCY_KEY, SERVED_KEY
-from orchestration.resources import LakehouseResource
-from slipway.usecases import get_usecase
+from assets.lib.keys import scoped_name
+from assets.lib.resources import LakehouseResource
+from assets.streaming.assets import consistency_key, served_key
+from slipway.usecase import UseCase
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 RECENT_DAYS = 7
 
-drain_served = dg.define_asset_job(
-    "drain_served",
-    selection=dg.AssetSelection.assets(SERVED_KEY),
-    description="The served-decision log -> scoring.served (idempotent on the event id).",
-)
 
-live_consistency = dg.define_asset_job(
-    "live_consistency",
-    selection=dg.AssetSelection.assets(CONSISTENCY_KEY),
-    description="Served features against the offline point-in-time values, per day.",
-)
+def live_jobs(usecase: UseCase) -> list:
+    """``<usecase>_drain_served`` and ``<usecase>_live_consistency``."""
+    return [
+        dg.define_asset_job(
+            scoped_name(usecase, "drain_served"),
+            selection=dg.AssetSelection.assets(served_key(usecase)),
+            description="The served-decision log -> scoring.served (idempotent on the event id).",
+        ),
+        dg.define_asset_job(
+            scoped_name(usecase, "live_consistency"),
+            selection=dg.AssetSelection.assets(consistency_key(usecase)),
+            description="Served features against the offline point-in-time values, per day.",
+        ),
+    ]
 
 
-@dg.sensor(
-    name="served_drain_sensor",
-    description="Drains the served-decision log into scoring.served whenever it has a backlog.",
-    job=drain_served,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def served_drain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def served_drain_sensor(usecase: UseCase, drain_served) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=scoped_name(usecase, "served_drain_sensor"),
+        description="Drains the served-decision log into scoring.served whenever it has a backlog.",
+        job=drain_served,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _served_drain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        return _drain_tick(usecase)
+
+    return _served_drain_sensor
+
+
+def _drain_tick(usecase: UseCase) -> dg.SensorResult:
     from slipway.streaming.served import DRAIN_GROUP
     from slipway.streaming.streams import open_streams
 
-    streams = open_streams(get_usecase())
+    streams = open_streams(usecase)
     backlog, length, unreachable = 0, 0, []
     try:
         for log in streams.served.logs:
@@ -105,28 +118,31 @@ def consistency_request(lakehouse, cursor: str | None) -> tuple[dg.RunRequest | 
     return request, state, f"{start}..{end}"
 
 
-@dg.sensor(
-    name="consistency_sensor",
-    description=(
-        "Runs the online/offline consistency check for recent days once their served decisions "
-        "or their batch inputs changed."
-    ),
-    job=live_consistency,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def consistency_sensor(
-    context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
-) -> dg.SensorResult:
-    request, cursor, reason = consistency_request(lakehouse.get(), context.cursor)
-    if request is None:
-        return dg.SensorResult(skip_reason=reason, cursor=cursor)
-    return dg.SensorResult(run_requests=[request], cursor=cursor)
+def consistency_sensor(usecase: UseCase, live_consistency) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=scoped_name(usecase, "consistency_sensor"),
+        description=(
+            "Runs the online/offline consistency check for recent days once their served "
+            "decisions or their batch inputs changed."
+        ),
+        job=live_consistency,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _consistency_sensor(
+        context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
+    ) -> dg.SensorResult:
+        request, cursor, reason = consistency_request(lakehouse.get(usecase.name), context.cursor)
+        if request is None:
+            return dg.SensorResult(skip_reason=reason, cursor=cursor)
+        return dg.SensorResult(run_requests=[request], cursor=cursor)
+
+    return _consistency_sensor
 
 
-def live_jobs() -> list:
-    return [drain_served, live_consistency]
-
-
-def live_sensors() -> list:
-    return [served_drain_sensor, consistency_sensor]
+def live_sensors(usecase: UseCase, jobs: list) -> list:
+    drain_served, live_consistency = jobs
+    return [
+        served_drain_sensor(usecase, drain_served),
+        consistency_sensor(usecase, live_consistency),
+    ]

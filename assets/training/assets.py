@@ -12,17 +12,36 @@ from typing import Literal
 
 import dagster as dg
 
-from assets.metadata import preview
+from assets.feast.assets import registry_key
+from assets.lib.keys import asset_key, scoped_name, table_key
+from assets.lib.metadata import preview
+from slipway.registry.lifecycle import evaluate_challenger, promote_challenger, train_candidate
 from slipway.registry.store import ModelRegistry
 from slipway.training.dataset import build_training_set
-from slipway.training.pipeline import evaluate_challenger, promote_challenger, train_candidate
 from slipway.usecase import UseCase
 
 TRAINING = "training"
 REGISTRY = "registry"
-TRAINING_SET_KEY = dg.AssetKey(["training", "training_set"])
-CANDIDATE_KEY = dg.AssetKey(["training", "model_candidate"])
-CHAMPION_KEY = dg.AssetKey(["registry", "champion"])
+
+
+def training_set_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "training", "training_set")
+
+
+def candidate_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "training", "model_candidate")
+
+
+def champion_key(usecase: UseCase) -> dg.AssetKey:
+    """``<usecase>/registry/champion``: what scoring depends on."""
+    return asset_key(usecase, "registry", "champion")
+
+
+def label_deps(usecase: UseCase) -> list[dg.AssetKey]:
+    """The assets labels come from: the label stream's silver table (a rule label reads the
+    examples' own columns, so it adds nothing)."""
+    label = usecase.label
+    return [asset_key(usecase, "silver", label.stream)] if label.stream else []
 
 
 class TrainingConfig(dg.Config):
@@ -50,29 +69,32 @@ class TrainingConfig(dg.Config):
 
 def training_definitions(usecase: UseCase) -> tuple[list, list]:
     spec = usecase.model
-    assert spec is not None
-    feature_keys = [dg.AssetKey(["features", t.name]) for t in usecase.feature_tables]
+    assert spec is not None and usecase.examples is not None
+    feature_keys = [asset_key(usecase, "features", t.name) for t in usecase.feature_tables]
+    TRAINING_SET_KEY = training_set_key(usecase)
+    CANDIDATE_KEY = candidate_key(usecase)
+    CHAMPION_KEY = champion_key(usecase)
 
     @dg.asset(
         key=TRAINING_SET_KEY,
         deps=[
-            dg.AssetKey(["feast", "registry"]),
-            dg.AssetKey(["gold", "enriched_transactions"]),
-            dg.AssetKey(["silver", usecase.label.stream]),
+            registry_key(usecase),
+            table_key(usecase, usecase.examples.table),
+            *label_deps(usecase),
             *feature_keys,
         ],
-        group_name=TRAINING,
+        group_name=scoped_name(usecase, TRAINING),
         kinds={"feast", "delta"},
         description=(
-            f"Matured, labelled transactions with point-in-time features from Feast service "
+            f"Matured, labelled examples with point-in-time features from Feast service "
             f"`{spec.feature_service}`; every source version is recorded in the Delta commit."
         ),
         required_resource_keys={"lakehouse", "feast"},
     )
     def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         result = build_training_set(
-            lakehouse, context.resources.feast.store(), usecase, progress=context.log.info
+            lakehouse, context.resources.feast.store(usecase), usecase, progress=context.log.info
         )
         return dg.MaterializeResult(
             metadata={
@@ -90,7 +112,7 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
     @dg.asset(
         key=CANDIDATE_KEY,
         deps=[TRAINING_SET_KEY],
-        group_name=TRAINING,
+        group_name=scoped_name(usecase, TRAINING),
         kinds={"lightgbm"},
         description="LightGBM trained on the latest training-set version, registered as the challenger.",
         required_resource_keys={"lakehouse"},
@@ -98,7 +120,7 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
     def model_candidate(
         context: dg.AssetExecutionContext, config: TrainingConfig
     ) -> dg.MaterializeResult:
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         result = train_candidate(
             lakehouse,
             usecase,
@@ -149,7 +171,7 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
     )
     def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         decision = evaluate_challenger(
-            context.resources.lakehouse.get(), usecase, context.run.run_id
+            context.resources.lakehouse.get(usecase.name), usecase, context.run.run_id
         )
         return dg.AssetCheckResult(
             passed=decision.passed,
@@ -169,13 +191,13 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
     @dg.asset(
         key=CHAMPION_KEY,
         deps=[CANDIDATE_KEY],
-        group_name=REGISTRY,
+        group_name=scoped_name(usecase, REGISTRY),
         kinds={"lightgbm"},
         description="The production model: the challenger, promoted only after it passed the gate.",
         required_resource_keys={"lakehouse"},
     )
     def champion(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         promotion = promote_challenger(lakehouse, usecase, context.run.run_id)
         record = ModelRegistry(lakehouse).get(spec.name, promotion.champion)
         context.log.info(

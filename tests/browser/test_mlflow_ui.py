@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from slipway.lakehouse import Lakehouse
+from slipway.registry.lifecycle import evaluate_challenger, train_candidate
 from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry
 from slipway.settings import PROJECT_ROOT
-from slipway.training.pipeline import evaluate_challenger, train_candidate
 from slipway.usecases.fraud import FRAUD, MODEL
 from tests.browser.test_web_ui import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, TIMEOUT_MS
 from tests.support.pipeline import copy_world, env_for, slipway_env

@@ -15,7 +15,7 @@ import pytest
 
 from slipway.ingest.contract import CIRCUIT_BREAKER_RULE
 from slipway.lakehouse import Lakehouse
-from slipway.simulator import BrokenUpstream
+from slipway.usecases.fraud.simulator import BrokenUpstream
 from tests.support.pipeline import run_graph, simulate, slipway_env
 
 START = dt.date(2026, 8, 1)

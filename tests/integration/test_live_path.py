@@ -190,9 +190,9 @@ def test_http_posts_are_served_decisions_too(pipeline: PipelineData, tmp_path: P
 
 def test_the_graph_drains_and_checks_through_its_sensors(live: LiveWorld) -> None:
     import dagster as dg
+    from orchestration.streaming import consistency_request
 
     from orchestration.definitions import build_definitions
-    from orchestration.streaming import consistency_request
 
     root = new_world_from(live)
     with slipway_env(root):

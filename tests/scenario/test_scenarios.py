@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-
 from orchestration.sensors import RANGE_START
+
 from slipway.lakehouse import Lakehouse
 from slipway.registry import ModelRegistry
 from slipway.registry.store import CHAMPION
-from slipway.simulator import BrokenUpstream, CovariateDrift
+from slipway.usecases.fraud.simulator import BrokenUpstream, CovariateDrift
 from tests.scenario.conftest import copy_world, next_day, simulator
 from tests.support.automation import Automation
 from tests.support.pipeline import slipway_env

@@ -5,9 +5,9 @@ that arrive days later, and reference snapshots, with drift, new fraud and broke
 switchable from a given day. Same config, same bytes.
 """
 
-from slipway.simulator.config import FX_TO_EUR, SimConfig
-from slipway.simulator.engine import RangeSummary, Simulator
-from slipway.simulator.scenarios import (
+from slipway.usecases.fraud.simulator.config import FX_TO_EUR, SimConfig
+from slipway.usecases.fraud.simulator.engine import RangeSummary, Simulator
+from slipway.usecases.fraud.simulator.scenarios import (
     BrokenUpstream,
     CovariateDrift,
     NewFraudPattern,

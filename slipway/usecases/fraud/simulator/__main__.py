@@ -1,5 +1,5 @@
-"""``python -m slipway.simulator``: the ``simulate`` command on its own."""
+"""``python -m slipway.usecases.fraud.simulator``: the ``simulate`` command on its own."""
 
-from slipway.simulator.cli import main
+from slipway.usecases.fraud.simulator.cli import main
 
 raise SystemExit(main())

@@ -13,8 +13,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from slipway.simulator.config import SimConfig
-from slipway.simulator.scenarios import BROKEN_KINDS, BrokenUpstream
+from slipway.usecases.fraud.simulator.config import SimConfig
+from slipway.usecases.fraud.simulator.scenarios import BROKEN_KINDS, BrokenUpstream
 
 NULLABLE_TARGETS: tuple[str, ...] = (
     "customer_id",

@@ -1,8 +1,8 @@
 """``slipway simulate``: write a simulated landing zone from the command line.
 
-``register`` plugs the sub-command into the platform's CLI; ``python -m slipway.simulator`` runs
+``register`` plugs the sub-command into the platform's CLI; ``python -m slipway.usecases.fraud.simulator`` runs
 it standalone. Defaults come from ``SimConfig`` and the landing root from the settings
-(``SLIPWAY_LANDING_ROOT``, else ``data/landing`` under the data directory).
+(fraud's landing area: ``$SLIPWAY_LANDING_ROOT/fraud``, else ``data/landing/fraud``).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from slipway.simulator.config import SimConfig
-from slipway.simulator.engine import Simulator
-from slipway.simulator.scenarios import parse_scenario
+from slipway.usecases.fraud.simulator.config import SimConfig
+from slipway.usecases.fraud.simulator.engine import Simulator
+from slipway.usecases.fraud.simulator.scenarios import parse_scenario
 
 
 def _default_landing() -> str:
     from slipway.settings import load_settings
 
-    return load_settings().landing_root
+    return load_settings("fraud").landing_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=None,
-        help="landing folder (default: $SLIPWAY_LANDING_ROOT or data/landing)",
+        help="landing folder (default: fraud's, $SLIPWAY_LANDING_ROOT/fraud or data/landing/fraud)",
     )
     parser.add_argument(
         "--days", type=int, default=d.days, help=f"days to simulate (default {d.days})"
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m slipway.simulator", description=__doc__.splitlines()[0]
+        prog="python -m slipway.usecases.fraud.simulator", description=__doc__.splitlines()[0]
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slipway.simulator.scenarios import Scenario
-
 # The business's own tables: the simulator generates what the use case declares, so converted
 # amounts are exact and every channel, MCC and segment is one the model knows.
 from slipway.usecases.fraud import landing as _landing
 from slipway.usecases.fraud.landing import CHANNELS, FX_TO_EUR, SEGMENTS
+from slipway.usecases.fraud.simulator.scenarios import Scenario
 
 __all__ = ["CHANNELS", "FX_TO_EUR", "SEGMENTS", "SimConfig"]
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from slipway.simulator import writer
-from slipway.simulator.clock import as_date
-from slipway.simulator.config import SimConfig
-from slipway.simulator.labels import reported_on, source_days
-from slipway.simulator.transactions import DayData, generate_day
-from slipway.simulator.world import World, build_world
+from slipway.usecases.fraud.simulator import writer
+from slipway.usecases.fraud.simulator.clock import as_date
+from slipway.usecases.fraud.simulator.config import SimConfig
+from slipway.usecases.fraud.simulator.labels import reported_on, source_days
+from slipway.usecases.fraud.simulator.transactions import DayData, generate_day
+from slipway.usecases.fraud.simulator.world import World, build_world
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from slipway.simulator.clock import HOUR_US, iso_utc
-from slipway.simulator.config import CHARGEBACK_FIELDS, SimConfig
+from slipway.usecases.fraud.simulator.clock import HOUR_US, iso_utc
+from slipway.usecases.fraud.simulator.config import CHARGEBACK_FIELDS, SimConfig
 
 S_LABELS = 10  # random stream base; + fraud kind
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from slipway.simulator.clock import as_date as _as_date
+from slipway.usecases.fraud.simulator.clock import as_date as _as_date
 
 BROKEN_KINDS: tuple[str, ...] = (
     "cents",

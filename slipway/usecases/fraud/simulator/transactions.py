@@ -22,8 +22,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from slipway.simulator.clock import DAY_US, HOUR_US, iso_utc
-from slipway.simulator.config import (
+from slipway.usecases.fraud.simulator.clock import DAY_US, HOUR_US, iso_utc
+from slipway.usecases.fraud.simulator.config import (
     AMOUNT_MULT,
     ATM,
     ATM_CATEGORY,
@@ -50,9 +50,9 @@ from slipway.simulator.config import (
     USD_IDX,
     SimConfig,
 )
-from slipway.simulator.labels import draw_labels, label_frame
-from slipway.simulator.scenarios import card_testing_rate, drift_on
-from slipway.simulator.world import (
+from slipway.usecases.fraud.simulator.labels import draw_labels, label_frame
+from slipway.usecases.fraud.simulator.scenarios import card_testing_rate, drift_on
+from slipway.usecases.fraud.simulator.world import (
     PREFERRED_CUM,
     World,
     draw_index,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from slipway.simulator.config import (
+from slipway.usecases.fraud.simulator.config import (
     ATM_CATEGORY,
     CASHOUT_CATEGORIES,
     CATEGORIES,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slipway.simulator.broken import (
+from slipway.usecases.fraud.simulator.broken import (
     LINE_KINDS,
     RECORD_KINDS,
     damage_lines,
@@ -31,8 +31,8 @@ from slipway.simulator.broken import (
     to_lines,
     truncate,
 )
-from slipway.simulator.config import TRANSACTION_FIELDS, SimConfig
-from slipway.simulator.scenarios import broken_on
+from slipway.usecases.fraud.simulator.config import TRANSACTION_FIELDS, SimConfig
+from slipway.usecases.fraud.simulator.scenarios import broken_on
 
 MANIFEST_NAME = "_manifest.json"
 TRANSACTIONS = "transactions"

@@ -47,8 +47,8 @@ format: env
 ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-mlflow: env ## open the MLflow UI (runs, registered models, champion alias) on http://127.0.0.1:$(MLFLOW_PORT)
-	$(PY) -m slipway.registry.ui --host 127.0.0.1 --port $(MLFLOW_PORT)
+mlflow: env ## open the MLflow UI (runs, registered models, champion alias) on http://127.0.0.1:$(MLFLOW_PORT) (USECASE=name: another's)
+	SLIPWAY_USECASE=$(USECASE) $(PY) -m slipway.registry.ui --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: env ## the online scorer on http://127.0.0.1:8000 (keys: SLIPWAY_API_KEYS) and, beside it, the stream consumer
 	$(PY) -m slipway.streaming.consumer & consumer=$$!; \

@@ -76,7 +76,7 @@ print(json.dumps(out))
 def _world(label: str, total: int, progress=print) -> tuple[Path, Any]:
     from slipway.usecases.fraud.simulator import SimConfig, Simulator
 
-    landing = BENCH / f"ingest_{label}" / "landing"
+    landing = BENCH / f"ingest_{label}" / "landing" / "fraud"  # fraud's own landing area
     config = SimConfig(
         days=DAYS,
         transactions_per_day=total // DAYS,

@@ -234,6 +234,24 @@ def replay_live(
     return 0 if ok and result.decided == len(lines) else 1
 
 
+def _sample_options(items: list[str]) -> dict[str, int | float | str]:
+    """``KEY=VALUE`` pairs for the sample-data writer; numbers become numbers."""
+    options: dict[str, int | float | str] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--sample takes KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                options[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = raw
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     parser = argparse.ArgumentParser(prog="python -m orchestration.main")
@@ -248,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         "--days", type=int, default=None, help="days of sample data when the landing zone is empty"
     )
     run.add_argument(
-        "--per-day", type=int, default=None, help="fraud's simulator: transactions per day"
+        "--sample",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the use case's sample-data writer (repeatable), e.g. "
+        "fraud's simulator: --sample transactions_per_day=500",
     )
-    run.add_argument("--customers", type=int, default=None, help="fraud's simulator: customers")
     run.add_argument(
         "--live-rate",
         type=float,
@@ -260,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     usecase = get_usecase(args.usecase)
-    overrides = {"transactions_per_day": args.per_day, "customers": args.customers}
-    days = ensure_landing(usecase, args.days, **overrides)
+    days = ensure_landing(usecase, args.days, **_sample_options(args.sample))
     _say(
         f"running {usecase.name}'s whole graph for {days[0]} .. {days[-1]} "
         "(one run, every asset and check)"

@@ -47,6 +47,11 @@ _SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
 _SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
 
 
+# The lakehouse dbt reads and writes: one use case's own (``profiles.yml`` reads it). Not
+# ``SLIPWAY_LAKEHOUSE_ROOT``, which is the deployment's root above every use case's.
+LAKEHOUSE_ENV = "SLIPWAY_DBT_LAKEHOUSE_ROOT"
+
+
 def usecase_vars(usecase: str, **extra: object) -> dict[str, object]:
     """The dbt ``--vars`` of every parse and invocation for ``usecase`` (plus ``extra``)."""
     return {"usecase": usecase, **extra}
@@ -64,7 +69,10 @@ def dbt_env(lakehouse_root: str | None = None, usecase: str | None = None) -> di
         settings.data_dir / "dbt" / "scratch"
     )
     root = lakehouse_root or settings.lakehouse_root
-    return {"SLIPWAY_LAKEHOUSE_ROOT": _absolute(root), "SLIPWAY_DBT_SCRATCH": _absolute(scratch)}
+    return {
+        LAKEHOUSE_ENV: _absolute(root),
+        "SLIPWAY_DBT_SCRATCH": _absolute(scratch),
+    }
 
 
 def _absolute(location: str) -> str:

@@ -36,7 +36,7 @@ def world(pipeline, tmp_path_factory: pytest.TempPathFactory):
         pipeline.data_dir, tmp_path_factory.mktemp("training") / "world", ignore=("landing",)
     )
     with slipway_env(target):
-        yield target, Lakehouse(target / "lakehouse")
+        yield target, Lakehouse(target / "lakehouse" / "fraud")
 
 
 def test_the_training_set_rebuilds_identically_from_its_recorded_versions(world) -> None:

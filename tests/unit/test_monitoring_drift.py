@@ -21,7 +21,7 @@ from slipway.monitoring.tables import DRIFT_METRICS, DRIFT_SHARE, PREDICTION_DRI
 from slipway.registry.store import ModelRegistry
 from slipway.scoring.batch import INPUTS, PREDICTIONS
 from slipway.training.train import predict, time_split, train_model
-from slipway.usecase import LabelSpec, ModelSpec, MonitoringSpec, UseCase
+from slipway.usecase import Examples, LabelSpec, ModelSpec, MonitoringSpec, UseCase
 
 COLUMNS = MonitoredColumns(numeric=("amount", "velocity"), categorical=("channel",))
 CHANNELS = ("pos", "ecom", "atm")
@@ -149,6 +149,12 @@ TOY = UseCase(
         maturity_days=2,
         target="label",
     ),
+    examples=Examples(
+        table="gold.toy_examples",
+        row_key="transaction_id",
+        event_time="event_timestamp",
+        entity_columns=(),
+    ),
     model=TOY_MODEL,
     monitoring=MonitoringSpec(drift_share=0.3, sample_size=600, reference_size=900),
 )
@@ -224,7 +230,7 @@ def test_monitor_drift_builds_the_reference_once_and_flags_the_shifted_day(toy) 
     run = monitor_drift(lakehouse, TOY, d1, d2, run_id="r1")
     assert [d.date for d in run.days] == [d1, d2]
     ref = run.days[0].reference
-    assert ref.built_now and ref.size == 900 and ref.rows_available == 1200  # 3 validation days
+    assert ref.built_now and ref.size == 900 and ref.rows_available == 4000  # all 10 days
     assert lakehouse.file_exists(reference_module.reference_path("toy", version))
     assert not by_feature(run.days[0].outcome)["amount"].drifted
     assert by_feature(run.days[1].outcome)["amount"].drifted

@@ -206,12 +206,18 @@ def performance_baseline(
         if 0 < y.sum() < len(y)
         else math.nan
     )
-    days = []
     frame = pd.DataFrame({"day": day_of(holdout).to_numpy(), "y": y, "score": scores})
-    for day, group in frame.groupby("day", sort=True):
-        n_pos = int(group["y"].sum())
+    groups = list(frame.groupby("day", sort=True))
+    positives = [int(g["y"].sum()) for _, g in groups]
+    # A day's PR-AUC is set beside validation days as well supplied with positives as the days
+    # it judges; when fewer than three validation days have that many, any day with two will do.
+    floor = max(1, min_positives)
+    if sum(n >= floor for n in positives) < 3:
+        floor = 2
+    days = []
+    for (day, group), n_pos in zip(groups, positives, strict=True):
         pr_auc = None
-        if n_pos >= max(1, min_positives) and n_pos < len(group):
+        if n_pos >= floor and n_pos < len(group):
             pr_auc = compute_metrics(group["y"].to_numpy(), group["score"].to_numpy()).pr_auc
         caught = int(((group["score"] >= threshold) & (group["y"] == 1)).sum())
         days.append(ValidationDay(str(day), len(group), n_pos, caught, pr_auc))

@@ -206,7 +206,6 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
                     "status",
                     "rows",
                     "positives",
-                    "pr_auc",
                     "caught",
                     "recall_at_threshold",
                     "reference_recall_at_threshold",

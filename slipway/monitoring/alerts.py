@@ -418,9 +418,10 @@ def drift_check(lakehouse: Lakehouse, usecase: UseCase, run_id: str | None) -> D
         )
     text = "\n".join(lines) or "no feature drifted"
     if skipped:
+        through = f" (through {trained_through})" if trained_through else ""
         text += (
-            f" ({skipped} day(s) up to {trained_through} are inside the champion's training data "
-            "or its drift reference: not judged)"
+            f" ({skipped} day(s) inside the champion's training data{through} or its drift "
+            "reference: not judged)"
         )
     return DriftCheck(
         passed=not any(d.drifted for d in judged),

@@ -51,7 +51,7 @@ FITTED = "_fitted"
 FORMAT = 2
 """Bumped when the stored reference changes shape; an older file is rebuilt, not misread."""
 _META_KEY = b"slipway.reference"
-_CACHE: dict[tuple[str, str], ReferenceProfile] = {}
+_CACHE: dict[tuple[Any, ...], ReferenceProfile] = {}
 
 
 def row_key(usecase: UseCase) -> str:
@@ -410,7 +410,8 @@ def load_reference(
     spec = usecase.model
     assert spec is not None
     relative = reference_path(spec.name, version)
-    key = (lakehouse.root, relative)
+    mon = usecase.monitoring
+    key = (lakehouse.root, relative, mon.reference_days, mon.reference_size)
     if not rebuild and key in _CACHE:
         return _CACHE[key]
     profile = None

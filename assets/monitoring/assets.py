@@ -244,9 +244,3 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         return dg.MaterializeResult(metadata=metadata)
 
     return [drift, performance], [no_drift]
-
-
-def definitions(usecase: UseCase) -> dg.Definitions:
-    """Monitoring's definitions: drift and performance, with the drift check."""
-    assets, checks = monitoring_definitions(usecase)
-    return dg.Definitions(assets=assets, asset_checks=checks)

@@ -62,7 +62,7 @@ class World:
 def materialize(data_dir: Path, start: dt.date, end: dt.date):
     import dagster as dg
 
-    from assets.monitoring import monitoring_definitions
+    from assets.monitoring.assets import monitoring_definitions
     from orchestration.resources import LakehouseResource
 
     warnings.filterwarnings("ignore")

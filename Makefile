@@ -12,6 +12,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
+# e.g. `make run RUN_ARGS=--verbose` (Dagster's whole event log) or `RUN_ARGS="--days 20"`
+RUN_ARGS ?=
 
 .PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
 
@@ -28,7 +30,7 @@ $(UV):
 env: .venv/.synced ## create or update the virtual environment from uv.lock
 
 run: env ## simulate the default data (if none) and run the whole graph end to end
-	$(PY) -m orchestration.main run
+	$(PY) -m orchestration.main run $(RUN_ARGS)
 
 test: env ## run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -13,9 +13,11 @@ import socket
 import sys
 import time
 import warnings
+from functools import partial
 
 import dagster as dg
 
+from orchestration.console import execute_readable
 from slipway.ingest.landing import list_days
 from slipway.settings import load_settings
 
@@ -107,9 +109,13 @@ def ensure_pools(instance: dg.DagsterInstance, job: dg.JobDefinition) -> None:
 
 
 def run_end_to_end(
-    start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None
+    start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None, verbose: bool = False
 ) -> dg.ExecuteInProcessResult:
-    """Materialize every asset for ``[start, end]`` in one run (single-run backfill)."""
+    """Materialize every asset for ``[start, end]`` in one run (single-run backfill).
+
+    The terminal shows one line per step (``orchestration.console``); ``verbose`` keeps Dagster's
+    own console logger (every event at DEBUG). The UI has the full event log either way.
+    """
     from orchestration.definitions import defs
 
     instance = instance or dg.DagsterInstance.get()
@@ -117,7 +123,8 @@ def run_end_to_end(
     for run_id in release_dead_runs(instance):
         _say(f"run {run_id} was left started by a process that is gone: marked failed")
     ensure_pools(instance, job)
-    return job.execute_in_process(
+    execute = job.execute_in_process if verbose else partial(execute_readable, job)
+    return execute(
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
@@ -209,12 +216,16 @@ def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None =
             f"live latency (append -> decision logged): p50 {lat['p50']:.1f} ms, "
             f"p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
         )
-    drained = defs.get_job_def("drain_served").execute_in_process(
-        instance=instance, tags={"slipway/trigger": "make run (live replay)"}, raise_on_error=False
+    drained = execute_readable(
+        defs.get_job_def("drain_served"),
+        instance=instance,
+        tags={"slipway/trigger": "make run (live replay)"},
+        raise_on_error=False,
     )
     served = lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"]).num_rows
     _say(f"served log drained into scoring.served: {served:,} decisions for {day}")
-    checked = defs.get_job_def("live_consistency").execute_in_process(
+    checked = execute_readable(
+        defs.get_job_def("live_consistency"),
         instance=instance,
         partition_key=day.isoformat(),
         tags={"slipway/trigger": "make run (live replay)"},
@@ -239,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--per-day", type=int, default=None, help="transactions per simulated day")
     run.add_argument("--customers", type=int, default=None)
     run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's whole event log, not a line per step",
+    )
+    run.add_argument(
         "--live-rate",
         type=float,
         default=1000.0,
@@ -248,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     days = ensure_landing(args.days, args.per_day, args.customers)
     _say(f"running the whole graph for {days[0]} .. {days[-1]} (one run, every asset and check)")
-    result = run_end_to_end(days[0], days[-1])
+    result = run_end_to_end(days[0], days[-1], verbose=args.verbose)
     code = summarise(result)
     if result.success and args.live_rate > 0:
         code = max(code, replay_live(days[-1], args.live_rate))

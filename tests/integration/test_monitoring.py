@@ -91,7 +91,7 @@ def world(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) -> I
     data_dir = tmp_path_factory.mktemp("monitoring") / "data"
     copy_world(pipeline.data_dir, data_dir, ignore=("landing",))
     # start monitoring from scratch (the end_to_end job may already have run it on the world)
-    for leftover in ("lakehouse/monitoring", "lakehouse/reports/monitoring"):
+    for leftover in ("lakehouse/fraud/monitoring", "lakehouse/fraud/reports/monitoring"):
         shutil.rmtree(data_dir / leftover, ignore_errors=True)
     start = pipeline.end - dt.timedelta(days=DAYS - 1)
     with slipway_env(data_dir):
@@ -107,7 +107,7 @@ def materializations(result, name: str) -> list:
         e.event_specific_data.materialization
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
-        and e.event_specific_data.materialization.asset_key.path == ["monitoring", name]
+        and e.event_specific_data.materialization.asset_key.path == ["fraud", "monitoring", name]
     ]
 
 

@@ -327,6 +327,9 @@ def test_window_days_judge_a_feature_constant_within_a_day_on_trailing_days() ->
     week = by_feature(compute_drift(reference, today, columns, windowed, windows={7: trailing}))
     assert not week["rate"].drifted and week["rate"].window_days == 7
     assert week["rate"].statistic < 0.2
+    # without its window (e.g. one day of served traffic) the feature is not judged at all
+    alone = by_feature(compute_drift(reference, today, columns, windowed))["rate"]
+    assert alone.stattest is None and not alone.drifted and "7-day window" in alone.detail
     moved = daily_rate(7, level=1.3)[["rate"]]  # three standard deviations up, all week
     shifted = compute_drift(reference, moved.iloc[-200:], columns, windowed, windows={7: moved})
     assert by_feature(shifted)["rate"].drifted

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,9 +184,11 @@ def day_frame(day: dt.date, n: int, seed: int, amount_shift: float = 0.0) -> pd.
     return df
 
 
-@pytest.fixture
-def toy(lakehouse: Lakehouse) -> tuple[Lakehouse, int]:
-    """A registered toy model (trained on 10 days) and two scored days after them."""
+@pytest.fixture(scope="module")
+def toy_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A registered toy model (trained on 10 days) and two scored days after them, built once."""
+    root = tmp_path_factory.mktemp("toy")
+    lakehouse = Lakehouse(root / "lakehouse")
     train_days = [START + dt.timedelta(days=i) for i in range(10)]
     training = pd.concat(
         [day_frame(d, 400, i) for i, d in enumerate(train_days)], ignore_index=True
@@ -228,8 +231,18 @@ def toy(lakehouse: Lakehouse) -> tuple[Lakehouse, int]:
     lakehouse.write(
         PREDICTIONS, pa.Table.from_pandas(preds, preserve_index=False), partition_by=["date"]
     )
+    return root, version
+
+
+@pytest.fixture
+def toy(toy_template: tuple[Path, int], tmp_path: Path) -> tuple[Lakehouse, int]:
+    """A private copy of the toy world (its MLflow store relocated), for a test to change."""
+    from tests.support.pipeline import copy_world
+
+    root, version = toy_template
+    copy_world(root, tmp_path / "toy")
     reference_module._CACHE.clear()
-    return lakehouse, version
+    return Lakehouse(tmp_path / "toy" / "lakehouse"), version
 
 
 def test_monitor_drift_builds_the_reference_once_and_flags_the_shifted_day(toy) -> None:

@@ -562,3 +562,21 @@ def test_calibration_proposes_thresholds_quiet_on_the_reference_and_alert_on_a_s
     history = calibrate(lakehouse, calibrated, source="history")
     assert {p.feature: p.days for p in history.proposals}["amount"] == 2
     assert history.as_dict()["feature_drift"]["amount"]["stattest"] == "wasserstein"
+
+
+def test_a_metrics_table_written_by_older_code_gains_the_new_columns(lakehouse: Lakehouse) -> None:
+    from slipway.monitoring.tables import DRIFT_SCHEMA, replace_days
+
+    old_fields = [f for f in DRIFT_SCHEMA if f.name not in {"window_days", "reference_start"}]
+    old = pa.schema(old_fields)
+    d1, d2 = dt.date(2026, 8, 1), dt.date(2026, 8, 2)
+    row = {"date": d1, "model_name": "m", "model_version": 1, "feature": "a", "metric": "x"}
+    lakehouse.write(
+        DRIFT_METRICS, pa.Table.from_pylist([row], schema=old), partition_by=["date"], schema=old
+    )
+    new = {**row, "date": d2, "window_days": 7, "reference_start": d1}
+    replace_days(lakehouse, DRIFT_METRICS, [new], DRIFT_SCHEMA, d2, d2)
+    stored = lakehouse.read_pandas(DRIFT_METRICS).sort_values("date")
+    assert stored["date"].tolist() == [d1, d2]  # the old day survives, with nulls
+    assert pd.isna(stored["window_days"].iloc[0]) and stored["window_days"].iloc[1] == 7
+    assert stored["reference_start"].iloc[1] == d1

@@ -1,5 +1,5 @@
 """The `slipway` command: simulate the upstream, trace a prediction, manage the registry, seed
-the window state."""
+the window state, calibrate drift thresholds."""
 
 from __future__ import annotations
 
@@ -89,11 +89,13 @@ def cmd_windows(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from slipway.monitoring import calibrate
     from slipway.simulator import cli as simulator_cli
 
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     simulator_cli.register(sub)
+    calibrate.register(sub)
     lineage = sub.add_parser("lineage", help="trace a prediction back to its landing file and line")
     lineage.add_argument(
         "prediction_id", help="as in scoring.predictions, e.g. tx_20260801_000123:v2"

@@ -199,6 +199,8 @@ class EmbeddedAggregator:
         if added:
             c.execute(self._insert, (entity, event.event_id, event.t_us, event.a_us, *event.values))
             state.insert(event)
+            if not compute:  # seeding: leave the state as the next live event will want it
+                state.settle()
             # Kept events outside every window change no answer, so pruning can wait until an
             # hour's worth is due: most events then cost no DELETE.
             cutoff = state.t_max - self._keep_us

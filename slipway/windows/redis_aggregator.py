@@ -445,6 +445,10 @@ def lua_script(fs: WindowFeatureSet, incremental: bool = True) -> str:
             "  redis.call('ZADD', ek, ARGV[2], member)",
             "  add(t_e, a_e, id_e, V)",
             "  NE = NE + 1",
+            # seeding: raise the bounds as the next live event would (no backlog left for it)
+            "  if mode == 's' then "
+            + " ".join(f"evict{j}(TM - {w});" for j, w in enumerate(WindowPlan.of(fs).widths))
+            + " end",
             "  local cutoff = TM - KEEP",
             "  -- events outside every window change no answer: prune once an hour's worth is due",
             "  if PO < cutoff - SLACK then",

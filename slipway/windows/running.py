@@ -171,6 +171,12 @@ class EntityWindows:
             )
             for j in range(widths)
         ]
+        if events:
+            # Start every lower bound at the newest event's window: a fast-path answer only ever
+            # asks for a later one, so nothing below it is ever needed (and nothing needs
+            # subtracting on the first answer).
+            newest = max(e.t_us for e in events)
+            self.lo = [newest - width for width in plan.widths]
         for event in sorted(events, key=lambda e: e.t_us):
             self.insert(event)
 
@@ -249,6 +255,13 @@ class EntityWindows:
                         else:
                             del held[v]
         self.lo[j] = new_lo
+
+    def settle(self) -> None:
+        """Raise every lower bound to the newest event's window (what the next fast answer would
+        do anyway): seeding calls it so that the first live event pays no eviction backlog."""
+        if self.t_max is not None:
+            for j, width in enumerate(self.plan.widths):
+                self.advance(j, self.t_max - width)
 
     def prune(self, cutoff: int) -> int:
         """Drop the kept events older than ``cutoff`` (after leaving every running aggregate)."""

@@ -265,8 +265,31 @@ def stage_costs(lakehouse: Any, days: list[dt.date]) -> dict[str, float]:
 
 
 # -- the run ----------------------------------------------------------------------------------
+def _previous_windows(scorer: Any, usecase: Any) -> None:
+    """Swap the scorer's window aggregator for the previous implementation (re-reduces the
+    entity's horizon per event; ``benchmarks.windows.BASELINE_COMMIT``), same store."""
+    from benchmarks.windows import previous_aggregator
+    from slipway.serving.features import WindowFeatureReader
+    from slipway.settings import load_settings
+
+    settings = load_settings()
+
+    def open_previous(fs: Any) -> Any:
+        path = (settings.windows_dir or settings.data_dir / "windows") / f"{fs.name}.sqlite"
+        url = settings.windows_url or None
+        return previous_aggregator(fs, url, settings.windows_namespace, path)
+
+    scorer.windows = WindowFeatureReader(
+        usecase.window_features, open_previous, cooldown_s=scorer.windows.cooldown_s
+    )
+
+
 def end_to_end(
-    rate: float, duration_s: float, progress: Callable[[str], None], backend: str = "embedded"
+    rate: float,
+    duration_s: float,
+    progress: Callable[[str], None],
+    backend: str = "embedded",
+    aggregator: str = "incremental",
 ) -> dict[str, Any]:
     from slipway.featurestore.store import open_store
     from slipway.lakehouse import Lakehouse
@@ -296,6 +319,8 @@ def end_to_end(
         budget = wanted
         store = open_store()
         scorer = OnlineScorer.from_env(usecase)
+        if aggregator == "previous":
+            _previous_windows(scorer, usecase)
         scorer.warm_up()
         if backend == "redis":
             for fs in usecase.window_features:
@@ -338,7 +363,9 @@ def end_to_end(
         mismatches = sum(d.mismatches for d in run.days)
         e2e = {
             "measure": f"end to end at {rate:,.0f} events/s, open loop",
-            "case": f"{backend}: {len(days)} days, {streaming_s:.0f} s streaming",
+            "case": f"{backend}, {aggregator} aggregator: {len(days)} days, "
+            f"{streaming_s:.0f} s streaming",
+            "load (1-min avg, end)": round(os.getloadavg()[0], 1),
             "appended": appended,
             "decided": decided,
             "rows in scoring.served": rows_served,
@@ -355,7 +382,11 @@ def end_to_end(
             **stages,
         }
         progress(json.dumps(e2e))
-        side = side_by_side(lakehouse, usecase, days) if backend == "embedded" else []
+        side = (
+            side_by_side(lakehouse, usecase, days)
+            if backend == "embedded" and aggregator == "incremental"
+            else []
+        )
         for row in side:
             progress(json.dumps(row))
         return {
@@ -375,11 +406,20 @@ def table_of(row: dict[str, Any]) -> str:
 
 def run(quick: bool = False) -> dict[str, Any]:
     rate, duration = (200.0, 5.0) if quick else (RATE, DURATION_S)
-    backends = ["embedded", *(["redis"] if _redis_up() else [])]
-    runs = {
-        b: end_to_end(rate, duration, progress=lambda m: print(m, flush=True), backend=b)
-        for b in backends
-    }
+    # SLIPWAY_BENCH_STREAMING_CASES: backend[:aggregator] list (the previous aggregator is the
+    # same-run baseline of the incremental one).
+    default = "embedded,embedded:previous" + (",redis" if _redis_up() else "")
+    cases = os.environ.get("SLIPWAY_BENCH_STREAMING_CASES", default).split(",")
+    runs = {}
+    for case in cases:
+        backend, _, aggregator = case.partition(":")
+        runs[case] = end_to_end(
+            rate,
+            duration,
+            progress=lambda m: print(m, flush=True),
+            backend=backend,
+            aggregator=aggregator or "incremental",
+        )
     out = runs["embedded"]
     rows = [r["e2e"] for r in runs.values()]
     met = {
@@ -397,13 +437,18 @@ def run(quick: bool = False) -> dict[str, Any]:
             "in arrival order, through the embedded stream, one consumer thread, the window "
             "aggregator (embedded SQLite), Feast (SQLite) for the slow features.",
             "Latency counts from each event's due time (open loop) to its decision's entry in the "
-            "served log; the appender and the consumer share one process (one core's worth of GIL).",
+            "served log; the appender (a thread appending everything due, every ~2 ms) and the "
+            "consumer share one process (one core's worth of GIL).",
+            "Cases: 'incremental' is the running-aggregate window aggregator; 'previous' the one "
+            "before it (re-reduces each customer's 30-day horizon per event, loaded from git at "
+            "benchmarks.windows.BASELINE_COMMIT), on the same world in the same session: the "
+            "same-run baseline.",
             f"Before each day the slow features are materialized as of that day, as the nightly "
             f"job does ({out['materialize_s']} s in all, not streaming time).",
             "Stale share: events whose window or window-derived request features differ between "
             "the two paths. Recall and precision at the champion's recorded operating threshold "
             "(threshold_at_precision), labels from the chargebacks.",
-            f"One run per backend (a {duration:.0f}-second stream each); note the machine's load "
+            f"One run per case (a {duration:.0f}-second stream each); note the machine's load "
             f"while it ran (load average at the end: {os.getloadavg()[0]:.1f}): on a shared "
             "machine a consumer that falls behind the schedule shows queueing, not its own cost.",
             "Targets (p99 <= 50 ms; appended = decided = rows in scoring.served; 0 mismatches): "

@@ -37,6 +37,9 @@ class Settings:
     stream_url: str = ""
     stream_prefix: str = "slipway"
     stream_dir: Path = PROJECT_ROOT / "data" / "streams"
+    # Events are routed to ``stream_partitions`` streams by a hash of the entity (one consumer
+    # per partition keeps each entity's events in order: slipway.streaming.streams).
+    stream_partitions: int = 1
     windows_url: str = ""
     windows_dir: Path | None = None
     windows_namespace: str = "slipway:win"
@@ -112,6 +115,7 @@ def _load_settings() -> Settings:
         stream_url=_env("SLIPWAY_STREAM_URL", ""),
         stream_prefix=_env("SLIPWAY_STREAM_PREFIX", "slipway"),
         stream_dir=Path(_env("SLIPWAY_STREAM_DIR", str(data_dir / "streams"))),
+        stream_partitions=_env_int("SLIPWAY_STREAM_PARTITIONS", 1),
         windows_url=_windows_url(),
         windows_dir=Path(_env("SLIPWAY_WINDOWS_DIR", str(data_dir / "windows"))),
         windows_namespace=_env("SLIPWAY_WINDOWS_NAMESPACE", "slipway:win"),

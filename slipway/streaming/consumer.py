@@ -131,7 +131,7 @@ class StreamConsumer:
 
     def process(self, entries: Sequence[Entry]) -> None:
         """Decide ``entries`` in order; ack what was decided or dead-lettered."""
-        stream = self.streams.names.events
+        stream = self.streams.events.name
         self.stats.read += len(entries)
         self.stats.batches += 1
         dead: list[dict[str, str]] = []
@@ -204,7 +204,7 @@ class StreamConsumer:
                 result,
                 EventMeta(
                     source="stream",
-                    stream=self.streams.names.events,
+                    stream=self.streams.events.name,
                     position=entry.position,
                     appended_at=entry.appended_at,
                     consumer=self.name,
@@ -266,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument(
+        "--partition",
+        type=int,
+        default=int(os.environ.get("SLIPWAY_STREAM_PARTITION", "0")),
+        help="the event-stream partition to consume (0..SLIPWAY_STREAM_PARTITIONS-1): one "
+        "consumer per partition keeps each entity's events in order",
+    )
+    parser.add_argument(
         "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
     )
     args = parser.parse_args(argv)
@@ -281,12 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     from slipway.serving.app import freeze_long_lived_objects
 
     freeze_long_lived_objects()
-    streams = open_streams(usecase)
-    consumer = StreamConsumer(scorer, streams, usecase, name=args.name, batch=args.batch)
+    streams = open_streams(usecase, partition=args.partition)
+    name = args.name or (
+        f"{socket.gethostname()}-p{args.partition}" if len(streams.partitions) > 1 else None
+    )
+    consumer = StreamConsumer(scorer, streams, usecase, name=name, batch=args.batch)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("consumer %s reading %s (%s)", consumer.name, streams.names.events, streams.url)
+    log.info("consumer %s reading %s (%s)", consumer.name, streams.events.name, streams.url)
     stats = consumer.run(stop, idle_exit_s=args.idle_exit)
     log.info("consumer %s stopped: %s", consumer.name, stats)
     streams.close()

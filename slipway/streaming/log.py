@@ -11,15 +11,24 @@ durable.
 Two implementations with the same semantics: ``RedisLog`` (production, ``redis://`` URLs) and
 ``SqliteLog`` (the embedded default: one SQLite file per log, safe across processes), chosen by
 ``open_log(url, name)``: an empty URL is embedded.
+
+**Partitions.** A consumer group hands entries to whichever consumer asks, so two consumers of
+one log may decide two events of one entity out of order, and the second-arriving one would miss
+the first in its window features. A partitioned stream is N logs (``partition_name``); every
+entry goes to the partition of its entity (``partition_of``: a stable hash, the same in every
+process), and one consumer per partition keeps each entity's events in arrival order while N
+consumers share the load. ``PartitionedAppender`` is the upstream's side of that.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import json
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -104,3 +113,65 @@ def open_log(url: str | None, name: str, directory: str | Path | None = None) ->
 
         directory = load_settings().stream_dir
     return SqliteLog(Path(directory) / f"{name.replace(':', '.')}.sqlite", name)
+
+
+def partition_name(name: str, partition: int) -> str:
+    """The log of ``partition``: partition 0 keeps the stream's own name, so one partition is
+    exactly the unpartitioned stream."""
+    return name if partition == 0 else f"{name}:{partition}"
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of an entity key: CRC-32 modulo N (stable across processes and hosts,
+    unlike Python's salted ``hash``)."""
+    if partitions <= 1:
+        return 0
+    return zlib.crc32(key.encode("utf-8")) % partitions
+
+
+def entity_of_event(field: str, key: str) -> Callable[[Mapping[str, str]], str | None]:
+    """Reads the entity ``key`` out of a stream entry whose ``field`` holds the event as JSON
+    (None for an entry that is not a JSON object with that key: it is dead-lettered wherever
+    it lands, so it goes to partition 0)."""
+
+    def entity(fields: Mapping[str, str]) -> str | None:
+        try:
+            record: Any = json.loads(fields[field])
+        except (KeyError, TypeError, ValueError):
+            return None
+        value = record.get(key) if isinstance(record, dict) else None
+        return None if value is None else str(value)
+
+    return entity
+
+
+class PartitionedAppender:
+    """Appends entries to the partition of their entity, in order within each partition."""
+
+    def __init__(
+        self, logs: Sequence[EventLog], entity: Callable[[Mapping[str, str]], str | None]
+    ) -> None:
+        if not logs:
+            raise ValueError("a partitioned stream needs at least one log")
+        self.logs = tuple(logs)
+        self.entity = entity
+
+    def partition(self, fields: Mapping[str, str]) -> int:
+        key = self.entity(fields) if len(self.logs) > 1 else None
+        return 0 if key is None else partition_of(key, len(self.logs))
+
+    def append_many(self, items: Sequence[Mapping[str, str]]) -> list[tuple[int, str]]:
+        """``(partition, position)`` of each item, in the items' order; one append per partition."""
+        groups: dict[int, list[int]] = {}
+        for i, fields in enumerate(items):
+            groups.setdefault(self.partition(fields), []).append(i)
+        out: list[tuple[int, str]] = [(0, "")] * len(items)
+        for p, indices in groups.items():
+            positions = self.logs[p].append_many([items[i] for i in indices])
+            for i, position in zip(indices, positions, strict=True):
+                out[i] = (p, position)
+        return out
+
+    def append(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        p = self.partition(fields)
+        return p, self.logs[p].append(fields)

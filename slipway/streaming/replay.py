@@ -7,11 +7,16 @@ a slow consumer shows as latency instead of slowing the load (``rate=None`` appe
 once). A consumer decides them meanwhile; the latency of each event is the time from its due
 time to its decision's entry in the served log (append -> decision logged).
 
+With a partitioned stream (``LiveStreams.partitions``) each event is appended to its entity's
+partition and one consumer per partition decides them (stepped in turn here, in one thread;
+in production each is its own process).
+
 Used by ``make run`` (the last simulated day), the streaming benchmark and the tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -69,15 +74,34 @@ class ReplayResult:
         return self.decided / self.seconds if self.seconds else 0.0
 
 
-def _served_latencies(streams: LiveStreams, due: dict[str, float]) -> list[float]:
+def _served_latencies(streams: LiveStreams, due: dict[tuple[str, str], float]) -> list[float]:
     """Due time -> decision logged, per decided event of this replay (ms)."""
     out = []
     for entry in streams.served.primary.range():
         record = json.loads(entry.fields[DECISION_FIELD])
-        start = due.get(record.get("position") or "")
+        start = due.get((record.get("stream") or "", record.get("position") or ""))
         if start is not None:
             out.append((entry.appended_at.timestamp() - start) * 1000.0)
     return out
+
+
+def _consumers(
+    usecase: UseCase, scorer: Any, streams: LiveStreams, name: str, batch: int
+) -> list[StreamConsumer]:
+    """One consumer per partition of the event stream (each reads its own partition)."""
+    logs = streams.partitions or (streams.events,)
+    if len(logs) == 1:
+        return [StreamConsumer(scorer, streams, usecase, name=name, batch=batch)]
+    return [
+        StreamConsumer(
+            scorer,
+            dataclasses.replace(streams, events=log, partition=p),
+            usecase,
+            name=f"{name}-p{p}",
+            batch=batch,
+        )
+        for p, log in enumerate(logs)
+    ]
 
 
 def replay(
@@ -90,51 +114,78 @@ def replay(
     batch: int = 256,
     timeout_s: float = 600.0,
 ) -> ReplayResult:
-    """Append ``lines`` (at ``rate`` per second, open loop) while a consumer decides them."""
-    consumer = StreamConsumer(scorer, streams, usecase, name=consumer_name, batch=batch)
-    due: dict[str, float] = {}
+    """Append ``lines`` (at ``rate`` per second, open loop) while consumers decide them (one per
+    partition of the stream)."""
+    consumers = _consumers(usecase, scorer, streams, consumer_name, batch)
+    logs = [c.streams.events for c in consumers]
+    appender = streams.appender if len(logs) > 1 else None
+    due: dict[tuple[str, str], float] = {}
     behind: list[float] = []
     done = threading.Event()
+
+    def put(items: list[dict[str, str]]) -> list[tuple[str, str]]:
+        if appender is None:
+            return [(logs[0].name, p) for p in logs[0].append_many(items)]
+        return [(logs[p].name, pos) for p, pos in appender.append_many(items)]
 
     def append() -> None:
         start = time.time()
         if rate is None:
-            for position in streams.events.append_many([encode_event(x) for x in lines]):
-                due[position] = start
+            for key in put([encode_event(x) for x in lines]):
+                due[key] = start
         else:
-            for i, line in enumerate(lines):
+            # Open loop: everything due by now goes out in one append (one per partition), so
+            # an appender that fell behind catches up instead of drifting further.
+            i = 0
+            while i < len(lines):
+                now = time.time()
                 when = start + i / rate
-                wait = when - time.time()
-                if wait > 0:
-                    time.sleep(wait)
-                else:
-                    behind.append(-wait * 1000.0)
-                due[streams.events.append(encode_event(line))] = when
+                if when > now:
+                    time.sleep(min(when - now, 0.002))
+                    continue
+                upto = min(len(lines), int((now - start) * rate) + 1)
+                behind.append((now - when) * 1000.0)
+                keys = put([encode_event(x) for x in lines[i:upto]])
+                for j, key in zip(range(i, upto), keys, strict=True):
+                    due[key] = start + j / rate
+                i = upto
         done.set()
 
     started = time.perf_counter()
-    appender = threading.Thread(target=append, name="slipway-replay-appender", daemon=True)
-    appender.start()
+    thread = threading.Thread(target=append, name="slipway-replay-appender", daemon=True)
+    thread.start()
     deadline = time.monotonic() + timeout_s
+    block_ms = 20 if len(consumers) == 1 else 2
     while time.monotonic() < deadline:
-        handled = consumer.step(block_ms=20)
+        handled = sum(c.step(block_ms=block_ms) for c in consumers)
         if not handled and done.is_set():
-            state = streams.events.group_state(consumer.group)
-            if state.backlog == 0:
+            states = [(c, c.streams.events.group_state(c.group)) for c in consumers]
+            if all(state.backlog == 0 for _, state in states):
                 break
-            if state.undelivered == 0:  # only retries left: re-read them (dead-lettered at last)
-                consumer.recover()
-    appender.join(timeout=5)
+            for c, state in states:  # only retries left: re-read them (dead-lettered at last)
+                if state.backlog and state.undelivered == 0:
+                    c.recover()
+    thread.join(timeout=5)
     seconds = time.perf_counter() - started
     latencies = _served_latencies(streams, due)
+    stats = consumers[0].stats
+    if len(consumers) > 1:
+        stats = ConsumerStats()
+        for c in consumers:
+            for f in dataclasses.fields(ConsumerStats):
+                value = getattr(c.stats, f.name)
+                if isinstance(value, int):
+                    setattr(stats, f.name, getattr(stats, f.name) + value)
+            stats.dead_reasons += c.stats.dead_reasons
+            stats.last_error = stats.last_error or c.stats.last_error
     return ReplayResult(
         appended=len(due),
-        decided=consumer.stats.decided,
-        dead_lettered=consumer.stats.dead_lettered,
+        decided=stats.decided,
+        dead_lettered=stats.dead_lettered,
         seconds=seconds,
         latency_ms=percentiles(latencies),
         behind_ms=percentiles(behind),
-        consumer=consumer.stats,
+        consumer=stats,
         latencies=latencies,
     )
 

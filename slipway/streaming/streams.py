@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from slipway.settings import load_settings, scoped_prefix
-from slipway.streaming.log import EventLog, open_log
+from slipway.streaming.log import (
+    EventLog,
+    PartitionedAppender,
+    entity_of_event,
+    open_log,
+    partition_name,
+)
 from slipway.streaming.served import ServedLog
 from slipway.usecase import UseCase
 
@@ -43,19 +49,24 @@ class LiveStreams:
     """The opened logs of one use case's live path."""
 
     names: StreamNames
-    events: EventLog
+    events: EventLog  # the partition this process consumes (``partitions[partition]``)
     dead_letters: EventLog
     served: ServedLog
     url: str
+    partitions: tuple[EventLog, ...] = ()  # every partition of the event stream, in order
+    partition: int = 0
+    appender: PartitionedAppender | None = None  # routes new events to their partition
 
     def close(self) -> None:
-        self.events.close()
+        for one in {id(x): x for x in (self.events, *self.partitions)}.values():
+            one.close()
         self.dead_letters.close()
         self.served.close()
 
     def delete(self) -> None:
         """Drop every log (scratch replays and tests only)."""
-        for one in (self.events, self.dead_letters, *self.served.logs):
+        logs = (self.events, *self.partitions, self.dead_letters, *self.served.logs)
+        for one in {id(x): x for x in logs}.values():
             one.delete()
 
 
@@ -64,23 +75,57 @@ def open_streams(
     url: str | None = None,
     prefix: str | None = None,
     directory: str | Path | None = None,
+    partitions: int | None = None,
+    partition: int = 0,
 ) -> LiveStreams:
     """The live logs of ``usecase``; arguments left out come from the settings (the stream
-    directory from the use case's scoped ones, ``<stream_dir>/<usecase>``)."""
+    directory from the use case's scoped ones, ``<stream_dir>/<usecase>``).
+
+    ``partitions`` (``SLIPWAY_STREAM_PARTITIONS``, default 1): the event stream's partitions,
+    routed by the entity (``partition_key``); ``events`` is partition ``partition``'s log.
+    """
     base = load_settings()
     url = base.stream_url if url is None else url
     prefix = prefix or base.stream_prefix
     directory = Path(directory) if directory is not None else base.scoped(usecase.name).stream_dir
+    partitions = base.stream_partitions if partitions is None else partitions
+    if not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} outside 0..{partitions - 1}")
     names = stream_names(usecase, prefix)
     primary = open_log(url, names.served, directory)
     spool = open_log("", names.spool, directory) if url else None
+    logs = tuple(
+        open_log(url, partition_name(names.events, p), directory) for p in range(partitions)
+    )
     return LiveStreams(
         names=names,
-        events=open_log(url, names.events, directory),
+        events=logs[partition],
         dead_letters=open_log(url, names.dead_letters, directory),
         served=ServedLog(primary, spool),
         url=url or f"sqlite:{directory}",
+        partitions=logs,
+        partition=partition,
+        appender=PartitionedAppender(logs, entity_of_event(EVENT_FIELD, partition_key(usecase))),
     )
+
+
+def partition_key(usecase: UseCase) -> str:
+    """What the event stream is partitioned by: the window features' entity (their per-entity
+    order is what exactness needs), else the stream's key."""
+    entities = {fs.entity for fs in usecase.window_features}
+    if len(entities) > 1:
+        # One key cannot keep two entities' orders: partition by the first, and say so.
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s: window features of several entities (%s): partitioned by %s only",
+            usecase.name,
+            ", ".join(sorted(entities)),
+            usecase.window_features[0].entity,
+        )
+    if usecase.window_features:
+        return usecase.window_features[0].entity
+    return usecase.streams[0].key
 
 
 def encode_event(record: Mapping[str, Any] | str) -> dict[str, str]:
@@ -89,6 +134,14 @@ def encode_event(record: Mapping[str, Any] | str) -> dict[str, str]:
     return {EVENT_FIELD: text}
 
 
-def append_events(log: EventLog, records: Iterable[Mapping[str, Any] | str]) -> list[str]:
-    """Append events in order (what the upstream does); returns their positions."""
-    return log.append_many([encode_event(r) for r in records])
+def append_events(
+    log: EventLog | LiveStreams, records: Iterable[Mapping[str, Any] | str]
+) -> list[str]:
+    """Append events in order (what the upstream does); returns their positions. Given the
+    ``LiveStreams``, each event goes to its entity's partition."""
+    items = [encode_event(r) for r in records]
+    if isinstance(log, LiveStreams):
+        if log.appender is None:
+            return log.events.append_many(items)
+        return [position for _, position in log.appender.append_many(items)]
+    return log.append_many(items)

@@ -31,12 +31,15 @@ class WindowResult:
     ``duplicate``: the event id was already applied (a redelivery); the state is unchanged.
     ``complete``: False when the event is later than the set's allowed lateness and state it
     needed may already have been pruned (its features then count only what was kept).
+    ``incremental``: answered from the running aggregates (``slipway.windows.running``), not by
+    re-reducing the entity's kept events; the same value either way (tests compare them).
     """
 
     event_id: str
     features: dict[str, Any]
     duplicate: bool
     complete: bool = True
+    incremental: bool = False
 
 
 class WindowAggregator(Protocol):
@@ -64,19 +67,23 @@ def open_aggregator(
     *,
     namespace: str | None = None,
     path: Path | None = None,
+    incremental: bool = True,
 ) -> WindowAggregator:
     """The aggregator for ``url``: ``redis://host:port/db`` -> Redis, None/"" -> embedded SQLite.
 
     ``namespace`` prefixes every Redis key (``slipway:win`` by default; tests use a unique one).
     ``path`` is the embedded SQLite file (default ``$SLIPWAY_WINDOWS_DIR/<feature set>.sqlite``,
-    i.e. ``<data dir>/windows/``).
+    i.e. ``<data dir>/windows/``). ``incremental=False`` answers every event by re-reducing the
+    entity's kept events (the exact path only: for comparisons, see ``slipway.windows.running``).
     """
     if url:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"unsupported window store URL {url!r}: use redis://host:port/db")
         from slipway.windows.redis_aggregator import RedisAggregator
 
-        return RedisAggregator(feature_set, url, namespace=namespace or "slipway:win")
+        return RedisAggregator(
+            feature_set, url, namespace=namespace or "slipway:win", incremental=incremental
+        )
     from slipway.windows.embedded import EmbeddedAggregator
 
     if path is None:
@@ -85,7 +92,7 @@ def open_aggregator(
         settings = load_settings()
         folder = settings.windows_dir or settings.data_dir / "windows"
         path = folder / f"{feature_set.name}.sqlite"
-    return EmbeddedAggregator(feature_set, path)
+    return EmbeddedAggregator(feature_set, path, incremental=incremental)
 
 
 def aggregator_from_settings(

@@ -1,10 +1,16 @@
 """The embedded aggregator: each entity's recent events in one SQLite file under the data dir.
 
 No server: ``make run`` and tests use it by default. Every ``apply`` is one ``BEGIN IMMEDIATE``
-transaction (read the entity's events in the horizon, compute with the reference semantics,
-insert, prune), so several processes on one file never lose an update: the second writer waits
-for the first (WAL mode, a busy timeout) and then sees its event. The event id is the primary
-key, which makes redelivery a no-op.
+transaction (check the id, compute, insert, prune), so several processes on one file never lose
+an update: the second writer waits for the first (WAL mode, a busy timeout) and then sees its
+event. The event id is the primary key, which makes redelivery a no-op.
+
+The file holds the raw events (the truth); the running aggregates of ``slipway.windows.running``
+live in this process, per entity, built from the file on first use and kept up to date by every
+event this process applies. Each entity has a version in the file, bumped by every event added to
+it: an entity another process changed since is rebuilt from the file, so the in-process state is
+never stale. An event the running state cannot answer exactly (late, out of order, a
+redelivery) is answered by the reference reduction over the entity's kept events.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from slipway.usecase import WindowFeatureSet
 from slipway.windows.aggregator import WindowResult, WindowStoreUnavailable
+from slipway.windows.running import EntityWindows, WindowPlan
 from slipway.windows.semantics import (
     ONE_MICROSECOND,
     EventCodec,
@@ -28,46 +36,68 @@ from slipway.windows.semantics import (
 )
 
 BUSY_TIMEOUT_MS = 10_000
-STATE_SCHEMA = 2  # bump when the stored layout changes
+# Bump when the stored layout changes. 2 -> 3 (running state): the SQLite file only gained the
+# additive ``versions`` table, so its fingerprint stays at 2 and older files keep working; Redis
+# keeps running aggregates in its keys, which depend on the aggregations too (``running=True``).
+STATE_SCHEMA = 2
+RUNNING_SCHEMA = 3
 NO_PRUNING = -(2**62)
 PRUNE_SLACK_US = 3600 * 1_000_000
+CACHE_ENTITIES = 100_000  # entities whose running state one process keeps (LRU)
 
 
-def state_fingerprint(fs: WindowFeatureSet) -> str:
-    """A short hash of what the stored state depends on (inputs, kinds, decimals, horizon).
+def state_fingerprint(fs: WindowFeatureSet, running: bool = False) -> str:
+    """A short hash of what the stored state depends on (inputs, kinds, decimals, horizon; with
+    ``running``, also the windows and operations the running aggregates are kept for).
 
     State written under another declaration is not silently reused: Redis keys carry it, the
     SQLite file refuses to open with a different one.
     """
     from slipway.windows.semantics import decimals_of
 
-    shape = {
-        "schema": STATE_SCHEMA,
+    shape: dict[str, Any] = {
+        "schema": RUNNING_SCHEMA if running else STATE_SCHEMA,
         "entity": fs.entity,
         "inputs": [[c, k, decimals_of(fs, c)] for c, k in input_kinds(fs).items()],
         "horizon_us": fs.horizon // ONE_MICROSECOND,
         "lateness_us": fs.allowed_lateness // ONE_MICROSECOND,
     }
+    if running:
+        shape["running"] = WindowPlan.of(fs).shape()
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class EmbeddedAggregator:
-    """:class:`~slipway.windows.aggregator.WindowAggregator` on a local SQLite file."""
+    """:class:`~slipway.windows.aggregator.WindowAggregator` on a local SQLite file.
 
-    def __init__(self, feature_set: WindowFeatureSet, path: Path) -> None:
+    ``incremental=False`` answers every event by the reference reduction over the entity's kept
+    events (the previous implementation's cost; benchmarks and parity tests compare the two).
+    """
+
+    def __init__(
+        self,
+        feature_set: WindowFeatureSet,
+        path: Path,
+        incremental: bool = True,
+        cache_entities: int = CACHE_ENTITIES,
+    ) -> None:
         self.feature_set = feature_set
         self.path = Path(path)
         self.codec = EventCodec(feature_set)
         self.reducer = reducer(feature_set)
+        self.plan = WindowPlan.of(feature_set)
+        self.incremental = incremental
         self._horizon_us = feature_set.horizon // ONE_MICROSECOND
         self._keep_us = self._horizon_us + feature_set.allowed_lateness // ONE_MICROSECOND
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, EntityWindows] = OrderedDict()
+        self._cache_entities = cache_entities
         n = len(feature_set.inputs)
         values = ", ".join(f"v{i}" for i in range(n))
         self._select = (
             "SELECT event_id, t_us, a_us"
             + (f", {values}" if n else "")
-            + " FROM events WHERE entity = ? AND t_us >= ? AND t_us < ?"
+            + " FROM events WHERE entity = ?"
         )
         self._insert = (
             "INSERT INTO events (entity, event_id, t_us, a_us"
@@ -106,6 +136,12 @@ class EmbeddedAggregator:
                 "CREATE TABLE IF NOT EXISTS entities (entity TEXT PRIMARY KEY,"
                 " pruned_below INTEGER NOT NULL)"
             )
+            # Bumped by every event added to an entity: tells a process that its in-memory
+            # running state of that entity is stale (another process wrote since).
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS versions (entity TEXT PRIMARY KEY,"
+                " version INTEGER NOT NULL)"
+            )
             fingerprint = state_fingerprint(self.feature_set)
             row = c.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
             if row is None:
@@ -120,44 +156,70 @@ class EmbeddedAggregator:
             c.execute("ROLLBACK")
             raise
 
+    # -- one entity's state, in memory --------------------------------------------------------
+    def _entity(self, entity: str, version: int) -> EntityWindows:
+        """The entity's running state at ``version`` (the file's): cached, or built from the file."""
+        cache = self._cache
+        state = cache.get(entity)
+        if state is not None and state.version == version:
+            cache.move_to_end(entity)
+            return state
+        rows = self._conn.execute(self._select, (entity,)).fetchall()
+        state = EntityWindows(
+            self.plan, [WindowEvent(r[0], entity, r[1], r[2], r[3:]) for r in rows], version
+        )
+        cache[entity] = state
+        if len(cache) > self._cache_entities:
+            cache.popitem(last=False)
+        return state
+
     # -- one event, one transaction -----------------------------------------------------------
     def _apply_one(self, event: WindowEvent, compute: bool) -> tuple[WindowResult, bool]:
         c = self._conn
-        duplicate, pruned_below, oldest, newest = c.execute(
+        entity = event.entity
+        duplicate, pruned_below, version = c.execute(
             "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?),"
             " (SELECT pruned_below FROM entities WHERE entity = ?),"
-            " (SELECT min(t_us) FROM events WHERE entity = ?),"
-            " (SELECT max(t_us) FROM events WHERE entity = ?)",
-            (event.event_id, event.entity, event.entity, event.entity),
+            " (SELECT version FROM versions WHERE entity = ?)",
+            (event.event_id, entity, entity),
         ).fetchone()
         pruned_below = NO_PRUNING if pruned_below is None else pruned_below
+        state = self._entity(entity, version or 0)
         features: dict[str, Any] = {}
+        incremental = False
         if compute:
-            rows = c.execute(
-                self._select, (event.entity, event.t_us - self._horizon_us, event.t_us)
-            ).fetchall()
-            entity = event.entity
-            history = [WindowEvent(r[0], entity, r[1], r[2], r[3:]) for r in rows]
-            features = self.reducer.finalize(self.reducer.raw(history, event))
+            if self.incremental and state.fast(event):
+                raw = state.raw(event)
+                incremental = True
+            else:  # the exact path: the reference over the entity's kept events
+                raw = self.reducer.raw(state.events, event)
+            features = self.reducer.finalize(raw)
         complete = event.t_us - self._horizon_us >= pruned_below
         added = not duplicate and event.t_us >= pruned_below
         if added:
-            c.execute(
-                self._insert, (event.entity, event.event_id, event.t_us, event.a_us, *event.values)
-            )
+            c.execute(self._insert, (entity, event.event_id, event.t_us, event.a_us, *event.values))
+            state.insert(event)
+            if not compute:  # seeding: leave the state as the next live event will want it
+                state.settle()
             # Kept events outside every window change no answer, so pruning can wait until an
             # hour's worth is due: most events then cost no DELETE.
-            cutoff = max(newest or event.t_us, event.t_us) - self._keep_us
-            if oldest is not None and oldest < cutoff - PRUNE_SLACK_US:
-                c.execute(
-                    "DELETE FROM events WHERE entity = ? AND t_us < ?", (event.entity, cutoff)
-                )
+            cutoff = state.t_max - self._keep_us
+            if state.times[0] < cutoff - PRUNE_SLACK_US:
+                state.prune(cutoff)
+                c.execute("DELETE FROM events WHERE entity = ? AND t_us < ?", (entity, cutoff))
                 c.execute(
                     "INSERT INTO entities VALUES (?, ?) ON CONFLICT (entity) DO UPDATE SET"
                     " pruned_below = max(pruned_below, excluded.pruned_below)",
-                    (event.entity, cutoff),
+                    (entity, cutoff),
                 )
-        return WindowResult(event.event_id, features, bool(duplicate), complete), added
+            c.execute(
+                "INSERT INTO versions VALUES (?, 1) ON CONFLICT (entity) DO UPDATE SET"
+                " version = version + 1",
+                (entity,),
+            )
+            state.version = (version or 0) + 1
+        result = WindowResult(event.event_id, features, bool(duplicate), complete, incremental)
+        return result, added
 
     def _transaction(
         self, events: Sequence[WindowEvent], compute: bool
@@ -170,6 +232,7 @@ class EmbeddedAggregator:
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
+                    self._cache.clear()  # it may hold what was just rolled back
                     raise
             except sqlite3.OperationalError as exc:
                 raise WindowStoreUnavailable(f"window state {self.path}: {exc}") from exc

@@ -1,14 +1,24 @@
-"""The production aggregator: each entity's recent events in Redis, one Lua script per event.
+"""The production aggregator: each entity's state in Redis, one Lua script per event.
 
-Per entity two keys share a hash slot (``{entity}`` is the cluster hash tag): a sorted set of the
-events (score: event time in microseconds; member: arrival, id and the encoded inputs) and a hash
-of the event ids held (plus the prune mark under the empty field). One script, generated from the
-declaration, reads the events of the horizon, reduces them exactly as
+Per entity these keys share a hash slot (``{entity}`` is the cluster hash tag): a sorted set of
+the events (score: event time in microseconds; member: arrival, id and the encoded inputs), a
+hash of the event ids held (plus the prune mark under the empty field), and the running
+aggregates of ``slipway.windows.running``: a hash of the per-window counts, sums, lower bounds,
+``last`` pointers and the newest event time and arrival key, a hash per distinct-count/recent-set
+window (value -> multiplicity) and a sorted set per max window (event id scored by its value).
+
+One script, generated from the declaration, checks the id and then answers the event either from
+the running aggregates (the fast path: the event is newer in event time and in arrival than
+everything the state holds; the windows' lower bounds advance, touching only the events that
+leave) or, for every other event, by re-reducing the events of the horizon exactly as
 :func:`slipway.windows.semantics.raw_aggregates` does (integers only: sums in ``10**-decimals``
-units, formatted with ``%.0f`` because Lua's ``tostring`` keeps only 14 digits), checks the id,
-adds the event, prunes what no event within the allowed lateness can need, and refreshes the
+units, formatted with ``%.0f`` because Lua's ``tostring`` keeps only 14 digits). Then it adds the
+event to the events and to every running aggregate whose window it falls in, prunes what no event
+within the allowed lateness can need (leaving the running aggregates first), and refreshes the
 keys' expiry. Redis runs a script atomically, so concurrent consumers never lose an update; the
-Python side finalizes the integers with the reference code.
+Python side finalizes the integers with the reference code. The running hash also counts the
+events it covers: if that ever disagrees with the sorted set (keys lost one by one), the script
+rebuilds the running aggregates from the events before answering.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from typing import Any
 from slipway.usecase import WindowFeatureSet
 from slipway.windows.aggregator import WindowResult, WindowStoreUnavailable
 from slipway.windows.embedded import PRUNE_SLACK_US, state_fingerprint
+from slipway.windows.running import WindowPlan
 from slipway.windows.semantics import (
     ONE_MICROSECOND,
     EventCodec,
@@ -34,10 +45,16 @@ NULL = "\x1e"
 SOCKET_TIMEOUT_S = 0.5
 
 _PRELUDE = r"""
-local ek, ik = KEYS[1], KEYS[2]
+local ek, ik, mk = KEYS[1], KEYS[2], KEYS[3]
 local mode, t_e, a_e, id_e, member = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local H, KEEP, TTL = %(horizon)d, %(keep)d, %(ttl_ms)d
+local H, KEEP, TTL, SLACK, INCREMENTAL = %(horizon)d, %(keep)d, %(ttl_ms)d, %(slack)d, %(incremental)s
+local EXPIRY_REFRESH = %(refresh)d
+local NUL = '\30'
+local V = {}
+for i = 0, %(inputs)d - 1 do V[i] = ARGV[6 + i] end
 local function num(x) return string.format('%%.0f', x) end
+local function opt(x) if x ~= x then return nil end return x end
+local function nan(x) if x == nil then return 0 / 0 end return x end
 local function split(s)
   local out, n, pos = {}, 0, 1
   while true do
@@ -48,44 +65,290 @@ local function split(s)
     pos = j + 1
   end
 end
-local pruned = redis.call('HGET', ik, '')
-pruned = pruned and tonumber(pruned) or nil
-local dup = redis.call('HEXISTS', ik, id_e) == 1
-local out = {dup and 1 or 0, (pruned == nil or t_e - H >= pruned) and 1 or 0}
+local head = redis.call('HMGET', ik, '', id_e, '\30s'%(string_fields)s)
+local pruned = head[1] and tonumber(head[1]) or nil
+local dup = head[2] ~= false
+local out = {dup and 1 or 0, (pruned == nil or t_e - H >= pruned) and 1 or 0, 0}
 """
 
-_ADD = r"""
-if not dup and (pruned == nil or t_e >= pruned) then
-  redis.call('ZADD', ek, ARGV[2], member)
-  redis.call('HSET', ik, id_e, ARGV[2])
-  local newest = tonumber(redis.call('ZRANGE', ek, -1, -1, 'WITHSCORES')[2])
-  local cutoff = newest - KEEP
-  local oldest = tonumber(redis.call('ZRANGE', ek, 0, 0, 'WITHSCORES')[2])
-  -- events outside every window change no answer: prune once an hour's worth is due
-  if oldest < cutoff - %(slack)d then
-    local gone = redis.call('ZRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))
-    for i = 1, #gone do redis.call('HDEL', ik, split(gone[i])[2]) end
-    redis.call('ZREMRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))
-    if pruned == nil or cutoff > pruned then redis.call('HSET', ik, '', num(cutoff)) end
-  end
-  redis.call('PEXPIRE', ek, TTL)
-  redis.call('PEXPIRE', ik, TTL)
-  out[#out + 1] = 1
-else
-  out[#out + 1] = 0
-end
-return out
-"""
+# The running state lives in the ids hash, under fields that start with the reserved ``\x1e``
+# (no event id can): the numbers below in one field ``\x1es``, packed as little-endian doubles
+# (Redis' ``struct``; every value is an integer below 2**53, so exact; NaN when unset), and the
+# strings (IM, LI, LV) in fields of their own. Numbers go back to Redis as integer replies and
+# arguments, never through Lua's ``tostring`` (14 digits) or ``string.format`` (slow).
+#   NE: events held, TM: newest event time, AM/IM: latest arrival key, PO: a lower bound of the
+#   oldest event time held (pruning is due once it falls an hour behind the cutoff), XP: when
+#   the keys' expiry was last refreshed (server clock, ms);
+#   per width j: L (lower bound; unset = minus infinity), C (count), F (the smallest event time
+#   counted, unset when none: a window none of whose events leave needs no read);
+#   per sum k: S (units), N (non-null count); per value map m: D (distinct values);
+#   per max x: MX (the maximum; re-read from its sorted set only when an event holding it leaves);
+#   per last k: LT, LA, LI, LV (the latest non-null event's time, arrival, id and value).
+EXPIRY_REFRESH_MS = 3_600_000
 
 
-def lua_script(fs: WindowFeatureSet) -> str:
-    """The apply/seed script for ``fs``: the reduction of ``raw_aggregates``, unrolled in Lua."""
+def key_layout(plan: WindowPlan) -> tuple[list[int], int]:
+    """Which value maps get a key of their own (those a recent set lists: ``HKEYS`` then reads
+    only them), and how many max sets there are. Maps only counted share one hash."""
+    listed = {k for op, _, k, _ in plan.aggs if op == "recent_set"}
+    return [m for m in range(len(plan.maps)) if m in listed], len(plan.maxes)
+
+
+def _running_lua(fs: WindowFeatureSet, pattern: str) -> dict[str, str]:
+    """The running-state parts of the script: load, add, evict (per width), rebuild, answer and
+    save. Keys: KEYS[1] events, KEYS[2] ids + packed state, KEYS[3] the counted value maps
+    (fields ``<m>\\x1f<value>`` -> multiplicity), then one hash per listed map (value ->
+    multiplicity), then one sorted set per max (event id scored by its value)."""
+    plan = WindowPlan.of(fs)
+    own, n_max = key_layout(plan)
+    n_in = len(fs.inputs)
+    widths, sums, maps, lasts, maxes = (
+        range(len(plan.widths)),
+        range(len(plan.sums)),
+        range(len(plan.maps)),
+        range(len(plan.lasts)),
+        range(n_max),
+    )
+    own_key = {m: f"KEYS[{4 + i}]" for i, m in enumerate(own)}
+    max_key = {x: f"KEYS[{4 + len(own) + x}]" for x in maxes}
+    # (lua target, counter?) per packed number; counters default to 0, the rest to nil
+    packed: list[tuple[str, bool]] = [("NE", True)]
+    packed += [(v, False) for v in ("TM", "AM", "PO", "XP")]
+    for j in widths:
+        packed += [(f"L[{j}]", False), (f"C[{j}]", True), (f"F[{j}]", False)]
+    for k in sums:
+        packed += [(f"S[{k}]", True), (f"N[{k}]", True)]
+    packed += [(f"D[{m}]", True) for m in maps] + [(f"MX[{x}]", False) for x in maxes]
+    for k in lasts:
+        packed += [(f"LT[{k}]", False), (f"LA[{k}]", False)]
+    fmt = "<" + "d" * len(packed)
+    # the strings, each in its field (head[4] is IM; then LI, LV per last)
+    strings = [("IM", "\\30im")]
+    for k in lasts:
+        strings += [(f"LI[{k}]", f"\\30li{k}"), (f"LV[{k}]", f"\\30lv{k}")]
+
+    load = [
+        "local NE, TM, AM, IM, PO, XP",
+        "local L, C, F, S, N, D, MX, LT, LA, LI, LV = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+        "local fresh = {}  -- keys that may have been created by this event: set their expiry",
+        "local function reset()",
+        "  NE, TM, AM, IM, PO, XP = 0, nil, nil, nil, nil, nil",
+        *(f"  L[{j}] = nil; C[{j}] = 0; F[{j}] = nil" for j in widths),
+        *(f"  S[{k}] = 0; N[{k}] = 0" for k in sums),
+        *(f"  D[{m}] = 0" for m in maps),
+        *(f"  MX[{x}] = nil" for x in maxes),
+        *(f"  LT[{k}], LA[{k}], LI[{k}], LV[{k}] = nil, nil, nil, nil" for k in lasts),
+        "end",
+        "if head[3] then",
+        f"  local p = {{struct.unpack('{fmt}', head[3])}}",
+        *(
+            f"  {target} = p[{i}]" if counter else f"  {target} = opt(p[{i}])"
+            for i, (target, counter) in enumerate(packed, start=1)
+        ),
+        *(f"  {target} = head[{i}] or nil" for i, (target, _) in enumerate(strings, start=4)),
+        "else",
+        "  reset()",
+        "end",
+    ]
+
+    def map_key(m: int) -> str:
+        return own_key.get(m, "mk")
+
+    def map_field(m: int, value: str) -> str:
+        return value if m in own_key else f"'{m}\\31' .. {value}"
+
+    # add(t, a, id, vals): the event into every running aggregate it belongs to
+    add = ["local function add(t, a, id, vals)"]
+    for j in widths:
+        add += [
+            f"  if L[{j}] == nil or t >= L[{j}] then",
+            f"    C[{j}] = C[{j}] + 1",
+            f"    if F[{j}] == nil or t < F[{j}] then F[{j}] = t end",
+        ]
+        for k, (w, slot) in enumerate(plan.sums):
+            if w == j:
+                add.append(
+                    f"    if vals[{slot}] ~= NUL then S[{k}] = S[{k}] + tonumber(vals[{slot}]); "
+                    f"N[{k}] = N[{k}] + 1 end"
+                )
+        for m, (w, slot) in enumerate(plan.maps):
+            if w == j:
+                key = map_key(m)
+                add.append(
+                    f"    if vals[{slot}] ~= NUL then "
+                    f"if D[{m}] == 0 then fresh[#fresh + 1] = {key} end; "
+                    f"if redis.call('HINCRBY', {key}, {map_field(m, f'vals[{slot}]')}, 1) == 1 "
+                    f"then D[{m}] = D[{m}] + 1 end end"
+                )
+        for x, (w, slot) in enumerate(plan.maxes):
+            if w == j:
+                add.append(
+                    f"    if vals[{slot}] ~= NUL then local v = tonumber(vals[{slot}]); "
+                    f"if MX[{x}] == nil then fresh[#fresh + 1] = {max_key[x]} end; "
+                    f"redis.call('ZADD', {max_key[x]}, vals[{slot}], id); "
+                    f"if MX[{x}] == nil or v > MX[{x}] then MX[{x}] = v end end"
+                )
+        add.append("  end")
+    for k, slot in enumerate(plan.lasts):
+        newer = (
+            f"LT[{k}] == nil or t > LT[{k}] or (t == LT[{k}] and (a > LA[{k}] or "
+            f"(a == LA[{k}] and id > LI[{k}])))"
+        )
+        add.append(
+            f"  if vals[{slot}] ~= NUL and ({newer}) then "
+            f"LT[{k}], LA[{k}], LI[{k}], LV[{k}] = t, a, id, vals[{slot}] end"
+        )
+    add += [
+        "  if TM == nil or t > TM then TM = t end",
+        "  if PO == nil or t < PO then PO = t end",
+        "  if AM == nil or a > AM or (a == AM and id > IM) then AM, IM = a, id end",
+        "end",
+    ]
+
+    # evict<j>(new_lo): raise L[j] to new_lo, subtracting the counted events below it. The
+    # events counted start at F[j]; they are read from there in pages (4 first: usually one or
+    # two leave), and the first one that stays is the new F[j].
+    captures = ", ".join(["a", "id", *(f"v{i}" for i in range(n_in))])
+    evict = []
+    for j in widths:
+        evict += [
+            f"local function evict{j}(new_lo)",
+            f"  if L[{j}] ~= nil and L[{j}] >= new_lo then return end",
+            f"  L[{j}] = new_lo",
+            f"  if F[{j}] == nil or F[{j}] >= new_lo then return end",
+            f"  local from, offset, page, first, remax = F[{j}], 0, 4, nil, {{}}",
+            "  while first == nil do",
+            "    local rows = redis.call('ZRANGEBYSCORE', ek, from, '+inf', 'WITHSCORES', "
+            "'LIMIT', offset, page)",
+            "    for r = 1, #rows, 2 do",
+            "      local t = tonumber(rows[r + 1])",
+            "      if t >= new_lo then first = t; break end",
+            f"      local {captures} = string.match(rows[r], '{pattern}')",
+            f"      C[{j}] = C[{j}] - 1",
+        ]
+        for k, (w, slot) in enumerate(plan.sums):
+            if w == j:
+                evict.append(
+                    f"      if v{slot} ~= NUL then S[{k}] = S[{k}] - tonumber(v{slot}); "
+                    f"N[{k}] = N[{k}] - 1 end"
+                )
+        for m, (w, slot) in enumerate(plan.maps):
+            if w == j:
+                key, field = map_key(m), map_field(m, f"v{slot}")
+                evict.append(
+                    f"      if v{slot} ~= NUL and redis.call('HINCRBY', {key}, {field}, -1) <= 0 "
+                    f"then redis.call('HDEL', {key}, {field}); D[{m}] = D[{m}] - 1 end"
+                )
+        for x, (w, slot) in enumerate(plan.maxes):
+            if w == j:
+                evict.append(
+                    f"      if v{slot} ~= NUL then redis.call('ZREM', {max_key[x]}, id); "
+                    f"if tonumber(v{slot}) == MX[{x}] then remax[{x}] = true end end"
+                )
+        evict += [
+            "    end",
+            "    if #rows < 2 * page then break end",
+            "    offset, page = offset + page, 64",
+            "  end",
+            f"  F[{j}] = first",
+        ]
+        for x, (w, _slot) in enumerate(plan.maxes):
+            if w == j:
+                evict.append(
+                    f"  if remax[{x}] then local top = redis.call('ZREVRANGE', {max_key[x]}, 0, 0, "
+                    f"'WITHSCORES'); MX[{x}] = top[2] and tonumber(top[2]) or nil end"
+                )
+        evict.append("end")
+    evict += ["local function evict_all(new_lo)", *(f"  evict{j}(new_lo)" for j in widths), "end"]
+
+    extra_keys = ["mk", *own_key.values(), *max_key.values()]
+    rebuild = [
+        "local function rebuild()",
+        "  redis.call('DEL', " + ", ".join(extra_keys) + ")",
+        "  reset()",
+        "  local rows = redis.call('ZRANGE', ek, 0, -1, 'WITHSCORES')",
+        "  for r = 1, #rows, 2 do",
+        f"    local {captures} = string.match(rows[r], '{pattern}')",
+        "    add(tonumber(rows[r + 1]), tonumber(a), id, {"
+        + ", ".join(f"[{i}] = v{i}" for i in range(n_in))
+        + "})",
+        "    NE = NE + 1",
+        "  end",
+        "  XP = nil",
+        "end",
+        # The packed count disagrees with the events held: state lost key by key. Rebuild.
+        "if redis.call('ZCARD', ek) ~= NE then rebuild() end",
+    ]
+
+    answer = [f"evict{j}(t_e - {w})" for j, w in enumerate(plan.widths)]
+    for op, j, k, width in plan.aggs:
+        if op == "count":
+            answer.append(f"out[#out + 1] = C[{j}]")
+        elif op == "sum":
+            answer.append(f"out[#out + 1] = S[{k}]")
+        elif op == "mean":
+            answer.append(f"out[#out + 1] = S[{k}]; out[#out + 1] = N[{k}]")
+        elif op == "max":
+            answer.append(f"out[#out + 1] = MX[{k}] or false")
+        elif op == "distinct_count":
+            answer.append(f"out[#out + 1] = D[{k}]")
+        elif op == "recent_set":
+            answer.append(f"out[#out + 1] = redis.call('HKEYS', {own_key[k]})")
+        else:  # last
+            answer.append(
+                f"if LT[{k}] ~= nil and LT[{k}] >= t_e - {width} then out[#out + 1] = LV[{k}] "
+                "else out[#out + 1] = false end"
+            )
+
+    pack = [target if counter else f"nan({target})" for target, counter in packed]
+    string_args = "".join(
+        f", '{field}', {target}" for target, field in strings
+    )  # only set ones: nil ends the argument list, so they are appended one by one
+    save = [
+        f"local state = struct.pack('{fmt}', " + ", ".join(pack) + ")",
+        "local fields = {'\\30s', state}",
+        *(
+            f"if {target} ~= nil then fields[#fields + 1] = '{field}'; "
+            f"fields[#fields + 1] = {target} end"
+            for target, field in strings
+        ),
+    ]
+    del string_args
+    # Every key's expiry is refreshed at most once an hour (the expiry covers the hour), and
+    # when this event may have created it.
+    refresh = [
+        "local clock = redis.call('TIME')",
+        "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)",
+        "local refresh = XP == nil or now - XP >= EXPIRY_REFRESH",
+        "if refresh then XP = now end",
+    ]
+    expire = [
+        "if refresh then",
+        *(f"  redis.call('PEXPIRE', {k}, TTL)" for k in ("ek", "ik", *extra_keys)),
+        "else",
+        "  for i = 1, #fresh do redis.call('PEXPIRE', fresh[i], TTL) end",
+        "end",
+    ]
+    return {
+        "load": "\n".join([*load, *add, *evict, *rebuild]),
+        "answer": "\n".join(answer),
+        "refresh": "\n".join(refresh),
+        "save": "\n".join(save),
+        "string_fields": "".join(f", '{field}'" for _, field in strings),
+        "expire": "\n".join(expire),
+    }
+
+
+def lua_script(fs: WindowFeatureSet, incremental: bool = True) -> str:
+    """The apply/seed script for ``fs``: the running aggregates' fast path, and the reduction of
+    ``raw_aggregates`` unrolled in Lua for every other event (``incremental=False``: always)."""
     column = {c: i for i, c in enumerate(fs.inputs)}
     horizon = fs.horizon // ONE_MICROSECOND
     keep = horizon + fs.allowed_lateness // ONE_MICROSECOND
     # Keys outlive their newest event by the horizon plus lateness (wall clock): an entity
-    # silent for that long has nothing any event could still aggregate.
-    ttl_ms = keep // 1000
+    # silent for that long has nothing any event could still aggregate. (Plus the hour between
+    # two refreshes of the expiry.)
+    ttl_ms = keep // 1000 + EXPIRY_REFRESH_MS
     init, body, emit = [], [], []
     for i, agg in enumerate(fs.aggregations):
         low = f"lo{i}"
@@ -145,9 +408,10 @@ def lua_script(fs: WindowFeatureSet) -> str:
     # One string.match per stored event, no table: the fields come back as locals.
     fields = ["a", "id", *(f"v{j}" for j in range(len(fs.inputs)))]
     pattern = "^" + "([^\\31]*)\\31" * (len(fields) - 1) + "([^\\31]*)$"
-    compute = "\n".join(
+    running = _running_lua(fs, pattern)
+    exact = "\n".join(
         [
-            "if mode == 'a' then",
+            "do",
             *init,
             "local rows = redis.call('ZRANGEBYSCORE', ek, num(t_e - H), '(' .. ARGV[2], 'WITHSCORES')",
             "for r = 1, #rows, 2 do",
@@ -162,11 +426,66 @@ def lua_script(fs: WindowFeatureSet) -> str:
             "end",
         ]
     )
-    return (
-        _PRELUDE % {"horizon": horizon, "keep": keep, "ttl_ms": ttl_ms}
-        + compute
-        + _ADD % {"slack": PRUNE_SLACK_US}
+    compute = "\n".join(
+        [
+            "local dirty = false",
+            "if mode == 'a' and INCREMENTAL and (TM == nil or t_e > TM) and "
+            "(AM == nil or a_e > AM or (a_e == AM and id_e > IM)) then",
+            "out[3] = 1",
+            "dirty = true",
+            running["answer"],
+            "elseif mode == 'a' then",
+            exact,
+            "end",
+        ]
     )
+    insert = "\n".join(
+        [
+            "if not dup and (pruned == nil or t_e >= pruned) then",
+            "  redis.call('ZADD', ek, ARGV[2], member)",
+            "  add(t_e, a_e, id_e, V)",
+            "  NE = NE + 1",
+            # seeding: raise the bounds as the next live event would (no backlog left for it)
+            "  if mode == 's' then "
+            + " ".join(f"evict{j}(TM - {w});" for j, w in enumerate(WindowPlan.of(fs).widths))
+            + " end",
+            "  local cutoff = TM - KEEP",
+            "  -- events outside every window change no answer: prune once an hour's worth is due",
+            "  if PO < cutoff - SLACK then",
+            "    evict_all(cutoff)",
+            "    local gone = redis.call('ZRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))",
+            "    for i = 1, #gone do redis.call('HDEL', ik, split(gone[i])[2]) end",
+            "    redis.call('ZREMRANGEBYSCORE', ek, '-inf', '(' .. num(cutoff))",
+            "    NE = NE - #gone",
+            "    PO = tonumber(redis.call('ZRANGE', ek, 0, 0, 'WITHSCORES')[2])",
+            "    if pruned == nil or cutoff > pruned then redis.call('HSET', ik, '', num(cutoff)) end",
+            "  end",
+            running["refresh"],
+            running["save"],
+            "  redis.call('HSET', ik, id_e, ARGV[2], unpack(fields))",
+            running["expire"],
+            "  out[#out + 1] = 1",
+            "else",
+            "  if dirty then",
+            running["save"],
+            "    redis.call('HSET', ik, unpack(fields))",
+            "  end",
+            "  out[#out + 1] = 0",
+            "end",
+            "return out",
+        ]
+    )
+    prelude = _PRELUDE % {
+        "horizon": horizon,
+        "keep": keep,
+        "ttl_ms": ttl_ms,
+        "slack": PRUNE_SLACK_US,
+        "refresh": EXPIRY_REFRESH_MS,
+        "incremental": "true" if incremental else "false",
+        "inputs": len(fs.inputs),
+        "string_fields": running["string_fields"],
+    }
+    return "\n".join([prelude, running["load"], compute, insert])
 
 
 def _text(value: Any) -> str:
@@ -182,7 +501,11 @@ class RedisAggregator:
     """:class:`~slipway.windows.aggregator.WindowAggregator` on Redis (one script per event)."""
 
     def __init__(
-        self, feature_set: WindowFeatureSet, url: str, namespace: str = "slipway:win"
+        self,
+        feature_set: WindowFeatureSet,
+        url: str,
+        namespace: str = "slipway:win",
+        incremental: bool = True,
     ) -> None:
         import redis
         from redis.backoff import NoBackoff
@@ -192,7 +515,16 @@ class RedisAggregator:
         self.codec = EventCodec(feature_set)
         self.kinds = input_kinds(feature_set)
         self.reducer = reducer(feature_set)
-        self.prefix = f"{namespace}:{feature_set.name}:{state_fingerprint(feature_set)}"
+        own, n_max = key_layout(WindowPlan.of(feature_set))
+        self._suffixes = (
+            ":e",
+            ":i",
+            ":m",
+            *(f":m{m}" for m in own),
+            *(f":x{x}" for x in range(n_max)),
+        )
+        fingerprint = state_fingerprint(feature_set, running=True)
+        self.prefix = f"{namespace}:{feature_set.name}:{fingerprint}"
         # Fail fast: a consumer must answer with defaults, not wait on redis-py's retries.
         self.client = redis.Redis.from_url(
             url,
@@ -200,23 +532,23 @@ class RedisAggregator:
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0),
         )
-        self.script = self.client.register_script(lua_script(feature_set))
+        self.script = self.client.register_script(lua_script(feature_set, incremental))
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
     def keys(self, entity: str) -> list[str]:
+        """The entity's keys: events, ids (+ packed running state), value maps, max sets."""
         base = f"{self.prefix}:{{{entity}}}"
-        return [f"{base}:e", f"{base}:i"]
+        return [base + suffix for suffix in self._suffixes]
 
     def _args(self, event: WindowEvent, mode: str) -> list[str]:
-        member = FIELD_SEP.join(
-            [str(event.a_us), _text(event.event_id), *(_text(v) for v in event.values)]
-        )
-        return [mode, str(event.t_us), str(event.a_us), event.event_id, member]
+        values = [_text(v) for v in event.values]
+        member = FIELD_SEP.join([str(event.a_us), _text(event.event_id), *values])
+        return [mode, str(event.t_us), str(event.a_us), event.event_id, member, *values]
 
     def _result(self, event: WindowEvent, reply: list[Any]) -> WindowResult:
-        duplicate, complete = bool(reply[0]), bool(reply[1])
+        duplicate, complete, incremental = bool(reply[0]), bool(reply[1]), bool(reply[2])
         raw: list[Any] = []
-        pos = 2
+        pos = 3
         for agg in self.feature_set.aggregations:
             value = reply[pos]
             if agg.op == "mean":
@@ -233,7 +565,8 @@ class RedisAggregator:
                 raw.append(text if self.kinds[agg.input] == "string" else int(text))
             else:
                 raw.append(int(value))
-        return WindowResult(event.event_id, self.reducer.finalize(raw), duplicate, complete)
+        features = self.reducer.finalize(raw)
+        return WindowResult(event.event_id, features, duplicate, complete, incremental)
 
     def _run(self, events: Sequence[WindowEvent], mode: str) -> list[list[Any]]:
         try:

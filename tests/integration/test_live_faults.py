@@ -4,6 +4,8 @@
   and restarted under the same name resumes from its pending entries: every event decided, none
   twice, and the window state counts each event once (the day's served features still equal the
   offline table). On the embedded default and on the real Redis (skipped when absent).
+* Two consumer processes on the two partitions of an entity-partitioned stream (one window
+  state) decide a day at once with exact parity, each customer on one of them.
 * Redis down (window state and served log on a Redis that does not answer): the HTTP scorer
   answers with the declared defaults, flags them, and the decision lands in the local spool,
   then in ``scoring.served`` marked degraded.
@@ -41,9 +43,9 @@ def _world(pipeline: PipelineData, target: Path) -> Path:
     return copy_world(pipeline.data_dir, target, ignore=("landing", "streams", "windows"))
 
 
-def _consumer(env: dict[str, str], name: str) -> subprocess.Popen:
+def _consumer(env: dict[str, str], name: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "slipway.streaming.consumer", "--name", name, "--batch", "8"],
+        [sys.executable, "-m", "slipway.streaming.consumer", "--name", name, "--batch", "8", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -116,6 +118,77 @@ def test_a_consumer_killed_mid_stream_resumes_from_its_pending_entries(
         (day,) = run.days
         assert day.passed and day.mismatches == 0, day.summary()  # nothing counted twice
     finally:
+        streams.delete()
+        streams.close()
+        for fs in usecase.window_features:
+            aggregator = scorer.windows.aggregator(fs)
+            if backend == "redis":
+                aggregator.delete_state()
+            aggregator.close()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+def test_two_consumer_processes_on_entity_partitions_keep_exact_parity(
+    pipeline: PipelineData, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The stream in two partitions by customer, a consumer process on each, one window state:
+    both decide at once, each customer's events stay in order on one of them, and every served
+    feature of the day equals the offline value (0 mismatches)."""
+    usecase = get_usecase()
+    root = _world(pipeline, tmp_path / "world")
+    extra = {
+        "SLIPWAY_STREAM_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
+        "SLIPWAY_STREAM_PARTITIONS": "2",
+    }
+    if backend == "redis":
+        url = f"redis://{request.getfixturevalue('redis_url')}/0"
+        extra.update(
+            SLIPWAY_STREAM_URL=url,
+            SLIPWAY_WINDOWS_URL=url,
+            SLIPWAY_WINDOWS_NAMESPACE=f"test:win:{uuid.uuid4().hex[:10]}",
+        )
+    env = {**os.environ, **env_for(root), **extra}
+    lines = landed_lines(pipeline.landing_root, "transactions", pipeline.end)
+    lakehouse = Lakehouse(root / "lakehouse")
+    with slipway_env(root, extra):
+        from slipway.serving.scorer import OnlineScorer
+
+        scorer = OnlineScorer.from_env(usecase)
+        seed_window_state(scorer, lakehouse, pipeline.end)
+        streams = open_streams(usecase)
+        assert len(streams.partitions) == 2
+        for log in streams.partitions:
+            log.ensure_group("scorer")
+        append_events(streams, lines)
+    sizes = [log.length() for log in streams.partitions]
+    assert sum(sizes) == len(lines) and min(sizes) > len(lines) // 4
+    procs = [_consumer(env, f"worker-p{p}", "--partition", str(p)) for p in (0, 1)]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and any(
+            log.group_state("scorer").backlog for log in streams.partitions
+        ):
+            for proc in procs:
+                assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        assert all(log.group_state("scorer").backlog == 0 for log in streams.partitions)
+        with slipway_env(root, extra):
+            drain_served(lakehouse, usecase, streams.served.logs)
+        served = lakehouse.read(SERVED).to_pandas()
+        assert sorted(served["event_id"]) == sorted(json.loads(x)["transaction_id"] for x in lines)
+        by_consumer = served.groupby("consumer")["customer_id"].agg(set)
+        assert set(by_consumer.index) == {"worker-p0", "worker-p1"}
+        assert not (by_consumer["worker-p0"] & by_consumer["worker-p1"])  # one side each
+        run = check_consistency(lakehouse, usecase, pipeline.end, pipeline.end)
+        (day,) = run.days
+        assert day.passed and day.mismatches == 0, day.summary()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
         streams.delete()
         streams.close()
         for fs in usecase.window_features:

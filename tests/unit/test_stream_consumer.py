@@ -112,3 +112,57 @@ def test_invalid_events_name_their_field_and_rule(streams) -> None:
     assert ("customer_id", "required_field_present") in rules
     assert "not JSON" in dead[1]["reason"]
     assert _decided(streams) == ["tx_000001"]
+
+
+def test_a_partitioned_stream_keeps_every_customer_on_one_partition_in_order(
+    tmp_path: Path,
+) -> None:
+    """Three partitions, a consumer each: every customer's events land on one partition (the
+    same one from any process: a stable hash), each consumer decides only its partition's
+    events and in their order, and together they decide every event once."""
+    import dataclasses
+
+    from slipway.streaming.log import partition_of
+
+    usecase = get_usecase()
+    streams = open_streams(usecase, url="", prefix="unit", directory=tmp_path, partitions=3)
+    try:
+        records = [tx(i) for i in range(1, 121)]
+        append_events(streams, [*records, "not json at all"])
+        placed: dict[str, set[int]] = {}
+        for p, log in enumerate(streams.partitions):
+            for entry in log.range():
+                try:
+                    customer = json.loads(entry.fields["event"])["customer_id"]
+                except ValueError:
+                    assert p == 0  # an entry without an entity goes to partition 0
+                    continue
+                placed.setdefault(customer, set()).add(p)
+                assert p == partition_of(customer, 3)
+        assert all(len(ps) == 1 for ps in placed.values())
+        assert len({next(iter(ps)) for ps in placed.values()}) == 3  # all three are used
+        consumers = [
+            StreamConsumer(
+                FailingScorer(),
+                dataclasses.replace(streams, events=log, partition=p),
+                usecase,
+                name=f"c{p}",
+                batch=7,
+            )
+            for p, log in enumerate(streams.partitions)
+        ]
+        while sum(c.step(block_ms=0) for c in consumers):
+            pass
+        decided = [json.loads(e.fields[DECISION_FIELD]) for e in streams.served.primary.range()]
+        assert sorted(d["event_id"] for d in decided) == sorted(
+            r["transaction_id"] for r in records
+        )
+        for c in consumers:
+            mine = [d for d in decided if d["consumer"] == c.name]
+            assert {d["stream"] for d in mine} == {c.streams.events.name}
+            for customer in {d["entities"]["customer_id"] for d in mine}:
+                ids = [d["event_id"] for d in mine if d["entities"]["customer_id"] == customer]
+                assert ids == sorted(ids)  # appended in id order: decided in that order
+        assert len(streams.dead_letters.range()) == 1
+    finally:
+        streams.close()

@@ -100,8 +100,8 @@ def oracle(events: list[dict[str, Any]], e: dict[str, Any]) -> dict[str, Any]:
 
     k2 = kwh(within(120))
     phased = [x for x in within(60) if x["phase"] is not None]
-    latest = max(
-        before, key=lambda x: (x["read_at"], x["logged_at"], x["reading_id"]), default=None
+    latest = max(  # window=None: the set's horizon (2 h)
+        within(120), key=lambda x: (x["read_at"], x["logged_at"], x["reading_id"]), default=None
     )
     last_phase = max(
         phased, key=lambda x: (x["read_at"], x["logged_at"], x["reading_id"]), default=None
@@ -207,15 +207,17 @@ def aggregator_factory(request, tmp_path: Path) -> Iterator[Any]:
         url = "redis://" + request.getfixturevalue("redis_url") + "/0"
         namespace = f"slipway:test:{uuid.uuid4().hex}"
 
-        def make(fs: WindowFeatureSet = METERS):
-            agg = open_aggregator(fs, url, namespace=namespace)
+        def make(fs: WindowFeatureSet = METERS, incremental: bool = True, shared: bool = True):
+            space = namespace if shared else f"{namespace}:{len(opened)}"
+            agg = open_aggregator(fs, url, namespace=space, incremental=incremental)
             opened.append(agg)
             return agg
     else:
         path = tmp_path / "state.sqlite"
 
-        def make(fs: WindowFeatureSet = METERS):
-            agg = open_aggregator(fs, None, path=path)
+        def make(fs: WindowFeatureSet = METERS, incremental: bool = True, shared: bool = True):
+            where = path if shared else tmp_path / f"state{len(opened)}.sqlite"
+            agg = open_aggregator(fs, None, path=where, incremental=incremental)
             opened.append(agg)
             return agg
 
@@ -342,6 +344,205 @@ def test_two_processes_interleaving_one_meter_lose_no_update(
     got = agg.apply(probe).features
     assert got["readings_10m"] == 600
     assert got["kwh_10m"] == sum(range(1, 601)) / 1000
+
+
+# -- the running aggregates (slipway.windows.running) ----------------------------------------
+def reading(rid: str, meter: str, read_at: dt.datetime, delay_s: float = 0.0, **values) -> dict:
+    row = {"reading_id": rid, "meter": meter, "read_at": read_at, "kwh": 1.0, "site": "north"}
+    row.update({"phase": "L1", "logged_at": read_at + dt.timedelta(seconds=delay_s), **values})
+    return row
+
+
+def assert_definition(results, events: list[dict[str, Any]]) -> None:
+    by_id = {e["reading_id"]: e for e in events}
+    for r in results:
+        assert_same(r.features, oracle(events, by_id[r.event_id]), r.event_id)
+
+
+def test_running_aggregates_equal_the_exact_path_for_every_event(aggregator_factory) -> None:
+    """Two states fed the same readings: one answers in-order events from its running
+    aggregates, the other always re-reduces. Same features for every event; the fast path
+    answered the in-order ones and only those."""
+    fast, exact = (
+        aggregator_factory(shared=False),
+        aggregator_factory(incremental=False, shared=False),
+    )
+    got = [fast.apply(e) for e in EVENTS[:200]] + fast.apply_many(EVENTS[200:])
+    want = exact.apply_many(EVENTS)
+    assert not any(r.incremental for r in want)
+    for g, w in zip(got, want, strict=True):
+        assert g.features == w.features, g.event_id
+    assert_definition(got, EVENTS)
+    # An event is answered incrementally exactly when it is newer, in event time and arrival,
+    # than every earlier reading of its meter.
+    seen: dict[str, tuple] = {}
+    for e, r in zip(EVENTS, got, strict=True):
+        newest = seen.get(e["meter"])
+        assert r.incremental == (newest is None or e["read_at"] > newest), e["reading_id"]
+        seen[e["meter"]] = max(filter(None, (newest, e["read_at"])))
+    assert sum(r.incremental for r in got) > len(got) * 0.8
+
+
+def test_window_edges_ties_and_late_events_on_the_running_state(aggregator_factory) -> None:
+    """One meter, built around the edges: a reading exactly W before the event counts, one
+    microsecond earlier does not, one at the event's own time does not; a late reading is
+    answered exactly and then counted by the in-order readings after it."""
+    agg = aggregator_factory()
+    us = dt.timedelta(microseconds=1)
+    t = T0 + dt.timedelta(hours=1)
+    events = [
+        reading("e0", "edge", t - 10 * MIN - us, kwh=2.0, site="a"),
+        reading("e1", "edge", t - 10 * MIN, kwh=3.0, site="b"),
+        reading("e2", "edge", t, kwh=5.0, site="c"),  # its 10-minute window: e1 only
+        reading("e3", "edge", t, delay_s=1, kwh=7.0, site="d"),  # a tie on event time
+        reading("e4", "edge", t + us, delay_s=1, kwh=1.0, site="a"),
+        # late: read before e4, logged after it (within the allowed lateness)
+        reading("late", "edge", t - 5 * MIN, delay_s=2 * 3600, kwh=11.0, site="z"),
+        reading("e5", "edge", t + 2 * 3600 * 1_000_000 * us, delay_s=2 * 3600 + 1, kwh=0.5),
+        reading("e6", "edge", t + 2 * 3600 * 1_000_000 * us + us, delay_s=2 * 3600 + 1),
+    ]
+    events.sort(key=lambda e: (e["logged_at"], e["reading_id"]))
+    results = {r.event_id: r for r in (agg.apply(e) for e in events)}
+    assert_definition(results.values(), events)
+    f = {k: r.features for k, r in results.items()}
+    assert f["e2"]["readings_10m"] == 1 and f["e2"]["kwh_10m"] == 3.0  # e0 is 1 µs too early
+    assert f["e3"]["readings_10m"] == 1  # e2 shares its instant: not before it
+    assert f["e4"]["readings_10m"] == 2  # e2, e3; e1 is now 1 µs too old
+    assert f["e4"]["sites_30m"] == 4
+    assert f["late"]["readings_10m"] == 2 and f["late"]["kwh_10m"] == 5.0  # e0 and e1
+    # e5 is exactly 2 h after e2/e3: they are in its 2-hour window, e0, e1 and late are not
+    assert f["e5"]["readings_2h"] == 3 and f["e5"]["kwh_peak_2h"] == 7.0
+    assert f["e6"]["readings_2h"] == 2  # e4 and e5: e2/e3 are now 1 µs too old
+    assert [results[k].incremental for k in ("e0", "e1", "e2", "e3", "e4", "late", "e5")] == [
+        True,
+        True,
+        True,
+        False,  # a tie on the newest event time takes the exact path
+        True,
+        False,  # late
+        True,
+    ]
+
+
+def test_max_and_distinct_values_leave_the_window_with_their_last_event(aggregator_factory) -> None:
+    """A peak that leaves the 2-hour window gives way to the largest remaining reading (not the
+    next one applied); a site whose last reading leaves the 30-minute window stops counting."""
+    agg = aggregator_factory()
+    base = T0 + dt.timedelta(days=1)
+    plan = [  # minute, kwh, site
+        (0, 40.0, "north"),
+        (10, 25.0, "south"),
+        (20, 25.0, "south"),  # the same value twice: removing one copy keeps the other
+        (30, 5.0, "east"),
+        (60, 20.0, "east"),
+        (125, 1.0, "east"),  # the peak (at 0) has left: 25, held twice
+        (131, 2.0, "east"),  # one 25 (at 10) has left, the other (at 20) not: still 25
+        (141, 3.0, "east"),  # both 25s left: 20 (at 60)
+        (181, 4.0, "east"),  # 60 left: the largest of the readings at 125..141
+        (400, 5.0, "east"),  # everything left: empty windows
+    ]
+    events = [
+        reading(f"p{i:02d}", "peak", base + m * MIN, kwh=kwh, site=site)
+        for i, (m, kwh, site) in enumerate(plan)
+    ]
+    results = [agg.apply(e) for e in events]
+    assert all(r.incremental for r in results)
+    assert_definition(results, events)
+    peaks = [r.features["kwh_peak_2h"] for r in results]
+    assert peaks == [None, 40.0, 40.0, 40.0, 40.0, 25.0, 25.0, 20.0, 3.0, None]
+    sites = [r.features["sites_30m"] for r in results]
+    assert sites == [0, 1, 2, 2, 1, 0, 1, 1, 0, 0]  # north and south leave together at 60
+    phases = [r.features["phases_2h"] for r in results]
+    assert phases[-1] == [] and phases[5] == ["L1"]
+
+
+def test_pruning_under_the_running_state_keeps_every_answer_exact(aggregator_factory) -> None:
+    """A day of readings (the state keeps 2 h + 6 h of lateness and prunes hourly), some late
+    within the lateness: every event still gets the definition, and the state stays small."""
+    rng = random.Random(3)
+    events = []
+    for i in range(500):
+        read_at = T0 + dt.timedelta(days=2, seconds=i * 170 + rng.randrange(0, 60))
+        delay = rng.randrange(60, 3 * 3600) if rng.random() < 0.1 else rng.random()
+        events.append(reading(f"d{i:03d}", f"m{i % 2}", read_at, delay, kwh=rng.uniform(0, 9)))
+        events[-1]["kwh"] = round(events[-1]["kwh"], 3)
+    events.sort(key=lambda e: (e["logged_at"], e["reading_id"]))
+    agg = aggregator_factory()
+    results = agg.apply_many(events[:250]) + [agg.apply(e) for e in events[250:]]
+    assert all(r.complete for r in results)
+    assert_definition(results, events)
+    assert 0.6 < sum(r.incremental for r in results) / len(results) < 1
+    if aggregator_factory.kind == "embedded":
+        # 500 readings over ~24 h; the state holds the last ~9-10 h of them
+        assert agg.state_size() < 250
+
+
+def test_a_state_another_writer_changed_is_rebuilt_not_trusted(aggregator_factory) -> None:
+    """Two aggregators on one state alternate the readings of one meter (two consumers without
+    entity partitioning): each sees the other's writes; every answer is the definition."""
+    first, second = aggregator_factory(), aggregator_factory()
+    events = [e for e in EVENTS if e["meter"] == EVENTS[0]["meter"]]
+    results = [(first if i % 2 else second).apply(e) for i, e in enumerate(events)]
+    assert_definition(results, events)
+
+
+def test_redis_running_state_lost_on_its_own_is_rebuilt_from_the_events(redis_url) -> None:
+    agg = open_aggregator(
+        METERS, f"redis://{redis_url}/0", namespace=f"slipway:test:{uuid.uuid4().hex}"
+    )
+    try:
+        half = len(EVENTS) // 2
+        agg.apply_many(EVENTS[:half])
+        for meter in {e["meter"] for e in EVENTS}:
+            _events, ik, *maps = agg.keys(meter)
+            agg.client.hdel(ik, "\x1es")  # the packed running state, nothing else
+            agg.client.delete(*maps)
+        results = agg.apply_many(EVENTS[half:])
+        assert_definition(results, EVENTS)
+    finally:
+        agg.delete_state()
+        agg.close()
+
+
+def test_running_structure_against_brute_force_in_any_insertion_order() -> None:
+    """The invariant itself: after inserts in random order and advances of the lower bounds,
+    every running aggregate equals a direct reduction of the events at or above its bound."""
+    from slipway.windows.running import EntityWindows, MaxBag, WindowPlan
+
+    plan = WindowPlan.of(METERS)
+    codec = EventCodec(METERS)
+    rng = random.Random(11)
+    encoded = [codec.encode(e) for e in EVENTS if e["meter"] == "m1"]
+    for trial in range(5):
+        rng.shuffle(encoded)
+        state = EntityWindows(plan, encoded[:10])
+        for step, event in enumerate(encoded[10:]):
+            state.insert(event)
+            if step % 3 == trial % 3:
+                j = rng.randrange(len(plan.widths))
+                state.advance(j, event.t_us - rng.randrange(0, plan.widths[j] * 2))
+            for j, lo in enumerate(state.lo):
+                held = [x for x in state.events if lo is None or x.t_us >= lo]
+                assert state.count[j] == len(held)
+                for k, (w, slot) in enumerate(plan.sums):
+                    if w == j:
+                        vals = [x.values[slot] for x in held if x.values[slot] is not None]
+                        assert (state.sum[k], state.n[k]) == (sum(vals), len(vals))
+                for k, (w, slot) in enumerate(plan.maxes):
+                    if w == j:
+                        vals = [x.values[slot] for x in held if x.values[slot] is not None]
+                        assert state.maxes[k].top == max(vals, default=None)
+                for k, (w, slot) in enumerate(plan.maps):
+                    if w == j:
+                        vals = {x.values[slot] for x in held if x.values[slot] is not None}
+                        assert set(state.maps[k]) == vals
+    bag = MaxBag()
+    for v in (3, 9, 9, 1):
+        bag.add(v)
+    bag.remove(9)
+    assert bag.top == 9
+    bag.remove(9)
+    assert bag.top == 3
 
 
 def test_redis_outage_is_reported_as_unavailable(tmp_path: Path) -> None:

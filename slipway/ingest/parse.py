@@ -263,30 +263,25 @@ def flag_duplicates(
     dropped and counted; a conflicting duplicate (same key, different values), or a copy of a
     line of an earlier day, is quarantined, keeping the first delivery, because silently picking
     one version would hide an upstream defect. ``_first_copy_date`` says where the first copy
-    lives. Windows keyed on the record key (and a hash of the values), not on every column.
+    lives. One window keyed on the record key (and a hash of the values), not on every column.
     ``across_days=False`` keys the window on (date, key): uniqueness within each day only.
     """
     order = [F.col("date"), F.col("source_file"), F.col("source_line")]
     eligible = F.col("_json_ok") & F.col(key).isNotNull()
-    scope = [key] if across_days else ["date", key]
-    # Two ranking windows instead of collecting every earlier hash per row (a frame of
-    # "unbounded preceding .. -1" that engines evaluate row by row): a line has an earlier copy
-    # with the same key when it is not the first of its key, and an earlier copy with the same
-    # values when it is not the first of its (key, values) group.
-    by_key = Window.partitionBy(*scope).orderBy(*order)
-    by_values = Window.partitionBy(*scope, "_payload").orderBy(*order)
-    given = "_payload" in parsed.columns  # the caller keeps it (the key ledger needs it)
-    hashed = parsed if given else parsed.withColumn("_payload", payload_hash(fields))
-    exact = eligible & (F.row_number().over(by_values) > F.lit(1))
-    later = F.row_number().over(by_key) > F.lit(1)
-    conflicting = eligible & ~exact & later
-    # Landing order starts with the date, so the first copy's date is the key's first row's.
-    first_date = F.first("date").over(by_key)
+    by_key = Window.partitionBy(key).orderBy(*order)
+    if not across_days:
+        by_key = Window.partitionBy("date", key).orderBy(*order)
+    earlier = by_key.rowsBetween(Window.unboundedPreceding, -1)
+    hashed = parsed.withColumn("_payload", payload_hash(fields))
+    seen = F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>"))
+    exact = eligible & F.array_contains(seen, F.col("_payload"))
+    conflicting = eligible & ~exact & (F.size(seen) > F.lit(0))
+    first_date = F.first("date").over(earlier)
     return (
         hashed.withColumn("_exact_duplicate", exact)
         .withColumn("_conflicting_duplicate", conflicting)
         .withColumn("_first_copy_date", F.when(exact | conflicting, first_date))
-        .drop(*([] if given else ["_payload"]))
+        .drop("_payload")
     )
 
 
@@ -308,6 +303,5 @@ def silver_candidates(
     parsed = parse_lines(bronze, stream.fields)
     if stream.derive is not None:
         parsed = derive_columns(parsed, stream.derive())
-    hashed = parsed.withColumn("_payload", payload_hash(stream.fields))
-    flagged = flag_duplicates(hashed, stream.key, stream.fields, across_days)
-    return flagged if with_payload else flagged.drop("_payload")
+    flagged = flag_duplicates(parsed, stream.key, stream.fields, across_days)
+    return flagged.withColumn("_payload", payload_hash(stream.fields)) if with_payload else flagged

@@ -212,7 +212,9 @@ def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None =
     drained = defs.get_job_def("drain_served").execute_in_process(
         instance=instance, tags={"slipway/trigger": "make run (live replay)"}, raise_on_error=False
     )
-    served = lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"]).num_rows
+    served = len(  # decisions, not rows: a challenger in shadow adds a row per event
+        set(lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"])["event_id"])
+    )
     _say(f"served log drained into scoring.served: {served:,} decisions for {day}")
     checked = defs.get_job_def("live_consistency").execute_in_process(
         instance=instance,

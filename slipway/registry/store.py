@@ -368,6 +368,35 @@ class ModelRegistry:
             raise
         return {alias: int(version) for alias, version in model.aliases.items()}
 
+    def state(self, model_name: str) -> tuple[dict[str, int], dict[str, str]]:
+        """Aliases and tags of ``model_name`` in one query (what the live scorer polls: the
+        champion/challenger aliases and the routing document, see ``slipway.serving.routing``)."""
+        try:
+            model = self.client.get_registered_model(model_name)
+        except Exception as exc:
+            if _error_code(exc) == _NOT_FOUND:
+                return {}, {}
+            raise
+        aliases = {alias: int(version) for alias, version in model.aliases.items()}
+        return aliases, dict(model.tags or {})
+
+    def routing(self, model_name: str) -> Any:
+        """The live routing document (``Routing``; the default when none was set)."""
+        from slipway.serving.routing import ROUTING_TAG, Routing
+
+        return Routing.from_json(self.state(model_name)[1].get(ROUTING_TAG))
+
+    def set_routing(self, model_name: str, routing: Any, run_id: str | None = None) -> None:
+        """Store the routing document; the move and its reason are logged like an alias move
+        (alias ``routing``, version: the challenger it concerns, -1 for none)."""
+        from slipway.serving.routing import ROUTING_TAG
+
+        self._ensure_registered_model(model_name)
+        self.client.set_registered_model_tag(model_name, ROUTING_TAG, routing.to_json())
+        target = routing.challenger_version if routing.challenger_version is not None else -1
+        what = f"{routing.mode}" + (f" {routing.share:g}" if routing.mode == "canary" else "")
+        self._log_move(model_name, ROUTING_TAG, target, f"{what}: {routing.reason}", run_id)
+
     def alias(self, model_name: str, alias: str) -> int | None:
         """The version holding ``alias`` now, or None."""
         return self.aliases(model_name).get(alias)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from slipway.serving.champion import NoChampionError
-from slipway.serving.request import fraud_parser
+from slipway.usecases.fraud.request import fraud_parser
 from slipway.serving.scorer import ScoreResult
 from slipway.streaming.consumer import StreamConsumer
 from slipway.streaming.served import DECISION_FIELD

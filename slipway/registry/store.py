@@ -510,6 +510,11 @@ class ModelRegistry:
             "gate.champion_metrics": json.dumps(decision.champion, sort_keys=True)
             if decision.champion
             else "",
+            "gate.evidence": json.dumps(list(getattr(decision, "evidence", []) or [])),
+            "gate.live": json.dumps(decision.live, sort_keys=True, default=str)
+            if getattr(decision, "live", None)
+            else "",
+            "gate.waiting": "true" if getattr(decision, "waiting", False) else "",
             "gate.decided_at": dt.datetime.now(dt.UTC).isoformat(),
             "gate.dagster_run_id": run_id or "",
         }
@@ -549,6 +554,9 @@ class ModelRegistry:
                     "metric": t.get("gate.metric", ""),
                     "challenger_metrics": t.get("gate.challenger_metrics") or None,
                     "champion_metrics": t.get("gate.champion_metrics") or None,
+                    "evidence": json.loads(t.get("gate.evidence") or "[]"),
+                    "live": json.loads(t["gate.live"]) if t.get("gate.live") else None,
+                    "waiting": t.get("gate.waiting") == "true",
                     "decided_at": dt.datetime.fromisoformat(t["gate.decided_at"]),
                     "run_id": t.get("gate.dagster_run_id") or None,
                 }

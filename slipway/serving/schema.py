@@ -59,7 +59,9 @@ class MissingFeatureOut(BaseModel):
 
 
 class _ScoreFields(BaseModel):
-    score: float = Field(description="the deciding model's score (the champion's, or on a canary the challenger's)")
+    score: float = Field(
+        description="the deciding model's score (the champion's, or on a canary the challenger's)"
+    )
     flagged: bool = Field(description="score >= threshold")
     threshold: float = Field(description="the champion's recorded threshold_at_precision")
     model_name: str

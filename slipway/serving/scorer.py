@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from slipway.lakehouse import Lakehouse
+from slipway.serving.canary import CanaryMonitor
 from slipway.serving.champion import Champion, ChampionWatcher, record_dict
 from slipway.serving.features import (
     DirectFeatureReader,
@@ -50,7 +51,6 @@ from slipway.serving.features import (
     WindowFeatureReader,
     make_reader,
 )
-from slipway.serving.canary import CanaryMonitor
 from slipway.serving.request import PreparedTransaction, TransactionParser
 from slipway.serving.routing import CANARY, CHAMPION_ONLY, to_challenger
 from slipway.usecase import ModelSpec, UseCase
@@ -372,7 +372,9 @@ class OnlineScorer:
             try:  # the same frame: the same features, fetched once
                 shadow_scores = challenger.predict(frame, self.spec)
             except Exception as exc:  # never the champion's problem
-                shadow_error = f"challenger v{challenger.version} failed: {type(exc).__name__}: {exc}"
+                shadow_error = (
+                    f"challenger v{challenger.version} failed: {type(exc).__name__}: {exc}"
+                )
                 log.warning(shadow_error)
         t_shadow = time.perf_counter()
         timing = {

@@ -6,6 +6,7 @@ import warnings
 
 import dagster as dg
 
+from assets.canary import canary_checks
 from assets.feast import feast_definitions
 from assets.features import feature_definitions
 from assets.gold import dbt_resource, gold_definitions
@@ -32,6 +33,7 @@ def build_definitions() -> dg.Definitions:
     assets += scoring_definitions(usecase) + monitoring_assets
     assets += streaming_definitions(usecase)
     checks += gold_checks + feature_checks + training_checks + monitoring_checks
+    checks += canary_checks(usecase)
     from orchestration.jobs import jobs
     from orchestration.schedules import schedules
     from orchestration.sensors import sensors

@@ -11,10 +11,12 @@ window of recent canary events (``CanaryMonitor``, which trips within one pass) 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -178,3 +180,123 @@ class CanaryMonitor:
             self._pairs.clear()
             self._errors.clear()
             self._ms.clear()
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """The canary guard's view of ``scoring.served`` and the routing (for the Dagster check)."""
+
+    mode: str
+    share: float
+    champion_version: int | None
+    challenger_version: int | None
+    figures: CanaryFigures | None
+    breaches: list[str]
+    tripped: str | None  # why traffic went back to the champion (now or earlier)
+    reason: str
+    tripped_now: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.tripped is None
+
+    def description(self) -> str:
+        if self.tripped:
+            return f"canary guard: traffic back to the champion: {self.tripped}"
+        if self.mode != "canary":
+            return f"no canary running (routing: {self.mode}; {self.reason})"
+        seen = self.figures.events if self.figures else 0
+        return f"canary of v{self.challenger_version} at {self.share:.1%} within limits ({seen} events)"
+
+
+def served_canary_figures(
+    lakehouse: Any, champion_version: int, challenger_version: int
+) -> CanaryFigures | None:
+    """The figures of the canary events in ``scoring.served`` (decided by the challenger, the
+    champion's shadow row beside each)."""
+    import pyarrow.compute as pc
+
+    if not lakehouse.exists("scoring.served"):
+        return None
+    table = lakehouse.read(
+        "scoring.served",
+        columns=[
+            "event_id",
+            "role",
+            "decided",
+            "routing",
+            "score",
+            "threshold",
+            "model_version",
+            "shadow_error",
+            "champion_version",
+            "challenger_version",
+            "timing_ms",
+        ],
+    )
+    keep = pc.and_(
+        pc.equal(table["routing"], "canary"),
+        pc.and_(
+            pc.equal(table["champion_version"], champion_version),
+            pc.equal(table["challenger_version"], challenger_version),
+        ),
+    )
+    frame = table.filter(pc.fill_null(keep, False)).to_pandas()
+    if frame.empty:
+        return None
+    by = frame[frame["decided"] & (frame["role"] == "challenger")]
+    cp = frame[~frame["decided"] & (frame["role"] == "champion")].set_index("event_id")
+    pairs = by.set_index("event_id").join(cp[["score", "threshold"]], rsuffix="_champion")
+    pairs = pairs[pairs["score_champion"].notna()]
+    errors = int(
+        (frame["decided"] & (frame["role"] == "champion") & frame["shadow_error"].notna()).sum()
+    )
+    if pairs.empty and not errors:
+        return None
+    timings = [json.loads(t or "{}") for t in by["timing_ms"]]
+    return figures(
+        pairs["score_champion"].to_numpy(),
+        pairs["score"].to_numpy(),
+        float(pairs["threshold_champion"].iloc[0]) if len(pairs) else 0.5,
+        float(pairs["threshold"].iloc[0]) if len(pairs) else 0.5,
+        errors=errors,
+        champion_ms=[t.get("model", 0.0) for t in timings],
+        challenger_ms=[t.get("shadow", 0.0) for t in timings],
+    )
+
+
+def guard_served(lakehouse: Any, model_name: str, run_id: str | None = None) -> GuardReport:
+    """Judge the running canary on ``scoring.served``; trip it when a limit is crossed."""
+    from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+
+    registry = ModelRegistry(lakehouse)
+    aliases = registry.state(model_name)[0]
+    champion, challenger = aliases.get(CHAMPION), aliases.get(CHALLENGER)
+    routing = registry.routing(model_name)
+    effective = routing.effective(challenger)
+    found: CanaryFigures | None = None
+    judged: list[str] = []
+    version = challenger if routing.tripped is None else routing.challenger_version
+    if champion is not None and version is not None:
+        found = served_canary_figures(lakehouse, champion, version)
+    if found is not None:
+        judged = breaches(found, routing.limits)
+    tripped_now = False
+    if judged and effective.mode == "canary":
+        reason = "; ".join(judged)
+        routing = routing.with_(
+            mode="shadow", share=0.0, tripped=reason, reason=f"canary guard: {reason}"
+        )
+        registry.set_routing(model_name, routing, run_id)
+        tripped_now = True
+    return GuardReport(
+        mode=routing.mode,
+        share=routing.share,
+        champion_version=champion,
+        challenger_version=version,
+        figures=found,
+        breaches=judged,
+        tripped=routing.tripped,
+        reason=routing.reason,
+        tripped_now=tripped_now,
+    )

@@ -12,7 +12,7 @@ What lives where (the store is chosen by ``slipway.registry.tracking``):
   repeat the lineage and carry the sha256 of ``model.lgb`` (a tampered file is refused) and the
   promotion gate's latest decision (``gate.*``).
 * aliases ``champion`` and ``challenger`` are MLflow registered-model aliases
-  (``models:/fraud_lgbm@champion``); a promotion or a rollback is setting an alias.
+  (``models:/<model>@champion``); a promotion or a rollback is setting an alias.
 * experiment ``<model>/alias-moves``: MLflow keeps no history of aliases, so each move is also
   logged as a small run (alias, version, reason, Dagster run id): the audit trail that
   ``slipway registry history`` prints and rollback reads.

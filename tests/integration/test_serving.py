@@ -37,10 +37,10 @@ from slipway.registry.store import ModelRegistry
 from slipway.serving.app import create_app
 from slipway.serving.features import make_reader
 from slipway.serving.request import spark_round
-from slipway.usecases.fraud.request import fraud_parser
 from slipway.serving.scorer import OnlineScorer
 from slipway.usecases.fraud import CUSTOMER_WINDOWS, MODEL
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
+from slipway.usecases.fraud.request import fraud_parser
 from tests.support.pipeline import PipelineData, env_for, slipway_env
 from tests.support.pipeline import copy_world as copy_built_world
 from tests.support.records import landed_transaction

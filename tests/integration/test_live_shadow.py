@@ -281,7 +281,7 @@ def test_a_rollback_is_picked_up_live_without_a_restart(
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,  # the command imports MLflow: 150 s measured at a load average of 15
         )
         assert done.returncode == 0, done.stderr
 

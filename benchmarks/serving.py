@@ -127,7 +127,7 @@ def median_of_runs(runs: list[list[float]]) -> dict[str, float]:
 
 # -- in-process lookups -------------------------------------------------------------------------
 def entity_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from slipway.serving.request import fraud_parser
+    from slipway.usecases.fraud.request import fraud_parser
 
     parser = fraud_parser()
     rows = []

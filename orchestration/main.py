@@ -232,7 +232,9 @@ def replay_live(
         tags={"slipway/trigger": "make run (live replay)"},
         raise_on_error=False,
     )
-    served = lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"]).num_rows
+    served = len(  # decisions, not rows: a challenger in shadow adds a row per event
+        set(lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"])["event_id"])
+    )
     _say(f"served log drained into scoring.served: {served:,} decisions for {day}")
     checked = execute_readable(
         defs.get_job_def(f"{usecase.name}_live_consistency"),

@@ -79,7 +79,81 @@ def cmd_registry(args: argparse.Namespace) -> int:
             return 1
         print(f"{name}: champion is now v{version} (models:/{name}@{CHAMPION})")
         return 0
-    raise AssertionError(args.action)
+    return _live_action(args, registry, name)
+
+
+def _live_action(args: argparse.Namespace, registry, name: str) -> int:
+    """Routing (shadow, canary), the gate with live evidence, and the routing's state."""
+    from slipway.registry import rollout
+
+    try:
+        if args.action == "routing":
+            aliases, _ = registry.state(name)
+            routing = registry.routing(name)
+            print(
+                json.dumps(
+                    {"aliases": aliases, **json.loads(routing.to_json())}, indent=2, default=str
+                )
+            )
+            return 0
+        if args.action == "canary":
+            if args.share is None:
+                raise ValueError("--share is required (e.g. --share 0.05)")
+            change = rollout.start_canary(
+                registry, name, args.share, args.entity, args.reason or "canary started"
+            )
+        elif args.action in ("shadow", "champion-only"):
+            mode = "shadow" if args.action == "shadow" else "champion"
+            change = rollout.set_mode(registry, name, mode, args.reason or f"{mode} set by hand")
+        elif args.action == "gate":
+            return _gate(args)
+        else:
+            raise AssertionError(args.action)
+    except (KeyError, ValueError) as exc:
+        print(f"registry: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    print(f"{name}: {change.what}: {change.detail}")
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    """Re-judge the challenger with the live evidence gathered so far; promote on a pass."""
+    from slipway.registry.lifecycle import evaluate_challenger, promote_challenger
+    from slipway.usecases import get_usecase
+
+    usecase = get_usecase()
+    decision = evaluate_challenger(_lakehouse(), usecase)
+    print(("passed: " if decision.passed else "not passed: ") + decision.reason)
+    for line in decision.evidence:
+        print(f"  evidence: {line}")
+    if decision.passed and args.promote:
+        promotion = promote_challenger(_lakehouse(), usecase)
+        print(f"promoted: champion is now v{promotion.champion} (was v{promotion.previous})")
+    return 0 if decision.passed else 3
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """``slipway rollback``: undo the latest live change (a canary, else the promotion)."""
+    from slipway.registry import ModelRegistry
+    from slipway.registry.rollout import rollback_live
+    from slipway.usecases import get_usecase
+
+    spec = get_usecase().model
+    assert spec is not None
+    name = args.model or spec.name
+    try:
+        change = rollback_live(
+            ModelRegistry(_lakehouse()),
+            name,
+            target=args.target,
+            to_version=args.version,
+            reason=args.reason or "manual rollback",
+        )
+    except (KeyError, ValueError) as exc:
+        print(f"rollback: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    print(f"{name}: {change.what}: {change.detail}")
+    return 0
 
 
 def cmd_windows(args: argparse.Namespace) -> int:
@@ -134,13 +208,43 @@ def main(argv: list[str] | None = None) -> int:
         "registry",
         help="list versions, show alias history, roll back the champion (the MLflow registry)",
     )
-    registry.add_argument("action", choices=["list", "history", "rollback"])
+    registry.add_argument(
+        "action",
+        choices=[
+            "list",
+            "history",
+            "rollback",
+            "routing",
+            "canary",
+            "shadow",
+            "champion-only",
+            "gate",
+        ],
+    )
+    registry.add_argument("--share", type=float, default=None, help="canary: share of entities")
+    registry.add_argument(
+        "--entity", default=None, help="canary: the entity column hashed (default: the first)"
+    )
+    registry.add_argument(
+        "--promote", action="store_true", help="gate: promote the challenger when it passes"
+    )
     registry.add_argument("--model", default=None)
     registry.add_argument(
         "--version", type=int, default=None, help="rollback target (default: previous champion)"
     )
     registry.add_argument("--reason", default=None)
     registry.set_defaults(func=cmd_registry)
+    rollback = sub.add_parser(
+        "rollback",
+        help="undo the latest live change: end a canary, else roll the champion back",
+    )
+    rollback.add_argument(
+        "target", nargs="?", default="auto", choices=["auto", "canary", "promotion"]
+    )
+    rollback.add_argument("--model", default=None)
+    rollback.add_argument("--version", type=int, default=None, help="promotion: the target")
+    rollback.add_argument("--reason", default=None)
+    rollback.set_defaults(func=cmd_rollback)
     windows = sub.add_parser(
         "windows-seed",
         help="load the window state with the history a live day needs (idempotent)",

@@ -175,7 +175,8 @@ def trace_served(lakehouse: Lakehouse, event_id: str, usecase: UseCase | None = 
     usecase = _usecase(usecase)
     if not lakehouse.exists(SERVED):
         raise LineageError("there are no served decisions yet")
-    row = _one_row(lakehouse, SERVED, None, pads.field("event_id") == event_id)
+    decided = pads.field("decided") == True  # noqa: E712 (an Arrow expression); not shadow rows
+    row = _one_row(lakehouse, SERVED, None, (pads.field("event_id") == event_id) & decided)
     if row is None:
         raise LineageError(f"no served decision for {event_id!r} in {SERVED}")
     root = Node(

@@ -46,6 +46,9 @@ class Settings:
     mlflow_tracking_uri: str | None = None
     # The use case these locations belong to (see :meth:`scoped`); None: the deployment's roots.
     usecase: str | None = None
+    # Promotion also requires live evidence (shadow agreement, performance on served traffic;
+    # ``PromotionPolicy.live``): SLIPWAY_GATE_LIVE_EVIDENCE=1. Off: recorded, not required.
+    gate_live_evidence: bool = False
 
     @property
     def is_prod(self) -> bool:
@@ -121,6 +124,7 @@ def _load_settings() -> Settings:
         windows_namespace=_env("SLIPWAY_WINDOWS_NAMESPACE", "slipway:win"),
         # MLflow backend store; unset: SQLite under the lakehouse root (slipway.registry.tracking)
         mlflow_tracking_uri=_env("SLIPWAY_MLFLOW_TRACKING_URI", "") or None,
+        gate_live_evidence=_env("SLIPWAY_GATE_LIVE_EVIDENCE", "0").lower() in ("1", "true", "yes"),
     )
 
 

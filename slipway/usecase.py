@@ -254,6 +254,25 @@ class WindowFeatureSet:
 
 
 @dataclass(frozen=True)
+class LiveEvidencePolicy:
+    """What a challenger must show on live traffic (``slipway.registry.evidence``) when the
+    deployment requires live evidence (``SLIPWAY_GATE_LIVE_EVIDENCE``) besides the holdout.
+
+    ``min_shadow_events`` events scored by both models (shadow or canary) on which the flag
+    decisions agree at least ``min_agreement``; once ``min_positives`` of those events carry
+    matured positive labels, the challenger's ``PromotionPolicy.metric`` on them must be at least
+    the champion's plus ``margin`` (``require_labels``: wait for them instead of judging on
+    agreement alone).
+    """
+
+    min_shadow_events: int = 500
+    min_agreement: float = 0.9
+    min_positives: int = 20
+    margin: float = 0.0
+    require_labels: bool = False
+
+
+@dataclass(frozen=True)
 class PromotionPolicy:
     """When a challenger may replace the champion.
 
@@ -264,6 +283,7 @@ class PromotionPolicy:
     metric: str = "pr_auc"
     margin: float = 0.005
     floors: Mapping[str, float] = field(default_factory=lambda: {"pr_auc": 0.2, "roc_auc": 0.8})
+    live: LiveEvidencePolicy = field(default_factory=LiveEvidencePolicy)
 
 
 @dataclass(frozen=True)

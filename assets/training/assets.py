@@ -185,6 +185,10 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
                 "metric": decision.metric,
                 "challenger": dg.MetadataValue.json(decision.challenger),
                 "champion": dg.MetadataValue.json(decision.champion or {}),
+                # what the decision rests on: the holdout, and live evidence (issue 15)
+                "evidence": dg.MetadataValue.json(decision.evidence),
+                "live_evidence": dg.MetadataValue.json(decision.live or {}),
+                "waiting_for_live_evidence": decision.waiting,
             },
         )
 

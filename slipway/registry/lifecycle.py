@@ -13,6 +13,7 @@ import pandas as pd
 from slipway.lakehouse import Lakehouse
 from slipway.registry.gate import GateDecision, decide, score_holdout
 from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
+from slipway.settings import load_settings
 from slipway.training.dataset import training_set_lineage, training_table
 from slipway.training.metrics import curves_png, importance_png
 from slipway.training.train import TrainedModel, time_split, train_model
@@ -113,7 +114,8 @@ def train_candidate(
 def evaluate_challenger(
     lakehouse: Lakehouse, usecase: UseCase, run_id: str | None = None
 ) -> GateDecision:
-    """Score challenger and champion on the challenger's holdout, decide, and record it."""
+    """Score challenger and champion on the challenger's holdout, gather the live evidence
+    (both on the same served events), decide, and record it."""
     spec = usecase.model
     assert spec is not None
     registry = ModelRegistry(lakehouse)
@@ -130,7 +132,20 @@ def evaluate_challenger(
         champion_metrics = score_holdout(registry.load_text(spec.name, champion), holdout, spec)
     else:
         champion = None
-    decision = decide(spec.promotion, challenger, challenger_metrics, champion, champion_metrics)
+    live = None
+    if champion is not None:
+        from slipway.registry.evidence import live_evidence
+
+        live = live_evidence(lakehouse, usecase, champion, challenger)
+    decision = decide(
+        spec.promotion,
+        challenger,
+        challenger_metrics,
+        champion,
+        champion_metrics,
+        live=live,
+        require_live=load_settings().gate_live_evidence,
+    )
     registry.record_decision(spec.name, decision, run_id)
     return decision
 

@@ -12,7 +12,7 @@ What lives where (the store is chosen by ``slipway.registry.tracking``):
   repeat the lineage and carry the sha256 of ``model.lgb`` (a tampered file is refused) and the
   promotion gate's latest decision (``gate.*``).
 * aliases ``champion`` and ``challenger`` are MLflow registered-model aliases
-  (``models:/fraud_lgbm@champion``); a promotion or a rollback is setting an alias.
+  (``models:/<model>@champion``); a promotion or a rollback is setting an alias.
 * experiment ``<model>/alias-moves``: MLflow keeps no history of aliases, so each move is also
   logged as a small run (alias, version, reason, Dagster run id): the audit trail that
   ``slipway registry history`` prints and rollback reads.
@@ -368,6 +368,35 @@ class ModelRegistry:
             raise
         return {alias: int(version) for alias, version in model.aliases.items()}
 
+    def state(self, model_name: str) -> tuple[dict[str, int], dict[str, str]]:
+        """Aliases and tags of ``model_name`` in one query (what the live scorer polls: the
+        champion/challenger aliases and the routing document, see ``slipway.serving.routing``)."""
+        try:
+            model = self.client.get_registered_model(model_name)
+        except Exception as exc:
+            if _error_code(exc) == _NOT_FOUND:
+                return {}, {}
+            raise
+        aliases = {alias: int(version) for alias, version in model.aliases.items()}
+        return aliases, dict(model.tags or {})
+
+    def routing(self, model_name: str) -> Any:
+        """The live routing document (``Routing``; the default when none was set)."""
+        from slipway.serving.routing import ROUTING_TAG, Routing
+
+        return Routing.from_json(self.state(model_name)[1].get(ROUTING_TAG))
+
+    def set_routing(self, model_name: str, routing: Any, run_id: str | None = None) -> None:
+        """Store the routing document; the move and its reason are logged like an alias move
+        (alias ``routing``, version: the challenger it concerns, -1 for none)."""
+        from slipway.serving.routing import ROUTING_TAG
+
+        self._ensure_registered_model(model_name)
+        self.client.set_registered_model_tag(model_name, ROUTING_TAG, routing.to_json())
+        target = routing.challenger_version if routing.challenger_version is not None else -1
+        what = f"{routing.mode}" + (f" {routing.share:g}" if routing.mode == "canary" else "")
+        self._log_move(model_name, ROUTING_TAG, target, f"{what}: {routing.reason}", run_id)
+
     def alias(self, model_name: str, alias: str) -> int | None:
         """The version holding ``alias`` now, or None."""
         return self.aliases(model_name).get(alias)
@@ -481,6 +510,11 @@ class ModelRegistry:
             "gate.champion_metrics": json.dumps(decision.champion, sort_keys=True)
             if decision.champion
             else "",
+            "gate.evidence": json.dumps(list(getattr(decision, "evidence", []) or [])),
+            "gate.live": json.dumps(decision.live, sort_keys=True, default=str)
+            if getattr(decision, "live", None)
+            else "",
+            "gate.waiting": "true" if getattr(decision, "waiting", False) else "",
             "gate.decided_at": dt.datetime.now(dt.UTC).isoformat(),
             "gate.dagster_run_id": run_id or "",
         }
@@ -520,6 +554,9 @@ class ModelRegistry:
                     "metric": t.get("gate.metric", ""),
                     "challenger_metrics": t.get("gate.challenger_metrics") or None,
                     "champion_metrics": t.get("gate.champion_metrics") or None,
+                    "evidence": json.loads(t.get("gate.evidence") or "[]"),
+                    "live": json.loads(t["gate.live"]) if t.get("gate.live") else None,
+                    "waiting": t.get("gate.waiting") == "true",
                     "decided_at": dt.datetime.fromisoformat(t["gate.decided_at"]),
                     "run_id": t.get("gate.dagster_run_id") or None,
                 }

@@ -114,7 +114,7 @@ def create_app(
 
     app = FastAPI(
         title="Slipway online scoring",
-        description="Scores card transactions with the registry's champion and Feast features.",
+        description="Scores live events with the registry's champion (challenger in shadow or on canary) and Feast features.",
         lifespan=lifespan,
         responses={
             400: {"model": ErrorOut, "description": "the body is not JSON or not a transaction"},

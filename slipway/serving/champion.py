@@ -8,6 +8,12 @@ backend store; the model itself is downloaded only when the alias points somewhe
 A version that fails to load (a model file that no longer matches its recorded sha256, say)
 never replaces a working champion: the old one keeps serving and the error is reported by
 ``status()`` (and ``GET /health``). Only when no champion can be loaded at all do calls fail.
+
+The same check reads the ``challenger`` alias and the routing document (the registered model's
+``routing`` tag, ``slipway.serving.routing``): the challenger is loaded beside the champion for
+shadow and canary scoring, and a routing change (a canary started, a rollback) applies on the
+next check like a promotion. A challenger that cannot be loaded never affects the champion: the
+scorer runs without it and says why.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from slipway.lakehouse import Lakehouse
-from slipway.registry.store import CHAMPION, ModelRegistry, ModelVersion
+from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
+from slipway.serving.routing import ROUTING_TAG, Routing
 from slipway.training.train import load_booster, model_frame
 from slipway.usecase import ModelSpec
 
@@ -36,6 +43,34 @@ class NoChampionError(RuntimeError):
 
 class ModelLoadError(RuntimeError):
     """The champion exists in the registry but its model cannot be loaded."""
+
+
+class Encoded:
+    """A frame encoded once by ``model_frame`` (the training/batch encoding), and the numeric
+    matrix handed to LightGBM directly, built on first use: what the shadow shares with the
+    champion, so a second model costs only its own ``predict``.
+
+    LightGBM's own pandas path re-derives category codes on every call (milliseconds per call);
+    when a model's stored categories equal the spec's lists (``Champion.direct_matrix``), the
+    codes ``model_frame`` assigned are the codes LightGBM would assign, so the matrix is handed
+    over directly. The integration tests check the scores against batch scoring.
+    """
+
+    def __init__(self, frame: pd.DataFrame, spec: ModelSpec) -> None:
+        self.frame = model_frame(frame, spec)
+        self.spec = spec
+        self._matrix: np.ndarray | None = None
+
+    def matrix(self) -> np.ndarray:
+        if self._matrix is None:
+            encoded, spec = self.frame, self.spec
+            columns = [encoded[name].to_numpy(dtype="float64") for name in spec.numeric_features]
+            for name in spec.categorical_features:
+                codes = encoded[name].cat.codes.to_numpy().astype("float64")
+                codes[codes < 0] = np.nan
+                columns.append(codes)
+            self._matrix = np.column_stack(columns)
+        return self._matrix
 
 
 @dataclass(frozen=True)
@@ -53,22 +88,14 @@ class Champion:
         return self.record.version
 
     def predict(self, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
-        """Scores for ``frame``, encoded by ``model_frame`` (the training/batch encoding).
+        """Scores for ``frame`` (see ``predict_encoded``)."""
+        return self.predict_encoded(Encoded(frame, spec))
 
-        LightGBM's own pandas path re-derives category codes on every call (milliseconds per
-        call); when the model's stored categories equal the spec's lists, the codes
-        ``model_frame`` assigned are the codes LightGBM would assign, so the matrix is handed
-        over directly. The integration tests check the scores against batch scoring.
-        """
-        encoded = model_frame(frame, spec)
+    def predict_encoded(self, encoded: Encoded) -> np.ndarray:
+        """Scores for an already encoded frame: champion and challenger share one encoding."""
         if not self.direct_matrix:
-            return self.booster.predict(encoded)
-        columns = [encoded[name].to_numpy(dtype="float64") for name in spec.numeric_features]
-        for name in spec.categorical_features:
-            codes = encoded[name].cat.codes.to_numpy().astype("float64")
-            codes[codes < 0] = np.nan
-            columns.append(codes)
-        return self.booster.predict(np.column_stack(columns), num_threads=1)
+            return self.booster.predict(encoded.frame)
+        return self.booster.predict(encoded.matrix(), num_threads=1)
 
 
 def record_dict(record: ModelVersion) -> dict[str, Any]:
@@ -84,8 +111,18 @@ def _matches_spec(booster: Any, spec: ModelSpec) -> bool:
     return booster.feature_name() == list(spec.features) and stored == categories
 
 
+@dataclass(frozen=True)
+class Lineup:
+    """What scores live events now: the champion, the challenger (None: none, or not loadable)
+    and the routing that applies to them."""
+
+    champion: Champion
+    challenger: Champion | None
+    routing: Routing
+
+
 class ChampionWatcher:
-    """Loads the champion of ``spec.name`` and reloads it when the alias moves.
+    """Loads the champion (and challenger) of ``spec.name`` and reloads when an alias moves.
 
     ``check_every`` bounds how often the registry is consulted (seconds; 0 checks on every
     call). Thread-safe: concurrent callers share one load.
@@ -98,9 +135,16 @@ class ChampionWatcher:
         self.check_every = check_every
         self._lock = threading.Lock()
         self._champion: Champion | None = None
+        self._challenger: Champion | None = None
+        self._challenger_alias: int | None = None
+        self._challenger_error: str | None = None
+        self._routing = Routing()
+        self._routing_text: str | None = None
+        self._override: Routing | None = None  # a guard trip, until the registry shows it
         self._checked_at = float("-inf")
         self._last_error: str | None = None
         self._alias_version: int | None = None
+        self.routing_changed_at: float | None = None  # monotonic time of the last change seen
 
     def _load(self, version: int) -> Champion:
         record = self.registry.get(self.spec.name, version)
@@ -122,12 +166,15 @@ class ChampionWatcher:
                 return False
             self._checked_at = now
             try:
-                alias = self.registry.alias(self.spec.name, CHAMPION)
+                aliases, tags = self.registry.state(self.spec.name)
             except Exception as exc:  # the registry is unreachable: keep serving what is loaded
                 self._last_error = f"cannot read the champion alias of {self.spec.name}: {exc}"
                 log.error(self._last_error)
                 return False
+            alias = aliases.get(CHAMPION)
             self._alias_version = alias
+            self._refresh_challenger(aliases.get(CHALLENGER), alias)
+            self._refresh_routing(tags.get(ROUTING_TAG), now)
             current = self._champion.version if self._champion else None
             if alias is None:
                 if self._champion is not None:
@@ -147,10 +194,47 @@ class ChampionWatcher:
             log.info("champion of %s is now v%s (was %s)", self.spec.name, alias, current)
             return alias != current
 
+    def _refresh_challenger(self, alias: int | None, champion: int | None) -> None:
+        if alias == champion:
+            alias = None
+        loaded = self._challenger.version if self._challenger else None
+        self._challenger_alias = alias
+        if alias is None:
+            self._challenger, self._challenger_error = None, None
+            return
+        if alias == loaded and self._challenger_error is None:
+            return
+        try:
+            self._challenger = self._load(alias)
+            self._challenger_error = None
+            log.info("challenger of %s is v%s (was %s)", self.spec.name, alias, loaded)
+        except Exception as exc:  # the champion serves alone; the guard counts it as errors
+            self._challenger = None
+            self._challenger_error = f"cannot load challenger {self.spec.name} v{alias}: {exc}"
+            log.error(self._challenger_error)
+
+    def _refresh_routing(self, text: str | None, now: float) -> None:
+        if text == self._routing_text:
+            return
+        try:
+            routing = Routing.from_json(text)
+        except (TypeError, ValueError) as exc:  # a hand-edited tag: keep the last good one
+            log.error("routing tag of %s unreadable, kept the last one: %s", self.spec.name, exc)
+            return
+        self._routing_text, self._routing = text, routing
+        self._override = None  # the registry has spoken since the trip
+        self.routing_changed_at = now
+        log.info("routing of %s is now %s (%s)", self.spec.name, routing.mode, routing.reason)
+
     def current(self) -> Champion:
         """The champion to score with (checking the registry when a check is due)."""
+        return self.lineup().champion
+
+    def lineup(self) -> Lineup:
+        """Champion, challenger and routing to score with (checking the registry when due)."""
         self.refresh()
-        champion = self._champion
+        champion, challenger = self._champion, self._challenger
+        routing = self._override or self._routing
         if champion is None:
             if self._last_error:
                 raise ModelLoadError(self._last_error)
@@ -158,10 +242,32 @@ class ChampionWatcher:
                 f"no champion for model {self.spec.name!r} yet: train a model and promote it "
                 "(the registry's champion alias is empty)"
             )
-        return champion
+        version = challenger.version if challenger else None
+        return Lineup(champion, challenger, routing.effective(version))
+
+    @property
+    def challenger_error(self) -> str | None:
+        return self._challenger_error
+
+    def trip(self, reason: str, run_id: str | None = None) -> Routing:
+        """Send canary traffic back to the champion now (this process) and in the registry
+        (every process, on their next check); the challenger stays in shadow."""
+        with self._lock:
+            tripped = self._routing.with_(
+                mode="shadow", share=0.0, tripped=reason, reason=f"canary guard: {reason}"
+            )
+            self._override = tripped
+        try:
+            self.registry.set_routing(self.spec.name, tripped, run_id)
+        except Exception as exc:  # this process stays tripped; say the others may not be
+            log.error("canary guard tripped but the registry was not updated: %s", exc)
+        log.warning("canary of %s tripped: %s", self.spec.name, reason)
+        return tripped
 
     def status(self) -> dict[str, Any]:
         champion = self._champion
+        challenger = self._challenger
+        routing = self._override or self._routing
         return {
             "model_name": self.spec.name,
             "model_version": champion.version if champion else None,
@@ -170,4 +276,11 @@ class ChampionWatcher:
             "loaded_at": champion.loaded_at.isoformat() if champion else None,
             "check_every_s": self.check_every,
             "reload_error": self._last_error,
+            "challenger_version": challenger.version if challenger else None,
+            "registry_challenger": self._challenger_alias,
+            "challenger_error": self._challenger_error,
+            "routing": routing.effective(challenger.version if challenger else None).mode,
+            "canary_share": routing.share,
+            "routing_reason": routing.reason,
+            "routing_tripped": routing.tripped,
         }

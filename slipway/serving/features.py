@@ -16,7 +16,7 @@ scoring treats a row older than ``event time - ttl`` as absent. The direct reade
 TTL the way the offline join does (``enforce_ttl``), so a dormant customer is scored online as
 batch would score them, and says so in the missing-feature reasons.
 
-Per-event window features (``customer_behaviour``) are not in any Feast online store: Feast has
+Per-event window features (``UseCase.window_features``) are not in any Feast online store: Feast has
 no per-event windows online (push sources are last-write-wins, its stream processor ignores
 aggregations). Their views stay in the feature service (Feast is the registry of what a model
 reads) but are *provided*: ``WindowFeatureReader`` asks the window aggregator

@@ -199,12 +199,16 @@ class TransactionParser:
 
     ``derive`` adds the stream's derived columns in plain Python (the Spark expression in
     ``Stream.derive`` cannot run on one record); ``request_fields`` names what the feature
-    service's request source needs, beside ``event_epoch``.
+    service's request source needs, beside ``event_epoch``; ``transforms`` the use case's
+    on-demand view functions. A use case builds its parser in its own package
+    (``UseCase.serving.parser``).
     """
 
     stream: Stream
     derive: Callable[[Mapping[str, Any]], dict[str, Any]]
     request_fields: tuple[str, ...]
+    # The on-demand feature views' functions by view name (applied in process on the direct path).
+    transforms: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
     def parse(self, record: Any, index: int | None = None) -> PreparedTransaction:
         if not isinstance(record, Mapping):
@@ -276,20 +280,3 @@ class TransactionParser:
     def parse_many(self, records: Sequence[Any]) -> list[PreparedTransaction]:
         """Every record, or an error naming the first bad one by its position in the list."""
         return [self.parse(record, index=i) for i, record in enumerate(records)]
-
-
-def fraud_parser() -> TransactionParser:
-    """The fraud use case's transactions: ``amount_eur`` with the FX table, silver's rounding."""
-    from slipway.usecases.fraud import TRANSACTIONS
-    from slipway.usecases.fraud.landing import FX_TO_EUR
-
-    def derive(values: Mapping[str, Any]) -> dict[str, Any]:
-        rate = FX_TO_EUR.get(values["currency"])
-        # An unknown currency fails the contract's isin check; amount_eur stays unset then.
-        return {} if rate is None else {"amount_eur": spark_round(values["amount"] * rate, 4)}
-
-    return TransactionParser(
-        stream=TRANSACTIONS,
-        derive=derive,
-        request_fields=("amount_eur", "country", "device_id", "channel", "merchant_category"),
-    )

@@ -39,13 +39,15 @@ def transaction_model(stream: Stream) -> type[BaseModel]:
     return create_model(f"{stream.name.title()}In", **fields)
 
 
-def _fraud_transaction_model() -> type[BaseModel]:
-    from slipway.usecases.fraud import TRANSACTIONS
+def _default_usecase() -> Any:
+    from slipway.usecases import get_usecase
 
-    return transaction_model(TRANSACTIONS)
+    return get_usecase()
 
 
-TransactionIn = _fraud_transaction_model()
+_USECASE = _default_usecase()
+_ROW_KEY = _USECASE.examples.row_key if _USECASE.examples else _USECASE.primary.key
+TransactionIn = transaction_model(_USECASE.primary)
 
 
 class MissingFeatureOut(BaseModel):
@@ -56,9 +58,10 @@ class MissingFeatureOut(BaseModel):
     )
 
 
-class ScoreOut(BaseModel):
-    transaction_id: str
-    score: float = Field(description="the champion's fraud probability")
+class _ScoreFields(BaseModel):
+    score: float = Field(
+        description="the deciding model's score (the champion's, or on a canary the challenger's)"
+    )
     flagged: bool = Field(description="score >= threshold")
     threshold: float = Field(description="the champion's recorded threshold_at_precision")
     model_name: str
@@ -73,6 +76,19 @@ class ScoreOut(BaseModel):
     features: dict[str, Any] | None = Field(
         default=None, description="the model's input before encoding (with ?features=true)"
     )
+    role: str | None = Field(
+        default=None, description="'champion', or 'challenger' when a canary routed the event"
+    )
+    routing: dict[str, Any] | None = Field(
+        default=None,
+        description="routing mode and rule, canary share, champion and challenger versions",
+    )
+
+
+# The row key is named as the use case names it (e.g. the transaction id).
+ScoreOut = create_model(
+    "ScoreOut", __base__=_ScoreFields, **{_ROW_KEY: (str, Field(description="the row key"))}
+)
 
 
 class BatchIn(BaseModel):
@@ -80,7 +96,7 @@ class BatchIn(BaseModel):
 
 
 class BatchOut(BaseModel):
-    results: list[ScoreOut]
+    results: list[ScoreOut]  # type: ignore[valid-type]
     model_version: int
     count: int
     timing_ms: dict[str, float]
@@ -108,6 +124,17 @@ class HealthOut(BaseModel):
         description="why the online store is being skipped right now (null: in use)"
     )
     feast_project: str | None
+    challenger_version: int | None = Field(
+        default=None, description="the challenger loaded beside the champion (shadow/canary)"
+    )
+    registry_challenger: int | None = None
+    challenger_error: str | None = None
+    routing: str | None = Field(default=None, description="'shadow', 'canary' or 'champion'")
+    canary_share: float | None = None
+    routing_reason: str | None = None
+    routing_tripped: str | None = Field(
+        default=None, description="why the canary guard sent traffic back to the champion"
+    )
 
 
 class FieldErrorOut(BaseModel):

@@ -17,6 +17,14 @@ rule); no champion raises ``NoChampionError``; a champion that cannot be loaded 
 ``ModelLoadError``; an online store that fails or lacks an entity never raises: the features are
 scored as missing (``missing_defaults`` where declared, NaN otherwise) and every one is listed in
 the result with its reason; the same holds for an unreachable window store.
+
+Shadow and canary (``slipway.serving.routing``): while the registry has a challenger, every pass
+scores the same assembled features with both models (one feature fetch, a second ``predict``).
+The champion decides (shadow), or, under a canary, the challenger decides the events of a stable
+share of entities; each result carries its deciding role, the routing and the other model's
+score (``shadow``), which the served log keeps as a second row. Only the decision is returned to
+the caller. Under a canary, ``CanaryMonitor`` judges the canary's live figures after every pass
+and trips the routing back to the champion when a limit is crossed (``ChampionWatcher.trip``).
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ from typing import Any
 import pandas as pd
 
 from slipway.lakehouse import Lakehouse
-from slipway.serving.champion import Champion, ChampionWatcher, record_dict
+from slipway.serving.canary import CanaryMonitor
+from slipway.serving.champion import Champion, ChampionWatcher, Encoded, record_dict
 from slipway.serving.features import (
     DirectFeatureReader,
     FeastFeatureReader,
@@ -42,7 +51,8 @@ from slipway.serving.features import (
     WindowFeatureReader,
     make_reader,
 )
-from slipway.serving.request import PreparedTransaction, TransactionParser, fraud_parser
+from slipway.serving.request import PreparedTransaction, TransactionParser
+from slipway.serving.routing import CANARY, CHAMPION_ONLY, to_challenger
 from slipway.usecase import ModelSpec, UseCase
 
 log = logging.getLogger(__name__)
@@ -64,7 +74,7 @@ class MissingFeature:
 
 @dataclass
 class ScoreResult:
-    transaction_id: str
+    event_id: str  # the example's row key (``UseCase.examples.row_key``)
     score: float
     flagged: bool
     threshold: float
@@ -78,10 +88,14 @@ class ScoreResult:
     features: dict[str, Any] = field(default_factory=dict)
     duplicate: bool = False  # a redelivered event: window features as first computed
     window_features: dict[str, Any] = field(default_factory=dict)  # every one served
+    role: str = "champion"  # the role of the model that decided
+    routing: dict[str, Any] = field(default_factory=dict)  # mode, rule, share, versions
+    shadow: list[dict[str, Any]] = field(default_factory=list)  # the other model's score
+    key_name: str = "event_id"  # what the row key is called in the response
 
     def as_dict(self, include_features: bool = False) -> dict[str, Any]:
         data = {
-            "transaction_id": self.transaction_id,
+            self.key_name: self.event_id,
             "score": self.score,
             "flagged": self.flagged,
             "threshold": self.threshold,
@@ -93,6 +107,8 @@ class ScoreResult:
             "warnings": self.warnings,
             "timing_ms": self.timing_ms,
             "duplicate": self.duplicate,
+            "role": self.role,
+            "routing": self.routing,
         }
         if include_features:
             data["features"] = self.features
@@ -123,6 +139,13 @@ def _configured_aggregator(feature_set: Any) -> Any:
     from slipway.windows import aggregator_from_settings
 
     return aggregator_from_settings(feature_set)
+
+
+def request_parser(usecase: UseCase) -> TransactionParser:
+    """The use case's request parser (``UseCase.serving.parser``)."""
+    if usecase.serving is None:
+        raise ValueError(f"use case {usecase.name} declares no serving spec (request parser)")
+    return usecase.serving.parser()
 
 
 class OnlineScorer:
@@ -164,6 +187,10 @@ class OnlineScorer:
         self.windows = windows or WindowFeatureReader(
             usecase.window_features, _configured_aggregator
         )
+        examples = usecase.examples
+        self.row_key = examples.row_key if examples else usecase.primary.key
+        self.entity_columns: tuple[str, ...] = examples.entity_columns if examples else ()
+        self.canary = CanaryMonitor()
 
     @classmethod
     def from_env(
@@ -220,7 +247,7 @@ class OnlineScorer:
             usecase=usecase,
             lakehouse=Lakehouse(settings.lakehouse_root),
             store_factory=open_store,
-            parser=fraud_parser(),
+            parser=request_parser(usecase),
             feature_path=path,
             reload_every=every,
             guard=guard,
@@ -266,11 +293,8 @@ class OnlineScorer:
         return self._reader
 
     def _transforms(self) -> dict[str, Any]:
-        if self.usecase.name == "fraud":
-            from slipway.usecases.fraud.request_features import transaction_context
-
-            return {"transaction_context": transaction_context}
-        return {}
+        """The on-demand views' functions, as the use case's parser provides them."""
+        return dict(getattr(self.parser, "transforms", None) or {})
 
     def warm_up(self) -> None:
         """Load the champion and resolve the feature service now, not on the first request."""
@@ -292,7 +316,7 @@ class OnlineScorer:
         return self.score_prepared(self.prepare(transactions), include_features)
 
     def _entity_rows(self, prepared: Sequence[PreparedTransaction]) -> list[dict[str, Any]]:
-        keys = ("customer_id", "merchant_id")
+        keys = self.entity_columns
         return [{**p.request, **{k: p.values[k] for k in keys}} for p in prepared]
 
     def _features(
@@ -313,11 +337,13 @@ class OnlineScorer:
     def score_prepared(
         self, prepared: Sequence[PreparedTransaction], include_features: bool = False
     ) -> list[ScoreResult]:
-        """Score already-validated transactions in one pass (one store read, one predict)."""
+        """Score already-validated transactions in one pass (one store read, one predict per
+        model: the champion's, and the challenger's on the same frame while one exists)."""
         if not prepared:
             return []
         started = time.perf_counter()
-        champion: Champion = self.champions.current()
+        lineup = self.champions.lineup()
+        champion: Champion = lineup.champion
         t_model = time.perf_counter()
         rows = self._entity_rows(prepared)
         with self._lock:  # one online-store and one window-store connection per scorer
@@ -337,29 +363,94 @@ class OnlineScorer:
                 columns[name] = windowed.values[name]
             else:
                 columns[name] = fetched.values.get(name) or [None] * n
-        scores = champion.predict(pd.DataFrame(columns), self.spec)
+        encoded = Encoded(pd.DataFrame(columns), self.spec)  # once, for both models
+        scores = champion.predict_encoded(encoded)
         t_scored = time.perf_counter()
+        challenger, routing = lineup.challenger, lineup.routing
+        shadow_scores, shadow_error = None, None
+        if challenger is not None and routing.mode != CHAMPION_ONLY:
+            try:  # the same frame: the same features, fetched once
+                shadow_scores = challenger.predict_encoded(encoded)
+            except Exception as exc:  # never the champion's problem
+                shadow_error = (
+                    f"challenger v{challenger.version} failed: {type(exc).__name__}: {exc}"
+                )
+                log.warning(shadow_error)
+        t_shadow = time.perf_counter()
         timing = {
             "champion": _ms(t_model - started),
             "windows": _ms(t_windows - t_model),
             "features": _ms(t_features - t_model),
             "model": _ms(t_scored - t_features),
-            "total": _ms(t_scored - started),
+            "shadow": _ms(t_shadow - t_scored),
+            "total": _ms(t_shadow - started),
         }
-        results = []
+        ch_version = challenger.version if challenger else None
+        entity = routing.entity or (self.entity_columns[0] if self.entity_columns else self.row_key)
+        salt = routing.salt_for(ch_version)
+        base_routing = {
+            "mode": routing.mode,
+            "rule": routing.rule(entity, ch_version),
+            "share": routing.share if routing.mode == CANARY else 0.0,
+            "entity": entity,
+            "champion_version": champion.version,
+            "challenger_version": ch_version,
+        }
+        if routing.tripped:
+            base_routing["tripped"] = routing.tripped
+        results, canary_pairs, canary_errors = [], [], 0
         for i, p in enumerate(prepared):
             record = {name: columns[name][i] for name in self.spec.features}
             errors = [*windowed.errors, *fetched.errors]
             missing = self._missing(record, {**windowed.reasons[i], **fetched.reasons[i]}, errors)
-            score = float(scores[i])
+            cp_score = float(scores[i])
+            cp = {
+                "role": "champion",
+                "model_version": champion.version,
+                "score": cp_score,
+                "threshold": champion.threshold,
+                "flagged": cp_score >= champion.threshold,
+            }
+            routed = dict(base_routing)
+            canary = to_challenger(routing, salt, p.values.get(entity))
+            other: list[dict[str, Any]] = []
+            decided = cp
+            if challenger is not None and (shadow_scores is not None or shadow_error):
+                if shadow_scores is not None:
+                    ch_score = float(shadow_scores[i])
+                    ch = {
+                        "role": "challenger",
+                        "model_version": challenger.version,
+                        "score": ch_score,
+                        "threshold": challenger.threshold,
+                        "flagged": ch_score >= challenger.threshold,
+                    }
+                else:
+                    ch = {
+                        "role": "challenger",
+                        "model_version": challenger.version,
+                        "score": None,
+                        "threshold": challenger.threshold,
+                        "flagged": None,
+                        "error": shadow_error,
+                    }
+                if canary and shadow_scores is not None:
+                    decided, other = ch, [cp]
+                    canary_pairs.append((cp_score, ch["score"]))
+                else:
+                    other = [ch]
+                    if canary:  # the challenger was to decide and could not: the champion did
+                        routed["fallback"] = shadow_error
+                        canary_errors += 1
+            routed["canary"] = bool(canary)
             results.append(
                 ScoreResult(
-                    transaction_id=p.values["transaction_id"],
-                    score=score,
-                    flagged=score >= champion.threshold,
-                    threshold=champion.threshold,
+                    event_id=p.values[self.row_key],
+                    score=decided["score"],
+                    flagged=decided["flagged"],
+                    threshold=decided["threshold"],
                     model_name=self.spec.name,
-                    model_version=champion.version,
+                    model_version=decided["model_version"],
                     feature_service=self.spec.feature_service,
                     feature_path=self.feature_path,
                     missing_features=missing,
@@ -368,9 +459,36 @@ class OnlineScorer:
                     features=record if include_features else {},
                     duplicate=windowed.duplicate[i],
                     window_features={k: v[i] for k, v in windowed.values.items()},
+                    role=decided["role"],
+                    routing=routed,
+                    shadow=other,
+                    key_name=self.row_key,
                 )
             )
+        if routing.mode == CANARY and challenger is not None and (canary_pairs or canary_errors):
+            self._guard_canary(lineup, canary_pairs, canary_errors, timing)
         return results
+
+    def _guard_canary(
+        self,
+        lineup: Any,
+        pairs: list[tuple[float, float]],
+        errors: int,
+        timing: Mapping[str, float],
+    ) -> None:
+        """Add this pass's canary events to the guard's window; trip when a limit is crossed."""
+        challenger = lineup.challenger
+        found = self.canary.add(
+            (lineup.champion.version, challenger.version),
+            lineup.routing.limits,
+            (lineup.champion.threshold, challenger.threshold),
+            pairs,
+            errors,
+            (timing["model"], timing["shadow"]),
+        )
+        if found:
+            self.champions.trip("; ".join(found))
+            self.canary.reset()
 
     def _missing(
         self, values: Mapping[str, Any], reasons: Mapping[str, str], errors: Sequence[str]

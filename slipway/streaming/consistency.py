@@ -31,7 +31,7 @@ import pyarrow.dataset as pads
 from slipway.lakehouse import Lakehouse, WriteResult
 from slipway.monitoring.tables import replace_days
 from slipway.scoring.batch import INPUTS, PREDICTIONS
-from slipway.streaming.served import SERVED
+from slipway.streaming.served import SERVED, decided_only
 from slipway.usecase import UseCase
 
 CONSISTENCY = "monitoring.online_offline_consistency"
@@ -249,6 +249,7 @@ def check_day(
         if SERVED in versions
         else pd.DataFrame()
     )
+    served = decided_only(served)  # the decision, not the shadow model's score of the event
     if served.empty:
         return DayConsistency(day, 0, 0, 0, 0, [], status="no served decisions")
     if (

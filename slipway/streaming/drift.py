@@ -23,7 +23,7 @@ from slipway.monitoring.reference import (
     monitored_columns,
     seeded_sample,
 )
-from slipway.streaming.served import SERVED
+from slipway.streaming.served import SERVED, decided_only
 from slipway.usecase import UseCase
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,8 @@ def served_frame(lakehouse: Lakehouse, usecase: UseCase, day: dt.date) -> pd.Dat
     key = usecase.streams[0].key
     if not lakehouse.exists(SERVED):
         return pd.DataFrame(columns=[key, "model_version", "score", *spec.features])
-    frame = lakehouse.read(
-        SERVED, dates=(day, day), columns=["event_id", "model_version", "score", *spec.features]
-    ).to_pandas()
+    frame = lakehouse.read(SERVED, dates=(day, day)).to_pandas()
+    frame = decided_only(frame)[["event_id", "model_version", "score", *spec.features]]
     return frame.rename(columns={"event_id": key})
 
 

@@ -13,6 +13,13 @@ through its own consumer group, merges into ``scoring.served`` keyed on (date, e
 acks only after the Delta commit: a crash before the ack redelivers, and the merge skips what is
 already there, so nothing is lost and nothing is duplicated (a redelivered *event* scored twice
 is two log entries with one event id: the first one logged wins).
+
+Shadow and canary: while a challenger exists, each log entry carries both models' scores of the
+event (the scorer scored them on the same features), and the drain writes one row per model:
+``role`` (champion/challenger), ``model_version``, score, threshold and flag of that model,
+``decided`` (true on the row whose decision was returned), the routing (``routing`` mode, the
+rule, the canary share, both versions) and ``shadow_error`` when the challenger failed. The key is
+(date, event id, role); readers of *decisions* take ``decided`` rows (``DECIDED``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from slipway.usecase import UseCase
 log = logging.getLogger(__name__)
 
 SERVED = "scoring.served"
+ROLE_KEY = ("date", "event_id", "role")
 DRAIN_GROUP = "drain"
 DECISION_FIELD = "decision"
 
@@ -67,6 +75,14 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("defaults_used", pa.list_(pa.string())),
     pa.field("timing_ms", pa.string()),
     pa.field("latency_ms", pa.float64()),
+    pa.field("role", pa.string()),
+    pa.field("decided", pa.bool_()),
+    pa.field("routing", pa.string()),
+    pa.field("routing_rule", pa.string()),
+    pa.field("canary_share", pa.float64()),
+    pa.field("champion_version", pa.int64()),
+    pa.field("challenger_version", pa.int64()),
+    pa.field("shadow_error", pa.string()),
 )
 
 
@@ -177,6 +193,9 @@ def decision_record(
         "timing_ms": dict(result.timing_ms),
         "latency_ms": latency,
         "features": {k: _plain(v) for k, v in result.features.items()},
+        "role": getattr(result, "role", "champion"),
+        "routing": dict(getattr(result, "routing", None) or {}),
+        "shadow": [dict(s) for s in getattr(result, "shadow", None) or ()],
     }
 
 
@@ -217,8 +236,27 @@ def _ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
+def decided_only(table: Any) -> Any:
+    """The rows of a ``scoring.served`` read (Arrow or pandas) whose decision was returned."""
+    import pyarrow.compute as pc
+
+    if isinstance(table, pa.Table):
+        if "decided" not in table.column_names:
+            return table
+        return table.filter(pc.fill_null(table["decided"], True))
+    if "decided" not in table.columns:
+        return table
+    return table[table["decided"].fillna(True).astype(bool)]
+
+
 def served_row(usecase: UseCase, entry: Entry, log_name: str) -> dict[str, Any]:
-    """A ``scoring.served`` row from one log entry (raises ValueError on a corrupt entry)."""
+    """The decided row of one log entry (see ``served_rows``)."""
+    return served_rows(usecase, entry, log_name)[0]
+
+
+def served_rows(usecase: UseCase, entry: Entry, log_name: str) -> list[dict[str, Any]]:
+    """The ``scoring.served`` rows of one log entry: the decision first, then one row per other
+    model that scored the event in shadow (raises ValueError on a corrupt entry)."""
     spec = usecase.model
     assert spec is not None
     record = json.loads(entry.fields[DECISION_FIELD])
@@ -266,7 +304,34 @@ def served_row(usecase: UseCase, entry: Entry, log_name: str) -> dict[str, Any]:
     for name in spec.categorical_features:
         value = features.get(name)
         row[name] = None if value is None else str(value)
-    return row
+    routing = record.get("routing") or {}
+    version = int(record["model_version"])
+    row.update(
+        role=record.get("role") or "champion",
+        decided=True,
+        routing=routing.get("mode") or "champion",
+        routing_rule=routing.get("rule") or routing.get("mode") or "champion",
+        canary_share=float(routing.get("share") or 0.0),
+        champion_version=int(routing.get("champion_version") or version),
+        challenger_version=routing.get("challenger_version"),
+        shadow_error=routing.get("fallback"),
+    )
+    rows = [row]
+    for other in record.get("shadow") or []:
+        score = other.get("score")
+        rows.append(
+            {
+                **row,
+                "role": other["role"],
+                "decided": False,
+                "model_version": int(other["model_version"]),
+                "score": None if score is None else float(score),
+                "threshold": float(other["threshold"]),
+                "flagged": other.get("flagged"),
+                "shadow_error": other.get("error"),
+            }
+        )
+    return rows
 
 
 @dataclass
@@ -294,12 +359,23 @@ def _merge(lakehouse: Lakehouse, schema: pa.Schema, rows: list[dict[str, Any]]) 
     target = DeltaTable(lakehouse.uri(SERVED), storage_options=lakehouse.storage_options or None)
     days = sorted({r["date"].isoformat() for r in rows})
     in_days = ", ".join(f"'{d}'" for d in days)
+    # A table drained before shadow rows existed has no role column: it gains the new columns
+    # (merge_schema), and its rows, all decisions, count as the champion's.
+    has_role = "role" in {f.name for f in target.schema().fields}
     metrics = (
         target.merge(
             source=table,
-            predicate=f"t.date IN ({in_days}) AND t.date = s.date AND t.event_id = s.event_id",
+            predicate=(
+                f"t.date IN ({in_days}) AND t.date = s.date AND t.event_id = s.event_id"
+                + (
+                    " AND (t.role = s.role OR (t.role IS NULL AND s.role = 'champion'))"
+                    if has_role
+                    else " AND s.role = 'champion'"
+                )
+            ),
             source_alias="s",
             target_alias="t",
+            merge_schema=not has_role,
         )
         .when_not_matched_insert_all()
         .execute()
@@ -358,21 +434,23 @@ def _drain_one(
         if not entries:
             break
         result.read += len(entries)
-        rows: dict[tuple[dt.date, str], dict[str, Any]] = {}
+        rows: dict[tuple[dt.date, str, str], dict[str, Any]] = {}
         for entry in entries:
             try:
-                row = served_row(usecase, entry, one.name)
+                found = served_rows(usecase, entry, one.name)
             except (KeyError, ValueError, TypeError, AssertionError) as exc:
                 result.corrupt.append(f"{one.name}@{entry.position}: {exc}")
                 continue
-            key = (row["date"], row["event_id"])
-            if key in rows:
-                result.duplicates += 1
-                continue
-            rows[key] = row
+            for row in found:
+                key = (row["date"], row["event_id"], row["role"])
+                if key in rows:
+                    result.duplicates += 1
+                    continue
+                rows[key] = row
         added = _merge(lakehouse, schema, list(rows.values())) if rows else 0
         result.duplicates += len(rows) - added
         result.added += added
-        for day, _ in rows:  # decisions seen per day (new or already drained)
-            result.days[day.isoformat()] = result.days.get(day.isoformat(), 0) + 1
+        for (day, _, _), row in rows.items():  # decisions seen per day (new or already drained)
+            if row["decided"]:
+                result.days[day.isoformat()] = result.days.get(day.isoformat(), 0) + 1
         one.ack(DRAIN_GROUP, [e.position for e in entries])

@@ -36,10 +36,11 @@ from slipway.lakehouse import Lakehouse
 from slipway.registry.store import ModelRegistry
 from slipway.serving.app import create_app
 from slipway.serving.features import make_reader
-from slipway.serving.request import fraud_parser, spark_round
+from slipway.serving.request import spark_round
 from slipway.serving.scorer import OnlineScorer
 from slipway.usecases.fraud import CUSTOMER_WINDOWS, MODEL
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
+from slipway.usecases.fraud.request import fraud_parser
 from tests.support.pipeline import PipelineData, env_for, slipway_env
 from tests.support.pipeline import copy_world as copy_built_world
 from tests.support.records import landed_transaction
@@ -495,15 +496,15 @@ def feature_mismatches(
     rows = {r["transaction_id"]: r for r in offline.to_pylist()}
     out = []
     for result in results:
-        stored = inputs.loc[result.transaction_id]
+        stored = inputs.loc[result.event_id]
         for name in MODEL.features:
             if not relative_same(result.features[name], stored[name]):
-                out.append((result.transaction_id, name, result.features[name], stored[name]))
-        row = rows[result.transaction_id]
+                out.append((result.event_id, name, result.features[name], stored[name]))
+        row = rows[result.event_id]
         served = result.window_features
         for name in window_names:
             if not relative_same(served[name], row[name]):
-                out.append((result.transaction_id, name, served[name], row[name]))
+                out.append((result.event_id, name, served[name], row[name]))
     return out
 
 
@@ -543,10 +544,10 @@ def test_every_event_of_a_day_online_equals_batch(
         drop_window_state(scorer)
     assert len(results) == len(day_world.records)
     assert not any(r.duplicate for r in results) and all(r.duplicate for r in again)
-    first = {r.transaction_id: r for r in results}
+    first = {r.event_id: r for r in results}
     for r in again:
-        assert r.features == first[r.transaction_id].features
-        assert r.score == first[r.transaction_id].score
+        assert r.features == first[r.event_id].features
+        assert r.score == first[r.event_id].score
 
     mismatches = feature_mismatches(day_world, results, CUSTOMER_WINDOWS.feature_names)
     assert not mismatches, (len(mismatches), mismatches[:10])
@@ -557,7 +558,7 @@ def test_every_event_of_a_day_online_equals_batch(
     champion = predictions[predictions["role"] == "champion"].set_index("transaction_id")
     online = pd.DataFrame(
         {
-            "transaction_id": [r.transaction_id for r in results],
+            "transaction_id": [r.event_id for r in results],
             "score": [r.score for r in results],
             "model_version": [r.model_version for r in results],
             "flagged": [r.flagged for r in results],

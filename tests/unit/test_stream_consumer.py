@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from slipway.serving.champion import NoChampionError
-from slipway.serving.request import fraud_parser
 from slipway.serving.scorer import ScoreResult
 from slipway.streaming.consumer import StreamConsumer
 from slipway.streaming.served import DECISION_FIELD
 from slipway.streaming.streams import append_events, open_streams
 from slipway.usecases import get_usecase
+from slipway.usecases.fraud.request import fraud_parser
 from tests.support.records import tx
 
 

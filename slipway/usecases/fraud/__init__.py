@@ -241,7 +241,7 @@ MODEL = ModelSpec(
 
 
 def _request_parser():
-    from slipway.serving.request import fraud_parser
+    from slipway.usecases.fraud.request import fraud_parser
 
     return fraud_parser()
 

@@ -8,8 +8,6 @@ a tripped canary fails the check with the reason, until a new canary or ``slipwa
 shadow`` clears it.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets.streaming.assets import served_key

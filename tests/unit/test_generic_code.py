@@ -38,9 +38,6 @@ TOY = "tests.support.parcels:PARCELS"
 # module -> the helper branch that owns the change (issue 11); remove an entry once it is clean.
 PENDING = {
     "slipway/serving/app.py": "shadow",
-    "slipway/serving/request.py": "shadow",
-    "slipway/serving/schema.py": "shadow",
-    "slipway/serving/scorer.py": "shadow",
     "slipway/streaming/consistency.py": "windows/shadow",
 }
 

@@ -13,7 +13,7 @@ UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows clean
+.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-flights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-windows: env ## window aggregator per event (embedded, Redis) and the 1M-r
 
 bench-streaming: env ## live path end to end at 1,000 events/s; daily-materialized vs fresh features
 	$(PY) -m benchmarks streaming
+
+bench-flights: env ## flights: plain LightGBM on raw columns vs the champion of make run USECASE=flights
+	$(PY) -m benchmarks flights_baseline
 
 clean: ## remove generated data, the Dagster instance history and dbt artefacts
 	rm -rf data dbt_project/target dbt_project/logs

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "monitoring": "drift computation time and detect-to-retrain time",
     "windows": "window aggregator per event (embedded, Redis) and the window backfill",
     "streaming": "the live path end to end at 1,000 events/s; daily-materialized vs fresh features",
+    "flights_baseline": "flights: a plain LightGBM on raw columns against the platform champion",
 }
 
 

@@ -112,23 +112,28 @@ def baseline(
 
 def champion_figures() -> dict[str, Any] | None:
     """The flights champion's validation figures from the registry, when a run has made one."""
+    from slipway.lakehouse import Lakehouse
+    from slipway.registry.store import ModelRegistry
+    from slipway.settings import load_settings
+    from slipway.usecases.flights import FLIGHTS
+
+    assert FLIGHTS.model is not None
+    settings = load_settings()
+    scoped = getattr(settings, "scoped", None)
+    root = (scoped(FLIGHTS.name) if scoped else settings).lakehouse_root
     try:
-        from slipway.registry.store import open_registry
-        from slipway.usecases.flights import FLIGHTS
-    except ImportError:
+        registry = ModelRegistry(Lakehouse(root))
+        version = registry.alias(FLIGHTS.model.name, "champion")
+        if version is None:
+            return None
+        record = registry.get(FLIGHTS.model.name, version)
+    except Exception:  # no registry or no model yet: nothing to compare with
         return None
-    try:
-        registry = open_registry()
-        record = registry.champion(FLIGHTS.model.name)  # type: ignore[union-attr]
-    except Exception:  # no registry, no model, no champion yet: nothing to compare with
-        return None
-    if record is None:
-        return None
-    metrics = getattr(record, "metrics", {}) or {}
     return {
-        "version": getattr(record, "version", None),
-        "pr_auc": metrics.get("pr_auc"),
-        "roc_auc": metrics.get("roc_auc"),
+        "model_version": record.version,
+        "pr_auc": record.metrics.get("pr_auc"),
+        "roc_auc": record.metrics.get("roc_auc"),
+        "valid_rows": record.metrics.get("rows") or record.metrics.get("valid_rows"),
     }
 
 

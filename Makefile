@@ -12,6 +12,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
+# `make run USECASE=name` runs another registered use case (default: SLIPWAY_USECASE, else fraud).
+USECASE ?=
 
 .PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-flights clean
 
@@ -27,8 +29,8 @@ $(UV):
 
 env: .venv/.synced ## create or update the virtual environment from uv.lock
 
-run: env ## simulate the default data (if none) and run the whole graph end to end
-	$(PY) -m orchestration.main run
+run: env ## land the use case's sample data (if none) and run its whole graph (USECASE=name: another)
+	SLIPWAY_USECASE=$(USECASE) $(PY) -m orchestration.main run
 
 test: env ## run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -45,8 +47,8 @@ format: env
 ui: env ## open the Dagster web UI (sensors and schedules running) on http://127.0.0.1:$(UI_PORT)
 	$(UV) run --frozen dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-mlflow: env ## open the MLflow UI (runs, registered models, champion alias) on http://127.0.0.1:$(MLFLOW_PORT)
-	$(PY) -m slipway.registry.ui --host 127.0.0.1 --port $(MLFLOW_PORT)
+mlflow: env ## open the MLflow UI (runs, registered models, champion alias) on http://127.0.0.1:$(MLFLOW_PORT) (USECASE=name: another's)
+	SLIPWAY_USECASE=$(USECASE) $(PY) -m slipway.registry.ui --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: env ## the online scorer on http://127.0.0.1:8000 (keys: SLIPWAY_API_KEYS) and, beside it, the stream consumer
 	$(PY) -m slipway.streaming.consumer & consumer=$$!; \

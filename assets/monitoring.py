@@ -11,9 +11,11 @@ import base64
 import dagster as dg
 import pandas as pd
 
-from assets.metadata import preview, written
-from assets.scoring import PREDICTIONS_KEY
-from orchestration.partitions import daily_partitions, partition_dates
+from assets.lib.keys import asset_key, scoped_name
+from assets.lib.metadata import preview, written
+from assets.lib.partitions import daily_partitions, partition_dates
+from assets.scoring.assets import predictions_key
+from assets.training.assets import label_deps
 from slipway.lakehouse import Lakehouse
 from slipway.monitoring.alerts import contract_failures, training_window_end
 from slipway.monitoring.charts import drift_share_png
@@ -29,8 +31,14 @@ from slipway.monitoring.tables import (
 from slipway.usecase import UseCase
 
 MONITORING = "monitoring"
-DRIFT_KEY = dg.AssetKey(["monitoring", "drift"])
-PERFORMANCE_KEY = dg.AssetKey(["monitoring", "performance"])
+
+
+def drift_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "monitoring", "drift")
+
+
+def performance_key(usecase: UseCase) -> dg.AssetKey:
+    return asset_key(usecase, "monitoring", "performance")
 
 
 def _file_url(uri: str) -> str:
@@ -107,12 +115,14 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
     spec = usecase.model
     assert spec is not None
     mon = usecase.monitoring
+    DRIFT_KEY, PERFORMANCE_KEY = drift_key(usecase), performance_key(usecase)
+    PREDICTIONS_KEY = predictions_key(usecase)
 
     @dg.asset(
         key=DRIFT_KEY,
         deps=[PREDICTIONS_KEY],
-        group_name=MONITORING,
-        partitions_def=daily_partitions,
+        group_name=scoped_name(usecase, MONITORING),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         # Re-scoring a day (a new champion, a backfill) re-measures its drift without anyone asking.
         automation_condition=dg.AutomationCondition.eager(),
@@ -128,7 +138,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
     )
     def drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         run = monitor_drift(
             lakehouse, usecase, start, end, run_id=context.run.run_id, progress=context.log.info
         )
@@ -187,7 +197,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         required_resource_keys={"lakehouse"},
     )
     def no_drift(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         rows = read_days(lakehouse, DRIFT_METRICS).to_pandas()
         rows = rows[rows["model_name"] == spec.name]
         checked = rows[rows["run_id"] == context.run.run_id]
@@ -215,9 +225,9 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
 
     @dg.asset(
         key=PERFORMANCE_KEY,
-        deps=[PREDICTIONS_KEY, dg.AssetKey(["silver", usecase.label.stream])],
-        group_name=MONITORING,
-        partitions_def=daily_partitions,
+        deps=[PREDICTIONS_KEY, *label_deps(usecase)],
+        group_name=scoped_name(usecase, MONITORING),
+        partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"lightgbm", "delta"},
         description=(
@@ -230,7 +240,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
     )
     def performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get()
+        lakehouse = context.resources.lakehouse.get(usecase.name)
         run = evaluate_performance(
             lakehouse, usecase, start, end, run_id=context.run.run_id, progress=context.log.info
         )
@@ -273,3 +283,9 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         return dg.MaterializeResult(metadata=metadata)
 
     return [drift, performance], [no_drift]
+
+
+def definitions(usecase: UseCase) -> dg.Definitions:
+    """Monitoring's definitions: drift and performance, with the drift check."""
+    assets, checks = monitoring_definitions(usecase)
+    return dg.Definitions(assets=assets, asset_checks=checks)

@@ -25,7 +25,7 @@ PREPARE = r"""
 import datetime as dt, json, os, sys, warnings
 warnings.filterwarnings("ignore")
 os.environ["SLIPWAY_DATA_DIR"] = sys.argv[1]
-os.environ["SLIPWAY_LANDING_ROOT"] = sys.argv[2]
+os.environ["SLIPWAY_LANDING_ROOT"] = os.path.dirname(sys.argv[2])  # the world is <root>/fraud
 os.environ["SLIPWAY_LAKEHOUSE_ROOT"] = sys.argv[1] + "/lakehouse"
 os.environ["SLIPWAY_FEAST_DIR"] = sys.argv[1] + "/feast"
 import dagster as dg
@@ -34,8 +34,8 @@ defs = build_definitions()
 start, end = sys.argv[3], sys.argv[4]
 tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
 inst = dg.DagsterInstance.ephemeral()
-ok = defs.get_job_def("ingestion").execute_in_process(instance=inst, tags=tags, raise_on_error=False).success
-gold = [dg.AssetKey(["gold", "enriched_transactions"])]
+ok = defs.get_job_def("fraud_ingestion").execute_in_process(instance=inst, tags=tags, raise_on_error=False).success
+gold = [dg.AssetKey(["fraud", "gold", "enriched_transactions"])]
 job = defs.resolve_implicit_global_asset_job_def()
 ok2 = job.execute_in_process(instance=inst, tags=tags, asset_selection=gold, raise_on_error=False).success
 print(json.dumps({"ingestion": ok, "gold": ok2}))
@@ -71,7 +71,7 @@ from slipway.lakehouse import Lakehouse
 from slipway.featurestore.store import apply_repo, open_store
 from slipway.training.dataset import feature_parts, historical_features, historical_job, matured_entities
 from slipway.usecases import get_usecase
-uc = get_usecase(); lh = Lakehouse(sys.argv[1] + "/lakehouse")
+uc = get_usecase(); lh = Lakehouse(sys.argv[1] + "/lakehouse/fraud")
 as_of = None
 if everything:  # every transaction of the world as an entity row (10M), not only matured ones
     last = pc.max(lh.read("gold.enriched_transactions", columns=["date"])["date"]).as_py()
@@ -218,7 +218,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     for label, total, repeats in [] if pit_only else sizes:
         data, start, end = _prepared(label, total)
         runs = [
-            run_child(BUILD, argv=[data + "/lakehouse", start, end], timeout=7200)
+            run_child(BUILD, argv=[data + "/lakehouse/fraud", start, end], timeout=7200)
             for _ in range(repeats)
         ]
         for name in ("customer_behaviour", "merchant_risk", "customer_profile"):

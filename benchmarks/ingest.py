@@ -74,9 +74,9 @@ print(json.dumps(out))
 
 
 def _world(label: str, total: int, progress=print) -> tuple[Path, Any]:
-    from slipway.simulator import SimConfig, Simulator
+    from slipway.usecases.fraud.simulator import SimConfig, Simulator
 
-    landing = BENCH / f"ingest_{label}" / "landing"
+    landing = BENCH / f"ingest_{label}" / "landing" / "fraud"  # fraud's own landing area
     config = SimConfig(
         days=DAYS,
         transactions_per_day=total // DAYS,

@@ -140,7 +140,7 @@ def _world(quick: bool) -> tuple[Path, str]:
     """A copy of a scored lakehouse: ``SLIPWAY_BENCH_DATA_DIR``, else a freshly built small world."""
     target = Path(tempfile.mkdtemp(prefix="slipway-bench-monitoring-"))
     source = os.environ.get("SLIPWAY_BENCH_DATA_DIR")
-    if source and (Path(source) / "lakehouse" / "scoring" / "inputs").exists():
+    if source and (Path(source) / "lakehouse" / "fraud" / "scoring" / "inputs").exists():
         shutil.copytree(source, target / "data", ignore=shutil.ignore_patterns("landing"))
         return target / "data", f"copy of {source}"
     from tests.support.pipeline import build_pipeline, slipway_env
@@ -163,7 +163,7 @@ def _pipeline_rows(quick: bool, repeats: int) -> tuple[list[dict[str, Any]], str
 
     data, origin = _world(quick)
     try:
-        lh = Lakehouse(data / "lakehouse")
+        lh = Lakehouse(data / "lakehouse" / "fraud")
         dates = sorted(set(lh.read(INPUTS, columns=["date"])["date"].to_pylist()))
         champion = ModelRegistry(lh).alias(FRAUD.model.name, CHAMPION)
         started = time.perf_counter()

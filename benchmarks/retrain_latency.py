@@ -25,7 +25,7 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 from tests.support.pipeline import slipway_env, run_graph
 world = Path(sys.argv[1]); quick = sys.argv[2] == "1"
-from slipway.simulator import CovariateDrift, SimConfig, Simulator
+from slipway.usecases.fraud.simulator import CovariateDrift, SimConfig, Simulator
 base = dict(days=40) if not quick else dict(days=24, transactions_per_day=1000, customers=600, merchants=60)
 start = SimConfig().start_date
 drift_day = start + dt.timedelta(days=base["days"])
@@ -34,7 +34,7 @@ config = SimConfig(**base, scenarios=(CovariateDrift(drift_day),))
 timings = {}
 with slipway_env(world):
     sim = Simulator(config)
-    sim.write_range(world / "landing")
+    sim.write_range(world / "landing" / "fraud")
     t = time.perf_counter()
     assert run_graph(start, stale_until).success
     assert run_graph(stale_until + dt.timedelta(days=1), drift_day - dt.timedelta(days=1), job="daily_ingest_and_score").success
@@ -43,12 +43,12 @@ with slipway_env(world):
     from slipway.registry import ModelRegistry
     from slipway.registry.store import CHAMPION
     from tests.support.automation import Automation
-    registry = ModelRegistry(Lakehouse(world / "lakehouse"))
+    registry = ModelRegistry(Lakehouse(world / "lakehouse" / "fraud"))
     champion = registry.alias("fraud_lgbm", CHAMPION)
     auto = Automation()
     auto.tick("drift_sensor")  # prime: alerts before the drift are not the clock's business
     t0 = time.perf_counter()
-    sim.deliver(world / "landing", drift_day)
+    sim.deliver(world / "landing" / "fraud", drift_day)
     daily = auto.tick_and_run("landing_sensor")
     t1 = time.perf_counter()
     retrains = auto.tick_and_run("drift_sensor")

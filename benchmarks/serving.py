@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import ROOT
-from slipway.simulator.config import TRANSACTION_FIELDS
+from slipway.usecases.fraud.simulator.config import TRANSACTION_FIELDS
 from tests.support.servers import free_port, terminate
 
 WORLD = ROOT / "data" / "bench" / "serving"
@@ -75,7 +75,7 @@ def ensure_world(progress: Callable[[str], None] = print) -> dict[str, Any]:
 
         # The pipeline materializes from its first partition day only; profiles are stamped at
         # signup (years earlier), so materialize everything for a complete online state.
-        materialize_online(open_store(), Lakehouse(load_settings().lakehouse_root), None)
+        materialize_online(open_store(), Lakehouse(load_settings("fraud").lakehouse_root), None)
     info = {
         "start": data.start.isoformat(),
         "end": data.end.isoformat(),
@@ -91,7 +91,7 @@ def transactions(day: dt.date, limit: int | None = None) -> list[dict[str, Any]]
 
     from slipway.lakehouse import Lakehouse
 
-    frame = Lakehouse(WORLD / "lakehouse").read("silver.transactions", dates=(day, day))
+    frame = Lakehouse(WORLD / "lakehouse" / "fraud").read("silver.transactions", dates=(day, day))
     rows = frame.select(list(LANDED)).to_pandas().head(limit).to_dict("records")
     for row in rows:
         row["event_time"] = pd.Timestamp(row["event_time"]).isoformat()
@@ -272,7 +272,7 @@ def redis_rows(
                 store = open_store()
                 apply_repo(store)
                 started = time.perf_counter()
-                materialize_online(store, Lakehouse(load_settings().lakehouse_root), None)
+                materialize_online(store, Lakehouse(load_settings("fraud").lakehouse_root), None)
                 notes.append(
                     f"Redis: materialized project {project} in {time.perf_counter() - started:.1f}s"
                 )

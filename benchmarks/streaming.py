@@ -281,7 +281,7 @@ def end_to_end(
     info = ensure_world(progress)
     usecase = get_usecase()
     with _env(backend):
-        lakehouse = Lakehouse(WORLD / "lakehouse")
+        lakehouse = Lakehouse(WORLD / "lakehouse" / "fraud")
         _fresh_run_state(lakehouse)
         end = dt.date.fromisoformat(info["end"])
         last = end - dt.timedelta(days=usecase.label.maturity_days)  # labels matured
@@ -290,7 +290,7 @@ def end_to_end(
         lines_by_day: dict[dt.date, list[str]] = {}
         day = last
         while sum(len(v) for v in lines_by_day.values()) < wanted:
-            lines_by_day[day] = landed_lines(WORLD / "landing", "transactions", day)
+            lines_by_day[day] = landed_lines(WORLD / "landing" / "fraud", "transactions", day)
             days.insert(0, day)
             day -= dt.timedelta(days=1)
         budget = wanted

@@ -40,7 +40,7 @@ T0 = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
 
 def simulated():
     import pandas as pd
-    from slipway.simulator import SimConfig, Simulator
+    from slipway.usecases.fraud.simulator import SimConfig, Simulator
     from slipway.usecases.fraud.landing import FX_TO_EUR
     sim = Simulator(SimConfig(days=8 if quick else 31))
     days = sim.days()

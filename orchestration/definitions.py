@@ -1,49 +1,61 @@
-"""The code location: every asset, check, job, schedule and sensor of Slipway in one place."""
+"""The code location: every deployed use case's capabilities, merged, plus the resources.
+
+Each capability folder under ``assets/`` ends in ``definitions(usecase) -> dg.Definitions``
+(its assets, checks, jobs, sensors and schedules); this loader calls every one of them for every
+use case of ``deployed_usecases()`` (``SLIPWAY_USECASES``, default: all registered) and merges
+them. Nothing here knows a capability's insides, and nothing in a capability knows another use
+case: keys, groups, jobs, sensors, schedules and pools all start with the use case's name.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from assets.feast import feast_definitions
-from assets.features import feature_definitions
-from assets.gold import dbt_resource, gold_definitions
-from assets.ingestion import ingestion_definitions
-from assets.monitoring import monitoring_definitions
-from assets.scoring import scoring_definitions
-from assets.streaming import streaming_definitions
-from assets.training import training_definitions
+import assets.automation
+import assets.feast
+import assets.features
+import assets.gold
+import assets.ingestion
+import assets.monitoring
+import assets.scoring
+import assets.streaming
+import assets.training
+from assets.gold.assets import dbt_resource
 from orchestration.resources import build_resources
-from slipway.usecases import get_usecase
+from slipway.usecase import UseCase
+from slipway.usecases import deployed_usecases
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
+# In graph order; each returns that capability's dg.Definitions for one use case.
+CAPABILITIES: tuple[Callable[[UseCase], dg.Definitions], ...] = (
+    assets.ingestion.definitions,
+    assets.gold.definitions,
+    assets.features.definitions,
+    assets.feast.definitions,
+    assets.training.definitions,
+    assets.scoring.definitions,
+    assets.monitoring.definitions,
+    assets.streaming.definitions,
+    assets.automation.definitions,
+)
 
-def build_definitions() -> dg.Definitions:
-    usecase = get_usecase()
-    assets, checks = ingestion_definitions(usecase)
-    gold_assets, gold_checks = gold_definitions()
-    feature_assets, feature_checks = feature_definitions(usecase)
-    training_assets, training_checks = training_definitions(usecase)
-    assets += gold_assets + feature_assets + feast_definitions(usecase) + training_assets
-    monitoring_assets, monitoring_checks = monitoring_definitions(usecase)
-    assets += scoring_definitions(usecase) + monitoring_assets
-    assets += streaming_definitions(usecase)
-    checks += gold_checks + feature_checks + training_checks + monitoring_checks
-    from orchestration.jobs import jobs
-    from orchestration.schedules import schedules
-    from orchestration.sensors import sensors
-    from orchestration.streaming import live_jobs, live_sensors
 
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=checks,
-        jobs=[*jobs(), *live_jobs()],
-        schedules=schedules(),
-        sensors=[*sensors(), *live_sensors()],
-        resources={**build_resources(), "dbt": dbt_resource()},
+def usecase_definitions(usecase: UseCase) -> dg.Definitions:
+    """Everything of one use case (no resources)."""
+    return dg.Definitions.merge(*(capability(usecase) for capability in CAPABILITIES))
+
+
+def build_definitions(usecases: Sequence[UseCase] | None = None) -> dg.Definitions:
+    """The code location for ``usecases`` (default: the deployed ones), with the resources."""
+    usecases = list(usecases) if usecases is not None else deployed_usecases()
+    return dg.Definitions.merge(
+        *(usecase_definitions(u) for u in usecases),
+        dg.Definitions(resources={**build_resources(), "dbt": dbt_resource()}),
     )
 
 

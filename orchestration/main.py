@@ -1,4 +1,8 @@
-"""`make run`: simulate the default data if there is none, then run the whole graph once.
+"""`make run`: land the use case's sample data if there is none, then run its whole graph once.
+
+The use case is ``SLIPWAY_USECASE`` (``make run USECASE=name``), else the default one; its
+``sample_data`` (fraud: the seeded simulator) fills its empty landing area, and its own
+``<usecase>_end_to_end`` job runs every asset and check of it for the landed days.
 
 The run goes through the Dagster instance in ``DAGSTER_HOME`` (the project's ``.dagster/``), so
 it appears in the web UI (``make ui``) with its logs, metadata and check results afterwards.
@@ -18,38 +22,41 @@ import dagster as dg
 
 from slipway.ingest.landing import list_days
 from slipway.settings import load_settings
+from slipway.usecase import UseCase
+from slipway.usecases import get_usecase
 
 
 def _say(message: str) -> None:
     print(f"[slipway] {message}", flush=True)
 
 
-def ensure_landing(days: int | None, per_day: int | None, customers: int | None) -> list[dt.date]:
-    """The landed transaction days, simulating the default data first if there are none."""
-    settings = load_settings()
-    landed = list_days(settings.landing_root, "transactions")
+def ensure_landing(usecase: UseCase, days: int | None = None, **overrides: int) -> list[dt.date]:
+    """The landed days of ``usecase``'s primary stream, landing its sample data first if there
+    are none (``days`` and ``overrides``, e.g. ``transactions_per_day``, go to its writer)."""
+    settings = load_settings(usecase.name)
+    primary = usecase.primary.name
+    landed = list_days(settings.landing_root, primary)
     if landed:
         _say(
             f"landing zone {settings.landing_root}: {len(landed)} days already there ({landed[0]} .. {landed[-1]})"
         )
         return landed
-    from slipway.simulator import SimConfig, Simulator
-
-    overrides = {
-        k: v
-        for k, v in {"days": days, "transactions_per_day": per_day, "customers": customers}.items()
-        if v is not None
-    }
-    config = SimConfig(start_date=dt.date.fromisoformat(settings.partition_start), **overrides)
+    sample = usecase.sample_data
+    if sample is None:
+        raise SystemExit(
+            f"{usecase.name}: no landing files under {settings.landing_root} and the use case "
+            "declares no sample_data to land"
+        )
+    days = days or sample.days
+    extra = {k: v for k, v in overrides.items() if v is not None}
     _say(
-        f"no landing files: simulating {config.days} days x ~{config.transactions_per_day} transactions "
-        f"({config.customers} customers) into {settings.landing_root}"
+        f"no landing files: landing {days} days of {sample.description or 'sample data'} "
+        f"from {sample.start} into {settings.landing_root}"
     )
-    summary = Simulator(config).write_range(
-        settings.landing_root, progress=lambda m: _say(f"  {m}")
+    sample.write(
+        settings.landing_root, sample.start, days, progress=lambda m: _say(f"  {m}"), **extra
     )
-    _say(f"simulated {summary.transactions:,} transactions, fraud rate {summary.fraud_rate:.2%}")
-    return list_days(settings.landing_root, "transactions")
+    return list_days(settings.landing_root, primary)
 
 
 PID_TAG, HOST_TAG = "slipway/pid", "slipway/host"
@@ -107,13 +114,14 @@ def ensure_pools(instance: dg.DagsterInstance, job: dg.JobDefinition) -> None:
 
 
 def run_end_to_end(
-    start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None
+    usecase: UseCase, start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None
 ) -> dg.ExecuteInProcessResult:
-    """Materialize every asset for ``[start, end]`` in one run (single-run backfill)."""
+    """Materialize every asset of ``usecase`` for ``[start, end]`` in one run (single-run
+    backfill)."""
     from orchestration.definitions import defs
 
     instance = instance or dg.DagsterInstance.get()
-    job = defs.get_job_def("end_to_end")
+    job = defs.get_job_def(f"{usecase.name}_end_to_end")
     for run_id in release_dead_runs(instance):
         _say(f"run {run_id} was left started by a process that is gone: marked failed")
     ensure_pools(instance, job)
@@ -130,16 +138,15 @@ def run_end_to_end(
     )
 
 
-def summarise(result: dg.ExecuteInProcessResult) -> int:
+def summarise(usecase: UseCase, result: dg.ExecuteInProcessResult) -> int:
     from slipway.lakehouse import Lakehouse
     from slipway.registry import ModelRegistry
     from slipway.registry.store import CHAMPION
-    from slipway.usecases import get_usecase
 
     failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     bad_checks = [e for e in checks if not e.event_specific_data.passed]
-    settings = load_settings()
+    settings = load_settings(usecase.name)
     _say(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     for e in failed:
         _say(
@@ -149,7 +156,6 @@ def summarise(result: dg.ExecuteInProcessResult) -> int:
     for e in bad_checks:
         data = e.event_specific_data
         _say(f"  {data.asset_key.to_user_string()}:{data.check_name}: {data.description}")
-    usecase = get_usecase()
     lakehouse = Lakehouse(settings.lakehouse_root)
     registry = ModelRegistry(lakehouse)
     if usecase.model and (champion := registry.alias(usecase.model.name, CHAMPION)) is not None:
@@ -172,7 +178,9 @@ def summarise(result: dg.ExecuteInProcessResult) -> int:
     return 0 if result.success else 1
 
 
-def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None = None) -> int:
+def replay_live(
+    usecase: UseCase, day: dt.date, rate: float, instance: dg.DagsterInstance | None = None
+) -> int:
     """The last day again, through the live path: stream -> consumer -> served log -> Delta ->
     consistency check (the drain and the check run as Dagster jobs, so they are in the UI)."""
     from orchestration.definitions import defs
@@ -180,13 +188,11 @@ def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None =
     from slipway.serving.scorer import OnlineScorer
     from slipway.streaming.replay import landed_lines, replay, seed_window_state
     from slipway.streaming.streams import open_streams
-    from slipway.usecases import get_usecase
 
     instance = instance or dg.DagsterInstance.get()
-    settings = load_settings()
-    usecase = get_usecase()
+    settings = load_settings(usecase.name)
     lakehouse = Lakehouse(settings.lakehouse_root)
-    lines = landed_lines(settings.landing_root, usecase.streams[0].name, day)
+    lines = landed_lines(settings.landing_root, usecase.primary.name, day)
     scorer = OnlineScorer.from_env(usecase)
     scorer.warm_up()
     seeded = seed_window_state(scorer, lakehouse, day)
@@ -209,12 +215,12 @@ def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None =
             f"live latency (append -> decision logged): p50 {lat['p50']:.1f} ms, "
             f"p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
         )
-    drained = defs.get_job_def("drain_served").execute_in_process(
+    drained = defs.get_job_def(f"{usecase.name}_drain_served").execute_in_process(
         instance=instance, tags={"slipway/trigger": "make run (live replay)"}, raise_on_error=False
     )
     served = lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"]).num_rows
     _say(f"served log drained into scoring.served: {served:,} decisions for {day}")
-    checked = defs.get_job_def("live_consistency").execute_in_process(
+    checked = defs.get_job_def(f"{usecase.name}_live_consistency").execute_in_process(
         instance=instance,
         partition_key=day.isoformat(),
         tags={"slipway/trigger": "make run (live replay)"},
@@ -228,16 +234,45 @@ def replay_live(day: dt.date, rate: float, instance: dg.DagsterInstance | None =
     return 0 if ok and result.decided == len(lines) else 1
 
 
+def _sample_options(items: list[str]) -> dict[str, int | float | str]:
+    """``KEY=VALUE`` pairs for the sample-data writer; numbers become numbers."""
+    options: dict[str, int | float | str] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--sample takes KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                options[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = raw
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     parser = argparse.ArgumentParser(prog="python -m orchestration.main")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="simulate default data if needed, then run the whole graph")
-    run.add_argument(
-        "--days", type=int, default=None, help="days to simulate when the landing zone is empty"
+    run = sub.add_parser(
+        "run", help="land the use case's sample data if needed, then run its whole graph"
     )
-    run.add_argument("--per-day", type=int, default=None, help="transactions per simulated day")
-    run.add_argument("--customers", type=int, default=None)
+    run.add_argument(
+        "--usecase", default=None, help="the use case to run (default: SLIPWAY_USECASE, else fraud)"
+    )
+    run.add_argument(
+        "--days", type=int, default=None, help="days of sample data when the landing zone is empty"
+    )
+    run.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the use case's sample-data writer (repeatable), e.g. "
+        "fraud's simulator: --sample transactions_per_day=500",
+    )
     run.add_argument(
         "--live-rate",
         type=float,
@@ -246,12 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    days = ensure_landing(args.days, args.per_day, args.customers)
-    _say(f"running the whole graph for {days[0]} .. {days[-1]} (one run, every asset and check)")
-    result = run_end_to_end(days[0], days[-1])
-    code = summarise(result)
-    if result.success and args.live_rate > 0:
-        code = max(code, replay_live(days[-1], args.live_rate))
+    usecase = get_usecase(args.usecase)
+    days = ensure_landing(usecase, args.days, **_sample_options(args.sample))
+    _say(
+        f"running {usecase.name}'s whole graph for {days[0]} .. {days[-1]} "
+        "(one run, every asset and check)"
+    )
+    result = run_end_to_end(usecase, days[0], days[-1])
+    code = summarise(usecase, result)
+    if result.success and args.live_rate > 0 and usecase.serving is not None:
+        code = max(code, replay_live(usecase, days[-1], args.live_rate))
     _say(f"done in {time.perf_counter() - started:.0f}s")
     return code
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import dagster as dg
-
-from slipway.lakehouse import Lakehouse
+from assets.lib.resources import (
+    FeastResource,
+    LakehouseResource,
+    LandingResource,
+    SparkResource,
+)
 from slipway.settings import load_settings
-from slipway.spark import get_spark
 
 PROD_REQUIRED = (
     "SLIPWAY_LAKEHOUSE_ROOT",
@@ -26,41 +28,13 @@ PROD_REQUIRED = (
 )
 
 
-class LakehouseResource(dg.ConfigurableResource):
-    """The lakehouse root: a local path or an ``s3://`` URI (credentials from the environment)."""
-
-    root: str
-
-    def get(self) -> Lakehouse:
-        return Lakehouse(self.root)
-
-
-class LandingResource(dg.ConfigurableResource):
-    """Where the upstream drops its daily files."""
-
-    root: str
-
-
-class SparkResource(dg.ConfigurableResource):
-    """``sail`` (embedded, default), ``sc://host:port`` (Spark Connect) or ``local[N]`` (JVM)."""
-
-    remote: str = "sail"
-
-    def session(self):
-        return get_spark(self.remote)
-
-
-class FeastResource(dg.ConfigurableResource):
-    """The Feast store (registry, online and offline stores) for this environment.
-
-    Configured from the environment (``SLIPWAY_FEAST_*``; see ``slipway.featurestore.store``) so
-    that the online scorer, the CLI and the assets share one configuration.
-    """
-
-    def store(self):
-        from slipway.featurestore.store import open_store
-
-        return open_store()
+__all__ = [
+    "FeastResource",
+    "LakehouseResource",
+    "LandingResource",
+    "SparkResource",
+    "build_resources",
+]
 
 
 def build_resources(env: str | None = None) -> dict[str, Any]:

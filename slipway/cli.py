@@ -1,5 +1,10 @@
-"""The `slipway` command: simulate the upstream, trace a prediction, manage the registry, seed
-the window state."""
+"""The `slipway` command: trace a prediction, manage the registry, seed the window state, and
+the commands use cases contribute (fraud's `simulate`).
+
+Every command acts on one use case: ``--usecase NAME`` (default ``SLIPWAY_USECASE``, else the
+default use case), in that use case's own lakehouse. A use case adds commands of its own through
+``UseCase.extras["cli"]``, a ``register(subparsers)`` function.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,19 @@ import sys
 from slipway.settings import load_settings
 
 
+def _usecase():
+    from slipway.usecases import get_usecase
+
+    return get_usecase(_selected)
+
+
+_selected: str | None = None
+
+
 def _lakehouse():
     from slipway.lakehouse import Lakehouse
 
-    return Lakehouse(load_settings().lakehouse_root)
+    return Lakehouse(load_settings(_usecase().name).lakehouse_root)
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -21,9 +35,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
     try:
         if args.served:
-            tree = trace_served(_lakehouse(), args.prediction_id)
+            tree = trace_served(_lakehouse(), args.prediction_id, _usecase())
         else:
-            tree = trace_prediction(_lakehouse(), args.prediction_id)
+            tree = trace_prediction(_lakehouse(), args.prediction_id, _usecase())
     except LineageError as exc:
         print(f"lineage: {exc}", file=sys.stderr)
         return 1
@@ -34,9 +48,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_registry(args: argparse.Namespace) -> int:
     from slipway.registry import ModelRegistry
     from slipway.registry.store import CHAMPION
-    from slipway.usecases import get_usecase
 
-    spec = get_usecase().model
+    spec = _usecase().model
     assert spec is not None
     registry = ModelRegistry(_lakehouse())
     name = args.model or spec.name
@@ -73,13 +86,13 @@ def cmd_windows(args: argparse.Namespace) -> int:
     """Bootstrap the window aggregator's state from the lakehouse for a live day."""
     import datetime as dt
 
-    from slipway.usecases import get_usecase
     from slipway.windows import aggregator_from_settings
     from slipway.windows.seeding import seed_until
 
-    settings = load_settings()
+    usecase = _usecase()
+    settings = load_settings(usecase.name)
     day = dt.date.fromisoformat(args.day)
-    for fs in get_usecase().window_features:
+    for fs in usecase.window_features:
         agg = aggregator_from_settings(fs, settings)
         try:
             seed_until(agg, _lakehouse(), day, progress=print)
@@ -89,11 +102,18 @@ def cmd_windows(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from slipway.simulator import cli as simulator_cli
+    global _selected
+    from slipway.usecases import deployed_usecases
 
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
+    parser.add_argument(
+        "--usecase", default=None, help="the use case to act on (default: SLIPWAY_USECASE)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    simulator_cli.register(sub)
+    for usecase in deployed_usecases():
+        register = usecase.extras.get("cli")
+        if register is not None:
+            register(sub)
     lineage = sub.add_parser("lineage", help="trace a prediction back to its landing file and line")
     lineage.add_argument(
         "prediction_id", help="as in scoring.predictions, e.g. tx_20260801_000123:v2"
@@ -123,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     windows.add_argument("day", help="the live day, YYYY-MM-DD: seeds the days before it")
     windows.set_defaults(func=cmd_windows)
     args = parser.parse_args(argv)
+    _selected = args.usecase
     return int(args.func(args) or 0)
 
 

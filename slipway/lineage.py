@@ -1,5 +1,8 @@
 """Walk a prediction back to the landing file and line it came from.
 
+Generic over use cases: the prediction's row key is the use case's ``examples.row_key``, and the
+landing hop is the row of its primary stream with that key.
+
 prediction -> model version (MLflow) -> training-set version -> feature table versions -> gold -> silver
 -> bronze -> landing file and line. Every hop is read from the tables themselves: predictions
 carry the model version and the versions of their inputs, the MLflow model version and its run
@@ -16,8 +19,10 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from slipway.ingest.pipeline import bronze_table, files_table, silver_table
 from slipway.lakehouse import Lakehouse
 from slipway.registry.store import ModelRegistry
+from slipway.usecase import UseCase
 
 PREDICTIONS = "scoring.predictions"
 INPUTS = "scoring.inputs"
@@ -81,8 +86,27 @@ def _one_row(
     return table.slice(0, 1).to_pylist()[0] if table.num_rows else None
 
 
-def trace_prediction(lakehouse: Lakehouse, prediction_id: str) -> Node:
-    """The lineage tree of one prediction (``{transaction_id}:v{model_version}``)."""
+def _usecase(usecase: UseCase | None) -> UseCase:
+    if usecase is not None:
+        return usecase
+    from slipway.usecases import get_usecase
+
+    return get_usecase()
+
+
+def _row_key(usecase: UseCase) -> str:
+    if usecase.examples is None:
+        raise LineageError(f"use case {usecase.name!r} declares no examples: nothing is scored")
+    return usecase.examples.row_key
+
+
+def trace_prediction(
+    lakehouse: Lakehouse, prediction_id: str, usecase: UseCase | None = None
+) -> Node:
+    """The lineage tree of one prediction (``{row key}:v{model_version}``) of ``usecase``
+    (default: the default use case) in its lakehouse."""
+    usecase = _usecase(usecase)
+    key = _row_key(usecase)
     if not lakehouse.exists(PREDICTIONS):
         raise LineageError("there are no predictions yet")
     pred = _one_row(lakehouse, PREDICTIONS, None, pads.field("prediction_id") == prediction_id)
@@ -124,32 +148,31 @@ def trace_prediction(lakehouse: Lakehouse, prediction_id: str) -> Node:
     model.children.append(_table_node(lakehouse, str(ts["table"]), int(ts["version"]), 6, seen))
     root.children.append(model)
 
-    inputs = Node(f"{INPUTS}@v{pred['inputs_version']}", {"transaction_id": pred["transaction_id"]})
+    inputs = Node(f"{INPUTS}@v{pred['inputs_version']}", {key: pred[key]})
     row = _one_row(
         lakehouse,
         INPUTS,
         int(pred["inputs_version"]),
-        pads.field("transaction_id") == pred["transaction_id"],
+        pads.field(key) == pred[key],
     )
     if row:
-        inputs.details["features"] = {
-            k: v for k, v in row.items() if k not in {"date", "transaction_id"}
-        }
+        inputs.details["features"] = {k: v for k, v in row.items() if k not in {"date", key}}
     for name, version in sorted(json.loads(pred["source_versions"]).items()):
         inputs.children.append(_table_node(lakehouse, name, int(version), 6, seen))
     root.children.append(inputs)
 
-    root.children.append(_landing_node(lakehouse, pred, inputs))
+    root.children.append(_landing_node(lakehouse, usecase, pred, inputs))
     return root
 
 
 SERVED = "scoring.served"
 
 
-def trace_served(lakehouse: Lakehouse, event_id: str) -> Node:
+def trace_served(lakehouse: Lakehouse, event_id: str, usecase: UseCase | None = None) -> Node:
     """The lineage tree of one served (online) decision: the decision, where it entered (stream
     and position, or HTTP), the model, the batch prediction of the same event once its day landed
     (with that prediction's feature versions), and the landing file and line."""
+    usecase = _usecase(usecase)
     if not lakehouse.exists(SERVED):
         raise LineageError("there are no served decisions yet")
     row = _one_row(lakehouse, SERVED, None, pads.field("event_id") == event_id)
@@ -178,37 +201,41 @@ def trace_served(lakehouse: Lakehouse, event_id: str) -> Node:
     )
     prediction_id = f"{event_id}:v{row['model_version']}"
     try:
-        batch = trace_prediction(lakehouse, prediction_id)
+        batch = trace_prediction(lakehouse, prediction_id, usecase)
     except LineageError:
         silver = Node("(no batch prediction yet: its day has not landed or been scored)")
         root.children.append(silver)
         root.children.append(
-            _landing_node(lakehouse, {"date": row["date"], "transaction_id": event_id}, silver)
+            _landing_node(
+                lakehouse, usecase, {"date": row["date"], _row_key(usecase): event_id}, silver
+            )
         )
         return root
     root.children.append(batch)
     return root
 
 
-def _landing_node(lakehouse: Lakehouse, pred: dict[str, Any], inputs: Node) -> Node:
-    """Where the scored transaction itself landed: file, line, ingest run, manifest status."""
-    silver = inputs.find("silver.transactions@v")
+def _landing_node(
+    lakehouse: Lakehouse, usecase: UseCase, pred: dict[str, Any], inputs: Node
+) -> Node:
+    """Where the scored example itself landed (a row of the primary stream, keyed by its row
+    key): file, line, ingest run, manifest status."""
+    primary = usecase.primary
+    silver_name = silver_table(primary.name)
+    key = _row_key(usecase)
+    silver = inputs.find(f"{silver_name}@v")
     version = int(silver.label.split("@v")[1]) if silver else None
-    expr = (pads.field("date") == pred["date"]) & (
-        pads.field("transaction_id") == pred["transaction_id"]
-    )
-    row = _one_row(lakehouse, "silver.transactions", version, expr)
+    expr = (pads.field("date") == pred["date"]) & (pads.field(primary.key) == pred[key])
+    row = _one_row(lakehouse, silver_name, version, expr)
     if row is None:
-        return Node(
-            "landing: transaction not found in silver", {"transaction_id": pred["transaction_id"]}
-        )
+        return Node(f"landing: {primary.name} row not found in silver", {key: pred[key]})
     node = Node(
         f"landing {row['source_file']} line {row['source_line']}",
         {"ingest_run_id": row["ingest_run_id"], "ingested_at": str(row["ingested_at"])},
     )
-    if lakehouse.exists("bronze.transactions_files"):
+    if lakehouse.exists(files_table(primary.name)):
         files = lakehouse.read(
-            "bronze.transactions_files", filter=pads.field("source_file") == row["source_file"]
+            files_table(primary.name), filter=pads.field("source_file") == row["source_file"]
         )
         if files.num_rows:
             status = files.slice(files.num_rows - 1, 1).to_pylist()[0]
@@ -220,7 +247,7 @@ def _landing_node(lakehouse: Lakehouse, pred: dict[str, Any], inputs: Node) -> N
                 }
             )
     raw = lakehouse.read(
-        "bronze.transactions",
+        bronze_table(primary.name),
         filter=(pads.field("date") == pred["date"])
         & (pads.field("source_file") == row["source_file"])
         & (pads.field("source_line") == row["source_line"]),

@@ -9,7 +9,7 @@ standard variables (``AWS_ACCESS_KEY_ID`` and friends).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,14 +41,65 @@ class Settings:
     windows_dir: Path | None = None
     windows_namespace: str = "slipway:win"
     mlflow_tracking_uri: str | None = None
+    # The use case these locations belong to (see :meth:`scoped`); None: the deployment's roots.
+    usecase: str | None = None
 
     @property
     def is_prod(self) -> bool:
         return self.env == "prod"
 
+    def scoped(self, usecase: str) -> Settings:
+        """The locations of one use case: each root gets the use case's own folder or prefix.
 
-def load_settings() -> Settings:
-    """Read the settings from the environment (cheap; call it where you need it)."""
+        Several use cases share a deployment (one code location, one landing area, one
+        lakehouse, one Redis) without sharing a table, a file or a key: lakehouse
+        ``<root>/<usecase>``, landing ``<root>/<usecase>``, Feast ``<feast_dir>/<usecase>``, the
+        stream prefix ``<prefix>:<usecase>`` (files under ``<stream_dir>/<usecase>``) and the
+        window state ``<namespace>:<usecase>`` (files under ``<windows_dir>/<usecase>``).
+        Table names inside a use case's lakehouse keep their plain form (``silver.<stream>``).
+        Scoping is done once: scoping scoped settings to another use case is an error.
+        """
+        if self.usecase is not None:
+            if self.usecase == usecase:
+                return self
+            raise ValueError(f"settings already scoped to {self.usecase!r}, not {usecase!r}")
+        return replace(
+            self,
+            usecase=usecase,
+            landing_root=scoped_location(self.landing_root, usecase),
+            lakehouse_root=scoped_location(self.lakehouse_root, usecase),
+            feast_dir=Path(self.feast_dir) / usecase,
+            stream_prefix=scoped_prefix(self.stream_prefix, usecase),
+            stream_dir=Path(self.stream_dir) / usecase,
+            windows_dir=None if self.windows_dir is None else Path(self.windows_dir) / usecase,
+            windows_namespace=scoped_prefix(self.windows_namespace, usecase),
+        )
+
+
+def scoped_location(root: str, usecase: str) -> str:
+    """``root``'s folder for ``usecase``: a local path or a URI (``s3://b/lake`` -> ``s3://b/lake/fraud``)."""
+    if "://" in root:
+        return f"{root.rstrip('/')}/{usecase}"
+    return os.fspath(Path(root) / usecase)
+
+
+def scoped_prefix(prefix: str, usecase: str) -> str:
+    """A key prefix (Redis streams, window state) for ``usecase``: ``<prefix>:<usecase>``."""
+    return f"{prefix}:{usecase}"
+
+
+def load_settings(usecase: str | None = None) -> Settings:
+    """Read the settings from the environment (cheap; call it where you need it).
+
+    ``usecase`` scopes them to that use case's locations (:meth:`Settings.scoped`); without it
+    they are the deployment's roots, which only deployment-wide code (resources, `make clean`)
+    should need.
+    """
+    settings = _load_settings()
+    return settings.scoped(usecase) if usecase else settings
+
+
+def _load_settings() -> Settings:
     data_dir = Path(_env("SLIPWAY_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
     return Settings(
         env=_env("SLIPWAY_ENV", "local"),

@@ -1,7 +1,8 @@
 """The Feast store Slipway uses, configured from the environment, and `feast apply` as a step.
 
-The repository's objects live in ``feature_repo/`` (entities, sources, views, services) and are
-read with Feast's own parser, so the CLI (``feast plan``/``feast apply`` in that folder) and the
+Each use case has its own repository, ``feature_repo/<usecase>/`` (entities, sources, views,
+services; ``FeastSpec.repo``), its own project (``FeastSpec.project``) and its own registry and
+embedded online store under ``<feast_dir>/<usecase>/``. The objects are read with Feast's own parser, so the CLI (``feast plan``/``feast apply`` in that folder) and the
 asset graph apply exactly the same definitions. The configuration is built here, not read from
 ``feature_store.yaml``, so one variable switches environments:
 
@@ -9,7 +10,7 @@ asset graph apply exactly the same definitions. The configuration is built here,
   connection string (``redis://host:6379/0`` or Feast's ``host:6379,db=0``);
 * ``SLIPWAY_FEAST_REGISTRY``: a file path (default ``{SLIPWAY_FEAST_DIR}/registry.db``) or a
   SQLAlchemy URL (``postgresql+psycopg2://…``) for a shared SQL registry;
-* ``SLIPWAY_FEAST_PROJECT``: the Feast project name (default ``slipway``).
+* ``SLIPWAY_FEAST_PROJECT``: overrides the use case's Feast project name (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -21,12 +22,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from slipway.settings import PROJECT_ROOT, Settings, load_settings
 
-FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+if TYPE_CHECKING:
+    from slipway.usecase import UseCase
+
+FEATURE_REPOS = PROJECT_ROOT / "feature_repo"
 DEFAULT_PROJECT = "slipway"
+
+
+def _usecase(usecase: UseCase | None) -> UseCase:
+    if usecase is not None:
+        return usecase
+    from slipway.usecases import get_usecase
+
+    return get_usecase()
+
+
+def feature_repo(usecase: UseCase | None = None) -> Path:
+    """The Feast repository folder of ``usecase`` (default: the default use case)."""
+    usecase = _usecase(usecase)
+    if usecase.feast is None:
+        raise ValueError(f"use case {usecase.name!r} declares no Feast repository (feast=)")
+    return PROJECT_ROOT / usecase.feast.repo
 
 
 def _redis_connection_string(value: str) -> str:
@@ -64,14 +85,20 @@ def registry_config(settings: Settings) -> dict[str, object]:
     return {"registry_type": "file", "path": path, "cache_ttl_seconds": 60}
 
 
-def repo_config(settings: Settings | None = None):
-    """The Feast ``RepoConfig`` for this environment."""
+def repo_config(settings: Settings | None = None, usecase: UseCase | None = None):
+    """The Feast ``RepoConfig`` of ``usecase`` (default: the default one) in this environment.
+
+    ``settings`` (default: the environment's) are scoped to the use case here, so the registry,
+    the embedded online store and the offline store's lakehouse are the use case's own.
+    """
     from feast.repo_config import RepoConfig
 
-    settings = settings or load_settings()
+    usecase = _usecase(usecase)
+    settings = (settings or load_settings()).scoped(usecase.name)
     Path(settings.feast_dir).mkdir(parents=True, exist_ok=True)
+    project = usecase.feast.project if usecase.feast else DEFAULT_PROJECT
     return RepoConfig(
-        project=os.environ.get("SLIPWAY_FEAST_PROJECT", DEFAULT_PROJECT),
+        project=os.environ.get("SLIPWAY_FEAST_PROJECT", "").strip() or project,
         provider="local",
         registry=registry_config(settings),
         online_store=online_store_config(settings),
@@ -80,15 +107,15 @@ def repo_config(settings: Settings | None = None):
             "lakehouse_root": settings.lakehouse_root,
         },
         entity_key_serialization_version=3,
-        repo_path=FEATURE_REPO,
+        repo_path=feature_repo(usecase),
     )
 
 
-def open_store(settings: Settings | None = None):
-    """A ``FeatureStore`` on this environment's registry, online and offline stores."""
+def open_store(settings: Settings | None = None, usecase: UseCase | None = None):
+    """``usecase``'s ``FeatureStore`` on this environment's registry, online and offline stores."""
     from feast import FeatureStore
 
-    return FeatureStore(config=repo_config(settings))
+    return FeatureStore(config=repo_config(settings, usecase))
 
 
 @dataclass(frozen=True)
@@ -121,7 +148,7 @@ def _as_feast_cli(repo_path: Path) -> Iterator[None]:
             sys.path.remove(str(repo_path))
 
 
-def repo_contents(repo_path: Path = FEATURE_REPO):
+def repo_contents(repo_path: Path):
     """The objects defined in the feature repo, parsed the way ``feast apply`` parses them."""
     from feast.repo_operations import parse_repo
 
@@ -129,15 +156,17 @@ def repo_contents(repo_path: Path = FEATURE_REPO):
         return parse_repo(repo_path)
 
 
-def apply_repo(store, repo_path: Path = FEATURE_REPO) -> ApplyReport:
+def apply_repo(store, repo_path: Path | None = None) -> ApplyReport:
     """Plan against the registry, then apply: the same as ``feast plan && feast apply``.
+
+    ``repo_path`` defaults to the repository the store was opened on.
 
     Objects removed from the repo are removed from the registry too (a partial apply would leave
     stale feature views that a model could still ask for).
     """
     from feast.project import Project
 
-    contents = repo_contents(repo_path)
+    contents = repo_contents(Path(repo_path or store.config.repo_path))
     if not contents.projects:  # as the CLI does: the project is named by the configuration
         contents.projects.append(Project(name=store.project, description="Slipway feature store"))
     # Materialization intervals are registry *state* (what has been loaded online), compared by

@@ -117,13 +117,20 @@ def read_scratch(path: str) -> pa.Table:
     return table
 
 
+def _default_root() -> str:
+    from slipway.usecases import get_usecase
+
+    return load_settings(get_usecase().name).lakehouse_root
+
+
 class Plugin(BasePlugin):
     """Reads sources from and writes ``external`` models to the lakehouse (see the module doc)."""
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         # A blank root means "the settings' default": the same rule as every other Slipway process,
         # so dbt run by hand and dbt run by Dagster agree on where the lakehouse is.
-        root = str(plugin_config.get("root") or "").strip() or load_settings().lakehouse_root
+        # (Dagster always passes the use case's root; a hand-run dbt gets SLIPWAY_USECASE's.)
+        root = str(plugin_config.get("root") or "").strip() or _default_root()
         self.lakehouse = Lakehouse(root)
         # Every source version this dbt invocation read, stored in each mart's Delta commit, so
         # lineage can walk from a mart version back to the silver versions it was built from.

@@ -5,6 +5,11 @@ newcomer who edits a model (or clones the repo) should not have to remember ``db
 definitions call :func:`ensure_manifest`, which re-parses only when the manifest is missing or
 older than a file that shapes it, and swaps the new one in atomically so a webserver, a daemon and
 a run loading the code at the same time never read a half-written file.
+
+Several use cases share the one dbt project (each in ``models/<usecase>/``), and each gets its
+own parsed manifest under ``target/<usecase>/``, parsed with ``--vars {"usecase": <name>}``: the
+same vars every invocation for that use case passes (:func:`usecase_vars`), so the manifests
+cached for one use case can never serve another's build.
 """
 
 from __future__ import annotations
@@ -42,18 +47,32 @@ _SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
 _SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
 
 
-def dbt_env(lakehouse_root: str | None = None) -> dict[str, str]:
+# The lakehouse dbt reads and writes: one use case's own (``profiles.yml`` reads it). Not
+# ``SLIPWAY_LAKEHOUSE_ROOT``, which is the deployment's root above every use case's.
+LAKEHOUSE_ENV = "SLIPWAY_DBT_LAKEHOUSE_ROOT"
+
+
+def usecase_vars(usecase: str, **extra: object) -> dict[str, object]:
+    """The dbt ``--vars`` of every parse and invocation for ``usecase`` (plus ``extra``)."""
+    return {"usecase": usecase, **extra}
+
+
+def dbt_env(lakehouse_root: str | None = None, usecase: str | None = None) -> dict[str, str]:
     """The environment variables dbt needs, resolved from Slipway's settings.
 
     ``profiles.yml`` reads them with ``env_var``; passing them explicitly keeps dbt on the same
     lakehouse as the caller even when the caller's root came from a resource, not the environment.
+    Without a root, ``usecase``'s lakehouse (the settings scoped to it) is the one.
     """
-    settings = load_settings()
+    settings = load_settings(usecase)
     scratch = os.environ.get("SLIPWAY_DBT_SCRATCH", "").strip() or str(
         settings.data_dir / "dbt" / "scratch"
     )
     root = lakehouse_root or settings.lakehouse_root
-    return {"SLIPWAY_LAKEHOUSE_ROOT": _absolute(root), "SLIPWAY_DBT_SCRATCH": _absolute(scratch)}
+    return {
+        LAKEHOUSE_ENV: _absolute(root),
+        "SLIPWAY_DBT_SCRATCH": _absolute(scratch),
+    }
 
 
 def _absolute(location: str) -> str:
@@ -111,10 +130,15 @@ def installed_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in _VERSIONED_PACKAGES}
 
 
-def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
+def target_dir(project_dir: Path = DBT_PROJECT_DIR, usecase: str | None = None) -> Path:
+    """Where the parsed manifest lives: ``target/<usecase>/`` (``target/`` without a use case)."""
+    return project_dir / "target" / usecase if usecase else project_dir / "target"
+
+
+def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR, usecase: str | None = None) -> bool:
     """True when the manifest is missing, older than any model, macro, test or project file, or
     was parsed by other versions of dbt-core / dbt-duckdb than the installed ones."""
-    target = project_dir / "target"
+    target = target_dir(project_dir, usecase)
     manifest = target / "manifest.json"
     if not manifest.exists():
         return True
@@ -128,7 +152,9 @@ def manifest_is_stale(project_dir: Path = DBT_PROJECT_DIR) -> bool:
 
 
 def parse_project(
-    project_dir: Path = DBT_PROJECT_DIR, profiles_dir: Path = DBT_PROFILES_DIR
+    project_dir: Path = DBT_PROJECT_DIR,
+    profiles_dir: Path = DBT_PROFILES_DIR,
+    usecase: str | None = None,
 ) -> Path:
     """Run ``dbt parse`` in-process and atomically install ``target/manifest.json``.
 
@@ -139,12 +165,13 @@ def parse_project(
     """
     from dbt.cli.main import dbtRunner
 
-    target = project_dir / "target"
+    target = target_dir(project_dir, usecase)
     target.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+    cli_vars = ["--vars", json.dumps(usecase_vars(usecase), sort_keys=True)] if usecase else []
     try:
         (tmp / PARSE_VERSIONS_FILE).write_text(json.dumps(installed_versions()), encoding="utf-8")
-        with DBT_LOCK, environ(dbt_env()):
+        with DBT_LOCK, environ(dbt_env(usecase=usecase)):
             result = dbtRunner().invoke(
                 [
                     "parse",
@@ -157,6 +184,7 @@ def parse_project(
                     str(tmp),
                     "--log-path",
                     str(tmp),
+                    *cli_vars,
                 ]
             )
         if not result.success:
@@ -171,9 +199,12 @@ def parse_project(
 
 
 def ensure_manifest(
-    project_dir: Path = DBT_PROJECT_DIR, profiles_dir: Path = DBT_PROFILES_DIR
+    project_dir: Path = DBT_PROJECT_DIR,
+    profiles_dir: Path = DBT_PROFILES_DIR,
+    usecase: str | None = None,
 ) -> Path:
-    """The path of an up-to-date ``manifest.json``, parsing the project first when needed."""
-    if manifest_is_stale(project_dir):
-        return parse_project(project_dir, profiles_dir)
-    return project_dir / "target" / "manifest.json"
+    """The path of an up-to-date ``manifest.json`` (``usecase``'s own when given), parsing the
+    project first when needed."""
+    if manifest_is_stale(project_dir, usecase):
+        return parse_project(project_dir, profiles_dir, usecase)
+    return target_dir(project_dir, usecase) / "manifest.json"

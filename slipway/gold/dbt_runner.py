@@ -68,6 +68,7 @@ from slipway.gold.dbt_project import (
     installed_versions,
     manifest_is_stale,
     source_fingerprint,
+    target_dir,
 )
 
 if TYPE_CHECKING:
@@ -198,7 +199,8 @@ def _vars_hash(cli_vars: Mapping[str, Any], profile: str | None, target: str | N
 def _load_partial_parse_file(
     project_dir: Path, cli_vars: Mapping[str, Any], profile: str | None, target: str | None
 ) -> Manifest | None:
-    """The manifest ``ensure_manifest`` saved (``target/partial_parse.msgpack``), when it fits.
+    """The manifest ``ensure_manifest`` saved (``target/<usecase>/partial_parse.msgpack``), when
+    it fits.
 
     It fits when the project's manifest is fresh (files and dbt versions, see
     ``manifest_is_stale``) and it was parsed with these cli vars, profile and target (a hand-run
@@ -207,8 +209,9 @@ def _load_partial_parse_file(
     """
     from dbt.contracts.graph.manifest import Manifest
 
-    path = project_dir / "target" / PARTIAL_PARSE_FILE
-    if not path.exists() or manifest_is_stale(project_dir):
+    usecase = cli_vars.get("usecase")  # each use case's manifest is under target/<usecase>/
+    path = target_dir(project_dir, usecase) / PARTIAL_PARSE_FILE
+    if not path.exists() or manifest_is_stale(project_dir, usecase):
         return None
     try:
         manifest = Manifest.from_msgpack(path.read_bytes())

@@ -46,7 +46,7 @@ def detect_arrivals(
     landing_root: str | Path,
     streams: list[str],
     state: str | None,
-    primary: str = "transactions",
+    primary: str,
     processed_before: set[dt.date] | None = None,
 ) -> tuple[Arrivals, str]:
     """Compare the landing zone with ``state`` (a previous return value); returns (arrivals, new state).

@@ -248,7 +248,7 @@ class ModelRegistry:
             **lineage_tags,
             "mlflow.source.git.commit": commit,
             "mlflow.source.type": "JOB",
-            "mlflow.source.name": "slipway.training.pipeline",
+            "mlflow.source.name": "slipway.registry.lifecycle",
             "slipway.device": device,
             "slipway.device_fallbacks": json.dumps(list(device_fallbacks)),
             "slipway.features": json.dumps(list(features)),

@@ -16,9 +16,17 @@ from slipway.registry.tracking import client_for, tracking_store
 from slipway.settings import load_settings
 
 
+def _lakehouse_root() -> str:
+    """The lakehouse of the use case whose store the UI shows (``SLIPWAY_USECASE``, else the
+    default): each use case's embedded store lives in its own lakehouse."""
+    from slipway.usecases import get_usecase
+
+    return load_settings(get_usecase().name).lakehouse_root
+
+
 def server_command(host: str, port: int, workers: int = 1) -> list[str]:
     """The ``mlflow server`` command line for this configuration's store."""
-    store = tracking_store(load_settings().lakehouse_root)
+    store = tracking_store(_lakehouse_root())
     client_for(store)  # creates an embedded store's folder and schema before the UI reads it
     return [
         os.path.join(os.path.dirname(sys.executable), "mlflow"),
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
     command = server_command(args.host, args.port)
-    store = tracking_store(load_settings().lakehouse_root)
+    store = tracking_store(_lakehouse_root())
     print(
         f"[slipway] MLflow UI on http://{args.host}:{args.port} "
         f"(store {store.display_uri}, artefacts {store.artifact_root})",

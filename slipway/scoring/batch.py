@@ -1,6 +1,6 @@
 """Batch scoring of a range of days: the champion decides, the challenger scores in shadow.
 
-The model inputs of every scored transaction are stored (``scoring.inputs``) beside the
+The model inputs of every scored example are stored (``scoring.inputs``) beside the
 predictions (``scoring.predictions``), and each prediction records the model version and the
 table versions its features came from, so any prediction can be explained and traced back to the
 landing file it started from.
@@ -20,7 +20,11 @@ import pyarrow as pa
 
 from slipway.lakehouse import Lakehouse, TableRef, WriteResult
 from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry
-from slipway.training.dataset import TRANSACTIONS, entity_frame, historical_features
+from slipway.training.dataset import (
+    entity_frame,
+    examples_of,
+    historical_features,
+)
 from slipway.training.train import load_booster, predict
 from slipway.usecase import UseCase
 
@@ -29,34 +33,40 @@ log = logging.getLogger(__name__)
 PREDICTIONS = "scoring.predictions"
 INPUTS = "scoring.inputs"
 
-PREDICTIONS_SCHEMA = pa.schema(
-    [
-        pa.field("date", pa.date32()),
-        pa.field("prediction_id", pa.string()),
-        pa.field("transaction_id", pa.string()),
-        pa.field("customer_id", pa.string()),
-        pa.field("merchant_id", pa.string()),
-        pa.field("event_time", pa.timestamp("us", tz="UTC")),
-        pa.field("model_name", pa.string()),
-        pa.field("model_version", pa.int64()),
-        pa.field("role", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("threshold", pa.float64()),
-        pa.field("flagged", pa.bool_()),
-        pa.field("inputs_version", pa.int64()),
-        pa.field("source_versions", pa.string()),
-        pa.field("scored_at", pa.timestamp("us", tz="UTC")),
-        pa.field("run_id", pa.string()),
-    ]
-)
+_PREDICTION_FIELDS = [
+    pa.field("event_time", pa.timestamp("us", tz="UTC")),
+    pa.field("model_name", pa.string()),
+    pa.field("model_version", pa.int64()),
+    pa.field("role", pa.string()),
+    pa.field("score", pa.float64()),
+    pa.field("threshold", pa.float64()),
+    pa.field("flagged", pa.bool_()),
+    pa.field("inputs_version", pa.int64()),
+    pa.field("source_versions", pa.string()),
+    pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+    pa.field("run_id", pa.string()),
+]
+
+
+def key_columns(usecase: UseCase) -> tuple[str, ...]:
+    """The example's row key and entity columns, carried by every prediction and input row."""
+    ex = examples_of(usecase)
+    return tuple(dict.fromkeys((ex.row_key, *ex.entity_columns)))
+
+
+def predictions_schema(usecase: UseCase) -> pa.Schema:
+    """``date``, ``prediction_id``, the row key and entity columns (strings), then the score."""
+    keys = [pa.field(c, pa.string()) for c in key_columns(usecase)]
+    head = [pa.field("date", pa.date32()), pa.field("prediction_id", pa.string())]
+    return pa.schema([*head, *keys, *_PREDICTION_FIELDS])
 
 
 class NoChampionError(RuntimeError):
     """Scoring was asked for before any model was promoted."""
 
 
-def prediction_id(transaction_id: str, model_version: int) -> str:
-    return f"{transaction_id}:v{model_version}"
+def prediction_id(row_key: str, model_version: int) -> str:
+    return f"{row_key}:v{model_version}"
 
 
 @dataclass
@@ -75,18 +85,17 @@ class ScoringResult:
 def scoring_inputs(
     lakehouse: Lakehouse, store, usecase: UseCase, start: dt.date, end: dt.date
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Point-in-time model inputs for the transactions of ``[start, end]``."""
+    """Point-in-time model inputs for the examples of ``[start, end]``."""
     assert usecase.model is not None
-    tx_ref: TableRef = lakehouse.ref(TRANSACTIONS)
-    tx = lakehouse.read(TRANSACTIONS, version=tx_ref.version, dates=(start, end)).to_pandas()
-    if tx.empty:
-        return pd.DataFrame(), {TRANSACTIONS: tx_ref.version}
-    entities = entity_frame(tx)
+    ex = examples_of(usecase)
+    ex_ref: TableRef = lakehouse.ref(ex.table)
+    rows = lakehouse.read(ex.table, version=ex_ref.version, dates=(start, end)).to_pandas()
+    if rows.empty:
+        return pd.DataFrame(), {ex.table: ex_ref.version}
+    entities = entity_frame(rows, usecase)
     frame, versions = historical_features(store, entities, usecase.model.feature_service)
-    frame = frame.sort_values(["event_timestamp", "transaction_id"], kind="stable").reset_index(
-        drop=True
-    )
-    return frame, {TRANSACTIONS: tx_ref.version, **versions}
+    frame = frame.sort_values(["event_timestamp", ex.row_key], kind="stable").reset_index(drop=True)
+    return frame, {ex.table: ex_ref.version, **versions}
 
 
 def _threshold(metrics: dict[str, float]) -> float:
@@ -105,6 +114,9 @@ def score_days(
     """Score ``[start, end]`` with the champion (and the challenger in shadow), store both."""
     spec = usecase.model
     assert spec is not None
+    row_key = examples_of(usecase).row_key
+    keys = key_columns(usecase)
+    schema = predictions_schema(usecase)
     registry = ModelRegistry(lakehouse)
     champion = registry.alias(spec.name, CHAMPION)
     if champion is None:
@@ -115,25 +127,18 @@ def score_days(
     frame, versions = scoring_inputs(lakehouse, store, usecase, start, end)
     now = dt.datetime.now(dt.UTC)
     if frame.empty:
-        progress(f"no transactions in {start}..{end}: predictions for the range are emptied")
+        progress(f"no examples in {start}..{end}: predictions for the range are emptied")
         written = lakehouse.write(
             PREDICTIONS,
-            PREDICTIONS_SCHEMA.empty_table(),
+            schema.empty_table(),
             replace_dates=(start, end),
             partition_by=["date"],
-            schema=PREDICTIONS_SCHEMA,
+            schema=schema,
         )
         return ScoringResult(
             written, None, champion, challenger, 0, 0, versions, None, pd.DataFrame()
         )
-    inputs_cols = [
-        "date",
-        "transaction_id",
-        "customer_id",
-        "merchant_id",
-        "event_timestamp",
-        *spec.features,
-    ]
+    inputs_cols = list(dict.fromkeys(("date", *keys, "event_timestamp", *spec.features)))
     inputs_written = lakehouse.write(
         INPUTS,
         pa.Table.from_pandas(frame[inputs_cols], preserve_index=False),
@@ -149,16 +154,14 @@ def score_days(
         scores_by_role[role] = scores
         threshold = _threshold(record.metrics)
         progress(
-            f"{role} v{version}: scored {len(scores)} transactions, {int((scores >= threshold).sum())} flagged"
+            f"{role} v{version}: scored {len(scores)} examples, {int((scores >= threshold).sum())} flagged"
         )
         parts.append(
             pd.DataFrame(
                 {
                     "date": frame["date"],
-                    "prediction_id": [prediction_id(t, version) for t in frame["transaction_id"]],
-                    "transaction_id": frame["transaction_id"],
-                    "customer_id": frame["customer_id"],
-                    "merchant_id": frame["merchant_id"],
+                    "prediction_id": [prediction_id(t, version) for t in frame[row_key]],
+                    **{c: frame[c].astype("string") for c in keys},
                     "event_time": pd.to_datetime(frame["event_timestamp"], utc=True),
                     "model_name": spec.name,
                     "model_version": version,
@@ -174,14 +177,14 @@ def score_days(
             )
         )
     predictions = pa.Table.from_pandas(
-        pd.concat(parts, ignore_index=True), schema=PREDICTIONS_SCHEMA, preserve_index=False
+        pd.concat(parts, ignore_index=True), schema=schema, preserve_index=False
     )
     written = lakehouse.write(
         PREDICTIONS,
         predictions,
         replace_dates=(start, end),
         partition_by=["date"],
-        schema=PREDICTIONS_SCHEMA,
+        schema=schema,
     )
     agreement = None
     if challenger:

@@ -185,10 +185,10 @@ class OnlineScorer:
         from slipway.settings import load_settings
 
         if usecase is None:
-            from slipway.usecases.fraud import FRAUD
+            from slipway.usecases import get_usecase
 
-            usecase = FRAUD
-        settings = load_settings()
+            usecase = get_usecase()
+        settings = load_settings(usecase.name)
         path = feature_path or os.environ.get("SLIPWAY_SERVING_FEATURE_PATH", "direct")
         every = (
             reload_every
@@ -196,7 +196,7 @@ class OnlineScorer:
             else float(os.environ.get("SLIPWAY_SERVING_RELOAD_SECONDS", "5"))
         )
         # The configuration is read now, from this environment; the store opens on first use.
-        config = repo_config(settings)
+        config = repo_config(settings, usecase)
         if config.online_store.type == "redis":
             config.online_store.connection_string = _with_socket_timeouts(
                 config.online_store.connection_string

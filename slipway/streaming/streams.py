@@ -1,6 +1,7 @@
 """The live path's logs for one use case, named once: events in, dead letters, served decisions.
 
-``<prefix>:<usecase>:<stream>:events`` is the live entrance (the upstream appends one entry per
+``<prefix>:<usecase>:<stream>:events`` (the use case's scoped prefix, see
+``Settings.scoped``, then its primary stream) is the live entrance (the upstream appends one entry per
 event, the event as JSON in the ``event`` field), ``...:dead`` holds rejected events with their
 reasons, ``...:served`` the decisions. All three live where ``SLIPWAY_STREAM_URL`` says (Redis),
 or in SQLite files under ``SLIPWAY_STREAM_DIR`` when it is empty. On Redis, the served log gets a
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slipway.settings import load_settings
+from slipway.settings import load_settings, scoped_prefix
 from slipway.streaming.log import EventLog, open_log
 from slipway.streaming.served import ServedLog
 from slipway.usecase import UseCase
@@ -32,7 +33,8 @@ class StreamNames:
 
 
 def stream_names(usecase: UseCase, prefix: str) -> StreamNames:
-    base = f"{prefix}:{usecase.name}:{usecase.streams[0].name}"
+    """The logs of ``usecase`` under the deployment's ``prefix`` (scoped here to the use case)."""
+    base = f"{scoped_prefix(prefix, usecase.name)}:{usecase.primary.name}"
     return StreamNames(f"{base}:events", f"{base}:dead", f"{base}:served", f"{base}:served-spool")
 
 
@@ -63,11 +65,12 @@ def open_streams(
     prefix: str | None = None,
     directory: str | Path | None = None,
 ) -> LiveStreams:
-    """The live logs of ``usecase``; arguments left out come from the settings."""
-    settings = load_settings()
-    url = settings.stream_url if url is None else url
-    prefix = prefix or settings.stream_prefix
-    directory = Path(directory) if directory is not None else settings.stream_dir
+    """The live logs of ``usecase``; arguments left out come from the settings (the stream
+    directory from the use case's scoped ones, ``<stream_dir>/<usecase>``)."""
+    base = load_settings()
+    url = base.stream_url if url is None else url
+    prefix = prefix or base.stream_prefix
+    directory = Path(directory) if directory is not None else base.scoped(usecase.name).stream_dir
     names = stream_names(usecase, prefix)
     primary = open_log(url, names.served, directory)
     spool = open_log("", names.spool, directory) if url else None

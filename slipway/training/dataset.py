@@ -1,8 +1,11 @@
-"""The labelled training set: matured transactions joined point-in-time through Feast.
+"""The labelled training set: matured examples joined point-in-time through Feast.
 
-Entity rows are the transactions whose label can be trusted (``maturity_days`` have passed since
-the event, so a missing chargeback now means "legitimate"), labelled with the chargebacks reported
-up to the as-of day. Their features come from Feast's point-in-time join with every Delta table
+Entity rows are the use case's examples (``UseCase.examples``: its table, row key, event time,
+entity and request columns) whose label can be trusted: ``maturity_days`` have passed since the
+event. A ``stream`` label marks the examples whose key has a positive reported up to the as-of
+day (a missing one now means negative); a ``rule`` label is computed from the example's own
+columns (``LabelRule.positive``), and the examples its ``exclude`` rule names have no label and
+are dropped. Their features come from Feast's point-in-time join with every Delta table
 pinned, and the result is stored as a Delta table whose metadata lists every version read — which
 is what makes ``rebuild with the recorded versions`` give identical rows.
 """
@@ -24,23 +27,40 @@ import pyarrow.dataset as pads
 from slipway.featurestore.versions import pinned_versions
 from slipway.lakehouse import Lakehouse, TableRef, WriteResult
 from slipway.lakehouse.tables import normalise_arrow
-from slipway.usecase import UseCase
+from slipway.usecase import Examples, LabelRule, UseCase
 
 log = logging.getLogger(__name__)
-
-TRANSACTIONS = "gold.enriched_transactions"
-REQUEST_COLUMNS = ("amount_eur", "country", "device_id", "channel", "merchant_category")
-ENTITY_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "date")
 
 
 def training_table(usecase: UseCase) -> str:
     return f"training.{usecase.name}_training_set"
 
 
-def entity_frame(transactions: pd.DataFrame) -> pd.DataFrame:
-    """Feast entity rows for transactions: keys, event time, and the request-time fields."""
-    event = pd.to_datetime(transactions["event_time"], utc=True)
-    frame = transactions[list(ENTITY_COLUMNS) + list(REQUEST_COLUMNS)].copy()
+def examples_of(usecase: UseCase) -> Examples:
+    """The use case's examples declaration (a model needs one)."""
+    if usecase.examples is None:
+        raise ValueError(f"use case {usecase.name!r} declares no examples (examples=)")
+    return usecase.examples
+
+
+def entity_columns(usecase: UseCase) -> tuple[str, ...]:
+    """The key columns every entity row carries: the row key, the entities and ``date``."""
+    ex = examples_of(usecase)
+    return tuple(dict.fromkeys((ex.row_key, *ex.entity_columns, "date")))
+
+
+def example_columns(usecase: UseCase) -> tuple[str, ...]:
+    """What entity rows are built from: the keys, the event time and the request columns."""
+    ex = examples_of(usecase)
+    return tuple(dict.fromkeys((*entity_columns(usecase), ex.event_time, *ex.request_columns)))
+
+
+def entity_frame(examples: pd.DataFrame, usecase: UseCase) -> pd.DataFrame:
+    """Feast entity rows for examples: keys, event time, and the request-time fields."""
+    ex = examples_of(usecase)
+    event = pd.to_datetime(examples[ex.event_time], utc=True)
+    columns = list(dict.fromkeys((*entity_columns(usecase), *ex.request_columns)))
+    frame = examples[columns].copy()
     frame["event_timestamp"] = event
     frame["event_epoch"] = event.astype("datetime64[us, UTC]").astype("int64") / 1e6
     return frame.reset_index(drop=True)
@@ -67,43 +87,71 @@ def matured_entities(
     pins: Mapping[str, int] | None = None,
     as_of: dt.date | None = None,
 ) -> LabelledEntities:
-    """Matured transactions up to ``as_of`` (default: the latest day present) with their label.
+    """Matured examples up to ``as_of`` (default: the latest day present) with their label.
 
-    Rows are sorted by event time then transaction id, so consecutive rows are a time window:
-    what lets the point-in-time join stream them.
+    Rows are sorted by event time then row key, so consecutive rows are a time window: what lets
+    the point-in-time join stream them. Examples a rule label excludes are not among them.
     """
     pins = dict(pins or {})
     label = usecase.label
-    tx_ref = lakehouse.ref(TRANSACTIONS, pins.get(TRANSACTIONS))
-    cb_name = f"silver.{label.stream}"
-    cb_ref = lakehouse.ref(cb_name, pins.get(cb_name))
-    dates = lakehouse.read(TRANSACTIONS, version=tx_ref.version, columns=["date"])["date"]
+    ex = examples_of(usecase)
+    ex_ref = lakehouse.ref(ex.table, pins.get(ex.table))
+    dates = lakehouse.read(ex.table, version=ex_ref.version, columns=["date"])["date"]
     if len(dates) == 0:
-        raise ValueError(f"{TRANSACTIONS}@v{tx_ref.version} is empty: nothing to train on")
+        raise ValueError(f"{ex.table}@v{ex_ref.version} is empty: nothing to train on")
     as_of = as_of or pc.max(dates).as_py()
     del dates
     last_matured = as_of - dt.timedelta(days=label.maturity_days)
-    tx = lakehouse.read(
-        TRANSACTIONS,
-        version=tx_ref.version,
-        columns=["event_time", *ENTITY_COLUMNS, *REQUEST_COLUMNS],
+    rule_columns = label.rule.columns if label.rule is not None else ()
+    rows = lakehouse.read(
+        ex.table,
+        version=ex_ref.version,
+        columns=list(dict.fromkeys((*example_columns(usecase), *rule_columns))),
         filter=pads.field("date") <= last_matured,
     )
-    reported = lakehouse.read(
-        cb_name,
-        version=cb_ref.version,
-        columns=[label.key, "date"],
-        filter=pads.field("date") <= as_of,
-    )
     order = pc.sort_indices(
-        tx, sort_keys=[("event_time", "ascending"), ("transaction_id", "ascending")]
+        rows, sort_keys=[(ex.event_time, "ascending"), (ex.row_key, "ascending")]
     )
-    tx = tx.take(order)
-    target = pc.cast(pc.is_in(tx["transaction_id"], value_set=reported[label.key]), pa.int64())
-    frame = entity_frame(tx.to_pandas(types_mapper=_arrow_backed))
-    del tx
-    frame[label.target] = target.to_numpy()
-    return LabelledEntities(frame=frame, as_of=as_of, refs={TRANSACTIONS: tx_ref, cb_name: cb_ref})
+    rows = rows.take(order)
+    refs = {ex.table: ex_ref}
+    if label.rule is not None:
+        target, keep = rule_labels(rows, label.rule)
+        rows = rows.filter(pa.array(keep))
+        target = target[keep]
+    else:
+        positives_table = f"silver.{label.stream}"
+        positives_ref = lakehouse.ref(positives_table, pins.get(positives_table))
+        reported = lakehouse.read(
+            positives_table,
+            version=positives_ref.version,
+            columns=[label.key, "date"],
+            filter=pads.field("date") <= as_of,
+        )
+        target = pc.cast(
+            pc.is_in(rows[ex.row_key], value_set=reported[label.key]), pa.int64()
+        ).to_numpy()
+        refs[positives_table] = positives_ref
+    frame = entity_frame(rows.to_pandas(types_mapper=_arrow_backed), usecase)
+    del rows
+    frame[label.target] = target
+    return LabelledEntities(frame=frame, as_of=as_of, refs=refs)
+
+
+def rule_labels(rows: pa.Table, rule: LabelRule) -> tuple[np.ndarray, np.ndarray]:
+    """(label 0/1, kept) per row of ``rows`` under a rule label: ``exclude`` rows are not kept.
+
+    Only the rule's own columns are handed to it, as pandas (the rule is written in pandas).
+    """
+    frame = rows.select(list(rule.columns)).to_pandas()
+    positive = np.asarray(rule.positive(frame), dtype=bool)
+    excluded = (
+        np.asarray(rule.exclude(frame), dtype=bool)
+        if rule.exclude is not None
+        else np.zeros(len(frame), dtype=bool)
+    )
+    if positive.shape != (len(frame),) or excluded.shape != (len(frame),):
+        raise ValueError("a LabelRule must return one boolean per example row")
+    return positive.astype(np.int64), ~excluded
 
 
 def historical_features(
@@ -178,8 +226,8 @@ def build_training_set(
     assert usecase.model is not None, "the use case declares no model"
     entities = matured_entities(lakehouse, usecase, pins, as_of)
     progress(
-        f"{len(entities.frame)} matured transactions up to {entities.as_of - dt.timedelta(days=usecase.label.maturity_days)} "
-        f"(as of {entities.as_of}), {int(entities.frame[usecase.label.target].sum())} labelled fraud"
+        f"{len(entities.frame)} matured examples up to {entities.as_of - dt.timedelta(days=usecase.label.maturity_days)} "
+        f"(as of {entities.as_of}), {int(entities.frame[usecase.label.target].sum())} labelled positive"
     )
     job, feature_versions = historical_job(
         store, entities.frame, usecase.model.feature_service, pins
@@ -190,7 +238,7 @@ def build_training_set(
         "feature_service": usecase.model.feature_service,
         "source_versions": versions,
     }
-    # Entity rows are in (event time, transaction id) order and the join keeps that order, so
+    # Entity rows are in (event time, row key) order and the join keeps that order, so
     # the chunks go straight into one streamed commit: no whole-set frame, no re-sort.
     parts = feature_parts(job)
     first = normalise_arrow(next(parts))

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from slipway.lakehouse import Lakehouse
+from slipway.registry.lifecycle import evaluate_challenger, train_candidate
 from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry
 from slipway.settings import PROJECT_ROOT
-from slipway.training.pipeline import evaluate_challenger, train_candidate
 from slipway.usecases.fraud import FRAUD, MODEL
 from tests.browser.test_web_ui import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, TIMEOUT_MS
 from tests.support.pipeline import copy_world, env_for, slipway_env
@@ -48,7 +48,7 @@ def mlflow_ui(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     world = copy_world(pipeline.data_dir, tmp_path_factory.mktemp("mlflow_ui") / "world")
     with slipway_env(world):  # a second version beside the champion: the challenger, judged
-        lakehouse = Lakehouse(world / "lakehouse")
+        lakehouse = Lakehouse(world / "lakehouse" / "fraud")
         train_candidate(lakehouse, FRAUD, seed=8, device="cpu", run_id="browser-test")
         evaluate_challenger(lakehouse, FRAUD, run_id="browser-test")
     port = free_port()
@@ -107,7 +107,7 @@ def test_the_registered_model_shows_its_champion_and_lineage(page, mlflow_ui) ->
 
     _, world = mlflow_ui
     with slipway_env(world):
-        registry = ModelRegistry(Lakehouse(world / "lakehouse"))
+        registry = ModelRegistry(Lakehouse(world / "lakehouse" / "fraud"))
         champion = registry.get(MODEL.name, registry.alias(MODEL.name, CHAMPION))
         challenger = registry.alias(MODEL.name, CHALLENGER)
         (decision,) = registry.decisions(MODEL.name, challenger)
@@ -145,7 +145,7 @@ def test_the_training_run_shows_its_metrics_and_tags(page, mlflow_ui) -> None:
 
     _, world = mlflow_ui
     with slipway_env(world):
-        registry = ModelRegistry(Lakehouse(world / "lakehouse"))
+        registry = ModelRegistry(Lakehouse(world / "lakehouse" / "fraud"))
         champion = registry.get(MODEL.name, registry.alias(MODEL.name, CHAMPION))
         experiment = registry.experiment_id(MODEL.name)
     page.goto(f"/#/experiments/{experiment}/runs/{champion.mlflow_run_id}")

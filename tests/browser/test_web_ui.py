@@ -73,9 +73,9 @@ run_coordinator:
 TIMEOUT_MS = 60_000
 RUN_TIMEOUT_S = 180
 
-SILVER = ["silver", "transactions"]
-CANDIDATE = ["training", "model_candidate"]
-LAUNCHED = ["silver", "customers"]
+SILVER = ["fraud", "silver", "transactions"]
+CANDIDATE = ["fraud", "training", "model_candidate"]
+LAUNCHED = ["fraud", "silver", "customers"]
 
 
 @dataclass(frozen=True)
@@ -127,16 +127,16 @@ def _record_history(instance, last_day: str) -> None:
         instance=instance,
         partition_key=last_day,
         asset_selection=[
-            dg.AssetKey(["bronze", "transactions"]),
+            dg.AssetKey(["fraud", "bronze", "transactions"]),
             dg.AssetKey(SILVER),
-            dg.AssetKey(["quarantine", "transactions"]),
+            dg.AssetKey(["fraud", "quarantine", "transactions"]),
         ],
         raise_on_error=False,
     )
     assert ingestion.success, "the ingestion run for the UI's history failed"
     # The candidate is trained on the champion's data: the gate evaluates it (and, with no
     # improvement to show, blocks it, which is worth seeing in the UI too).
-    training = defs.get_job_def("retrain").execute_in_process(
+    training = defs.get_job_def("fraud_retrain").execute_in_process(
         instance=instance, asset_selection=[dg.AssetKey(CANDIDATE)], raise_on_error=False
     )
     evaluated = [e for e in training.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
@@ -257,7 +257,8 @@ def test_asset_graph_shows_every_group(browser, webserver: Webserver) -> None:
 
     groups = sorted({spec.group_name for spec in _definitions().resolve_all_asset_specs()})
     # the platform's layers, wherever they are defined yet
-    assert {"ingestion", "gold", "features", "feast", "training", "registry"} <= set(groups)
+    layers = {"ingestion", "gold", "features", "feast", "training", "registry"}
+    assert {f"fraud_{g}" for g in layers} <= set(groups)
     # a sharp picture: the graph is wide and short, so it is cropped and rendered at 2x
     context = browser.new_context(
         viewport={"width": 1600, "height": 900}, base_url=webserver.url, device_scale_factor=2

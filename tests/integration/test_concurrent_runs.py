@@ -62,12 +62,13 @@ def _initialise_pools(home: Path) -> None:
     """
     import dagster as dg
 
-    from assets.ingestion import writer_pool
+    from assets.ingestion.assets import writer_pool
     from slipway.ingest.pipeline import bronze_table, silver_table
+    from slipway.usecases.fraud import FRAUD
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for table in (bronze_table("transactions"), silver_table("transactions")):
-            instance.event_log_storage.set_concurrency_slots(writer_pool(table), 1)
+            instance.event_log_storage.set_concurrency_slots(writer_pool(FRAUD, table), 1)
 
 
 def test_two_simultaneous_runs_are_serialised_and_never_duplicate(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def test_two_simultaneous_runs_are_serialised_and_never_duplicate(tmp_path: Path
         p.join(timeout=60)
     assert all(ok for ok, _ in outcomes), outcomes
 
-    lakehouse = Lakehouse(data / "lakehouse")
+    lakehouse = Lakehouse(data / "lakehouse" / "fraud")
     bronze = lakehouse.read("bronze.transactions")
     keys = pc.binary_join_element_wise(
         bronze["source_file"], pc.cast(bronze["source_line"], "string"), ":"

@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 
 from slipway.gold import dbt_project
 from slipway.lakehouse import Lakehouse
+from slipway.usecases.fraud import FRAUD
 
 UTC = dt.UTC
 D1, D2, D3, D10 = (dt.date(2026, 8, d) for d in (1, 2, 3, 10))
@@ -225,11 +226,18 @@ def write_fixtures(lakehouse: Lakehouse) -> None:
 
 
 @pytest.fixture
+def lakehouse(data_dir: Path) -> Lakehouse:
+    """Fraud's own lakehouse under the deployment's root (``data_dir`` sets that root)."""
+    return Lakehouse(data_dir / "lakehouse" / "fraud")
+
+
+@pytest.fixture
 def gold(
     data_dir: Path, lakehouse: Lakehouse, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Lakehouse]:
-    """A lakehouse with silver fixtures, and the environment dbt reads pointing at it."""
-    monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", lakehouse.root)
+    """Fraud's lakehouse with silver fixtures; a hand-run dbt finds it from the settings
+    (``SLIPWAY_LAKEHOUSE_ROOT``/fraud, the default use case)."""
+    monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(data_dir / "lakehouse"))
     monkeypatch.setenv("SLIPWAY_DBT_SCRATCH", str(data_dir / "dbt" / "scratch"))
     # dagster-dbt gives each invocation a folder under $DBT_TARGET_PATH: keep them out of the repo
     monkeypatch.setenv("DBT_TARGET_PATH", str(data_dir / "dbt" / "target"))
@@ -513,22 +521,22 @@ def test_dagster_assets_partition_range_metadata_and_checks(
 ) -> None:
     import dagster as dg
 
-    from assets.gold import dbt_resource, gold_definitions
+    from assets.gold.assets import dbt_resource, gold_definitions
     from orchestration.resources import LakehouseResource
 
-    (daily, marts, monitoring_marts), _checks = gold_definitions()
-    assert monitoring_marts.keys == {dg.AssetKey(["gold", "drift_daily"])}
-    assert dg.AssetKey(["monitoring", "drift"]) in monitoring_marts.dependency_keys
-    assert daily.keys == {dg.AssetKey(["gold", "enriched_transactions"])}
+    (daily, marts, monitoring_marts), _checks = gold_definitions(FRAUD)
+    assert monitoring_marts.keys == {dg.AssetKey(["fraud", "gold", "drift_daily"])}
+    assert dg.AssetKey(["fraud", "monitoring", "drift"]) in monitoring_marts.dependency_keys
+    assert daily.keys == {dg.AssetKey(["fraud", "gold", "enriched_transactions"])}
     assert marts.keys == {
-        dg.AssetKey(["gold", "fraud_kpi_daily"]),
-        dg.AssetKey(["gold", "quarantine_daily"]),
+        dg.AssetKey(["fraud", "gold", "fraud_kpi_daily"]),
+        dg.AssetKey(["fraud", "gold", "quarantine_daily"]),
     }
-    assert dg.AssetKey(["monitoring", "drift"]) not in marts.dependency_keys
-    assert dg.AssetKey(["silver", "transactions"]) in daily.dependency_keys
-    assert dg.AssetKey(["quarantine", "transactions"]) in marts.dependency_keys
+    assert dg.AssetKey(["fraud", "monitoring", "drift"]) not in marts.dependency_keys
+    assert dg.AssetKey(["fraud", "silver", "transactions"]) in daily.dependency_keys
+    assert dg.AssetKey(["fraud", "quarantine", "transactions"]) in marts.dependency_keys
     assert not any(
-        k.path[0] in ("gold_staging", "stg") for k in daily.dependency_keys | marts.dependency_keys
+        k.path[1] in ("gold_staging", "stg") for k in daily.dependency_keys | marts.dependency_keys
     )
     checks = {c.name for c in daily.check_keys}
     assert {
@@ -536,7 +544,10 @@ def test_dagster_assets_partition_range_metadata_and_checks(
         "not_null_enriched_transactions_date",
     } <= checks
 
-    resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=gold.root)}
+    resources = {
+        "dbt": dbt_resource(),
+        "lakehouse": LakehouseResource(root=str(data_dir / "lakehouse")),
+    }
     range_tags = {
         "dagster/asset_partition_range_start": "2026-08-01",
         "dagster/asset_partition_range_end": "2026-08-02",
@@ -593,8 +604,8 @@ def test_dagster_assets_partition_range_metadata_and_checks(
     assert kpi_meta["replaced_dates"] == "all (full overwrite)"
     # the steps fail with dbt's own account of what failed
     errors = step_errors(failed)
-    assert "accepted_values_enriched_transactions_channel" in errors["gold_daily_marts"]
-    assert "accepted_values_fraud_kpi_daily_channel" in errors["gold_marts"]
+    assert "accepted_values_enriched_transactions_channel" in errors["fraud_gold_daily_marts"]
+    assert "accepted_values_fraud_kpi_daily_channel" in errors["fraud_gold_marts"]
     assert not list((data_dir / "dbt" / "scratch").glob("*"))
 
 
@@ -616,21 +627,24 @@ def test_dagster_dbt_error_then_windows_in_one_process(
 ) -> None:
     import dagster as dg
 
-    from assets.gold import dbt_resource, gold_definitions
+    from assets.gold.assets import dbt_resource, gold_definitions
     from orchestration.resources import LakehouseResource
 
     monkeypatch.setenv("DBT_TARGET_PATH", str(data_dir / "dbt" / "target"))
-    (daily, *_marts), _checks = gold_definitions()
+    (daily, *_marts), _checks = gold_definitions(FRAUD)
     # the run's lakehouse resource is what dbt writes to, whatever the environment says
     monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(data_dir / "elsewhere"))
-    resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=lakehouse.root)}
+    resources = {
+        "dbt": dbt_resource(),
+        "lakehouse": LakehouseResource(root=str(data_dir / "lakehouse")),
+    }
 
     # nothing in silver yet: the plugin's error is dbt's error, and the step fails with it
     failed = dg.materialize(
         [daily], resources=resources, partition_key="2026-08-02", raise_on_error=False
     )
     assert not failed.success
-    message = step_errors(failed)["gold_daily_marts"]
+    message = step_errors(failed)["fraud_gold_daily_marts"]
     assert "silver.transactions" in message and "does not exist" in message, message
     assert not list((data_dir / "dbt" / "scratch").glob("*"))
 
@@ -655,12 +669,15 @@ def test_in_process_events_equal_dagster_dbt_subprocess(
     and in-process: the same outputs, metadata and asset check results, failing ones included."""
     import dagster as dg
 
-    from assets.gold import dbt_resource, gold_definitions
+    from assets.gold.assets import dbt_resource, gold_definitions
     from orchestration.resources import LakehouseResource
     from slipway.gold.dbt_runner import SUBPROCESS_ENV
 
-    (daily, *_marts), _checks = gold_definitions()
-    resources = {"dbt": dbt_resource(), "lakehouse": LakehouseResource(root=gold.root)}
+    (daily, *_marts), _checks = gold_definitions(FRAUD)
+    resources = {
+        "dbt": dbt_resource(),
+        "lakehouse": LakehouseResource(root=str(Path(gold.root).parent)),
+    }
     broken = [r for r in BASE_TRANSACTIONS if r["date"] == D1]
     broken.append(tx("t666", D1, 5, "c404", "m1", "teleport", "DE", 1.0))
     write_silver_transactions(gold, broken, D1, D1)
@@ -714,7 +731,7 @@ def test_manifest_is_built_when_missing_or_stale(tmp_path: Path) -> None:
     dbt_project.ensure_manifest(project, project)
     assert manifest.stat().st_mtime_ns == built  # fresh: not parsed again
 
-    model = project / "models" / "marts" / "fraud_kpi_daily.sql"
+    model = project / "models" / "fraud" / "marts" / "fraud_kpi_daily.sql"
     later = time.time() + 5
     os.utime(model, (later, later))  # an edit after the last parse
     assert dbt_project.manifest_is_stale(project)
@@ -734,5 +751,5 @@ def test_manifest_is_built_when_missing_or_stale(tmp_path: Path) -> None:
     assert not dbt_project.manifest_is_stale(project)
     # a deleted model changes no remaining file, only its folder
     time.sleep(0.01)
-    (project / "models" / "marts" / "quarantine_daily.sql").unlink()
+    (project / "models" / "fraud" / "marts" / "quarantine_daily.sql").unlink()
     assert dbt_project.manifest_is_stale(project)

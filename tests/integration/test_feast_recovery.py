@@ -68,7 +68,7 @@ def test_a_killed_materialization_is_reported_and_a_rerun_recovers(
         assert proc.returncode == -9, proc.stderr[-2000:]
 
         store = open_store()
-        lakehouse = Lakehouse(world / "lakehouse")
+        lakehouse = Lakehouse(world / "lakehouse" / "fraud")
         report = online_consistency(store, lakehouse)
         assert not report.consistent
         assert len(report.interrupted) == 1, report

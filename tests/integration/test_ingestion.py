@@ -15,7 +15,7 @@ import pytest
 
 from slipway.ingest.contract import CIRCUIT_BREAKER_RULE
 from slipway.lakehouse import Lakehouse
-from slipway.simulator import BrokenUpstream
+from slipway.usecases.fraud.simulator import BrokenUpstream
 from tests.support.pipeline import run_graph, simulate, slipway_env
 
 START = dt.date(2026, 8, 1)
@@ -72,7 +72,7 @@ def broken_world(tmp_path_factory: pytest.TempPathFactory):
     with slipway_env(data):
         simulate(data, scenarios=tuple(KINDS.values()), **SMALL)
         result = run_graph(day(0), day(7), job="ingestion")
-        yield data, Lakehouse(data / "lakehouse"), result
+        yield data, Lakehouse(data / "lakehouse" / "fraud"), result
 
 
 def test_every_landed_row_is_in_silver_quarantine_or_the_duplicate_count(broken_world) -> None:
@@ -81,7 +81,7 @@ def test_every_landed_row_is_in_silver_quarantine_or_the_duplicate_count(broken_
     quarantined = _counts(lakehouse, "quarantine.transactions")
     audit = {r["date"]: r for r in lakehouse.read("audit.transactions").to_pylist()}
     for i in range(8):
-        landed = _landed_lines(data / "landing", day(i))
+        landed = _landed_lines(data / "landing" / "fraud", day(i))
         assert landed > 0
         assert audit[day(i)]["rows_landed"] == landed
         assert (
@@ -117,7 +117,7 @@ def test_quarantine_rows_name_file_line_and_rule(broken_world) -> None:
     garbage = [r for r in by_day[day(5)] if r["rule"] == "parseable_json"]
     assert len(garbage) >= 5
     for r in garbage[:5]:
-        path = data / "landing" / r["source_file"]
+        path = data / "landing" / "fraud" / r["source_file"]
         line = path.read_bytes().split(b"\n")[r["source_line"] - 1]
         assert line.decode("utf-8", "backslashreplace").rstrip("\r") == r["raw"]
     nulls = [r for r in by_day[day(3)] if r["rule"] != CIRCUIT_BREAKER_RULE]
@@ -151,7 +151,7 @@ def test_quarantine_rows_name_file_line_and_rule(broken_world) -> None:
 def test_rerunning_a_partition_is_idempotent(tmp_path: Path) -> None:
     with slipway_env(tmp_path):
         simulate(tmp_path, **{**SMALL, "days": 3})
-        lakehouse = Lakehouse(tmp_path / "lakehouse")
+        lakehouse = Lakehouse(tmp_path / "lakehouse" / "fraud")
         assert run_graph(day(0), day(2), job="ingestion").success
         before = _content(lakehouse, "silver.transactions")
         quarantine_before = lakehouse.read("quarantine.transactions").num_rows
@@ -199,7 +199,7 @@ def test_a_write_killed_half_way_leaves_the_previous_version_and_a_rerun_converg
 ) -> None:
     with slipway_env(tmp_path):
         simulate(tmp_path, **{**SMALL, "days": 2})
-        lakehouse = Lakehouse(tmp_path / "lakehouse")
+        lakehouse = Lakehouse(tmp_path / "lakehouse" / "fraud")
         assert run_graph(day(0), day(0), job="ingestion").success
         version = lakehouse.version("silver.transactions")
         before = _content(lakehouse, "silver.transactions")
@@ -221,7 +221,9 @@ def test_a_write_killed_half_way_leaves_the_previous_version_and_a_rerun_converg
         with slipway_env(clean):
             simulate(clean, **{**SMALL, "days": 2})
             assert run_graph(day(0), day(1), job="ingestion").success
-            assert after == _content(Lakehouse(clean / "lakehouse"), "silver.transactions")
+            assert after == _content(
+                Lakehouse(clean / "lakehouse" / "fraud"), "silver.transactions"
+            )
 
 
 KILL_BETWEEN_COMMITS = textwrap.dedent(
@@ -253,7 +255,7 @@ def test_a_run_killed_between_its_commits_publishes_nothing_and_the_next_run_rep
 
     with slipway_env(tmp_path):
         simulate(tmp_path, **{**SMALL, "days": 2})
-        lakehouse = Lakehouse(tmp_path / "lakehouse")
+        lakehouse = Lakehouse(tmp_path / "lakehouse" / "fraud")
         assert run_graph(day(0), day(0), job="ingestion").success
         record = published_versions(lakehouse, "transactions")
         assert record and record["silver.transactions"] == lakehouse.version("silver.transactions")

@@ -118,9 +118,9 @@ def damaged(tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("files")
     with slipway_env(data):
         simulate(data, **WORLD)
-        facts = _damage(data / "landing")
+        facts = _damage(data / "landing" / "fraud")
         result = run_graph(day(0), day(6), job="ingestion")
-        yield data, Lakehouse(data / "lakehouse"), result, facts
+        yield data, Lakehouse(data / "lakehouse" / "fraud"), result, facts
 
 
 def _audit(lakehouse: Lakehouse) -> dict[dt.date, dict]:
@@ -180,7 +180,7 @@ def test_every_file_in_a_days_folder_is_accounted_for(damaged) -> None:
     files = lakehouse.read("bronze.transactions_files").to_pylist()
     recorded = {r["source_file"] for r in files}
     for i in range(7):
-        folder = _folder(data / "landing", i)
+        folder = _folder(data / "landing" / "fraud", i)
         for path in folder.iterdir():
             if not path.name.startswith(".") and path.name != "_manifest.json":
                 assert f"transactions/{day(i).isoformat()}/{path.name}" in recorded, path

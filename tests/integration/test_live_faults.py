@@ -70,7 +70,7 @@ def test_a_consumer_killed_mid_stream_resumes_from_its_pending_entries(
         )
     env = {**os.environ, **env_for(root), **extra}
     lines = landed_lines(pipeline.landing_root, "transactions", pipeline.end)
-    lakehouse = Lakehouse(root / "lakehouse")
+    lakehouse = Lakehouse(root / "lakehouse" / "fraud")
     with slipway_env(root, extra):
         from slipway.serving.scorer import OnlineScorer
 
@@ -150,7 +150,9 @@ def test_redis_down_answers_with_defaults_flags_them_and_the_served_log_says_so(
         assert response.status_code == 200, response.text
         body = response.json()
         streams = open_streams(usecase)
-        drained = drain_served(Lakehouse(root / "lakehouse"), usecase, streams.served.logs)
+        drained = drain_served(
+            Lakehouse(root / "lakehouse" / "fraud"), usecase, streams.served.logs
+        )
         streams.close()
     window_features = set(usecase.window_features[0].feature_names) & set(usecase.model.features)
     missing = {m["feature"]: m for m in body["missing_features"]}
@@ -159,7 +161,7 @@ def test_redis_down_answers_with_defaults_flags_them_and_the_served_log_says_so(
     defaulted = {f for f, m in missing.items() if m["used"] is not None}
     assert defaulted == set(usecase.model.missing_defaults) & window_features
     assert drained.added == 1 and drained.unavailable  # Redis still down: the spool drained
-    row = Lakehouse(root / "lakehouse").read(SERVED).to_pylist()[0]
+    row = Lakehouse(root / "lakehouse" / "fraud").read(SERVED).to_pylist()[0]
     assert row["event_id"] == record["transaction_id"] and row["degraded"]
     assert set(row["defaults_used"]) == defaulted
     warnings = json.loads(row["warnings"])
@@ -180,7 +182,7 @@ def test_the_check_fails_when_one_sides_definition_changes(
 
     usecase = get_usecase()
     root = _world(pipeline, tmp_path / "world")
-    lakehouse = Lakehouse(root / "lakehouse")
+    lakehouse = Lakehouse(root / "lakehouse" / "fraud")
     lines = landed_lines(pipeline.landing_root, "transactions", pipeline.end)
     with slipway_env(root):
         scorer = OnlineScorer.from_env(usecase)

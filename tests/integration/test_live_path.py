@@ -45,7 +45,7 @@ class LiveWorld:
 
     @property
     def lakehouse(self) -> Lakehouse:
-        return Lakehouse(self.root / "lakehouse")
+        return Lakehouse(self.root / "lakehouse" / "fraud")
 
 
 def new_world(pipeline: PipelineData, target: Path) -> Path:
@@ -63,7 +63,7 @@ def live(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) -> It
         mixed = lines[:10] + MALFORMED + lines[10:]
         scorer = OnlineScorer.from_env(usecase)
         scorer.warm_up()
-        seeded = seed_window_state(scorer, Lakehouse(root / "lakehouse"), pipeline.end)
+        seeded = seed_window_state(scorer, Lakehouse(root / "lakehouse" / "fraud"), pipeline.end)
         assert seeded and all(n > 0 for n in seeded.values())
         streams = open_streams(usecase)
         result = replay(usecase, scorer, streams, mixed, rate=None)
@@ -178,9 +178,9 @@ def test_http_posts_are_served_decisions_too(pipeline: PipelineData, tmp_path: P
         answers = [client.post("/score", json=r).json() for r in records]
         assert "features" not in answers[0]
         streams = open_streams(usecase)
-        result = drain_served(Lakehouse(root / "lakehouse"), usecase, streams.served.logs)
+        result = drain_served(Lakehouse(root / "lakehouse" / "fraud"), usecase, streams.served.logs)
     assert result.added == 3
-    served = Lakehouse(root / "lakehouse").read(SERVED).to_pandas().set_index("event_id")
+    served = Lakehouse(root / "lakehouse" / "fraud").read(SERVED).to_pandas().set_index("event_id")
     for record, answer in zip(records, answers, strict=True):
         row = served.loc[record["transaction_id"]]
         assert row["source"] == "http" and row["position"] is None
@@ -191,23 +191,23 @@ def test_http_posts_are_served_decisions_too(pipeline: PipelineData, tmp_path: P
 def test_the_graph_drains_and_checks_through_its_sensors(live: LiveWorld) -> None:
     import dagster as dg
 
+    from assets.streaming.sensors import consistency_request
     from orchestration.definitions import build_definitions
-    from orchestration.streaming import consistency_request
 
     root = new_world_from(live)
     with slipway_env(root):
         defs = build_definitions()
-        lakehouse = Lakehouse(root / "lakehouse")
+        lakehouse = Lakehouse(root / "lakehouse" / "fraud")
         streams = open_streams(get_usecase())
         streams.served.primary.append(live.streams.served.primary.range(1)[0].fields)
         streams.close()
-        sensor = defs.get_sensor_def("served_drain_sensor")
+        sensor = defs.get_sensor_def("fraud_served_drain_sensor")
         with dg.instance_for_test() as instance:
             context = dg.build_sensor_context(instance=instance, definitions=defs)
             result = sensor(context)
             (requested,) = result.run_requests
             assert requested.run_key.startswith("drain:1:1:")
-            run = defs.get_job_def("drain_served").execute_in_process(instance=instance)
+            run = defs.get_job_def("fraud_drain_served").execute_in_process(instance=instance)
             assert run.success
             assert lakehouse.read(SERVED).num_rows == 1
             again = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
@@ -216,7 +216,7 @@ def test_the_graph_drains_and_checks_through_its_sensors(live: LiveWorld) -> Non
             assert request is not None and request.tags["dagster/asset_partition_range_end"] == str(
                 live.day
             )
-            checked = defs.get_job_def("live_consistency").execute_in_process(
+            checked = defs.get_job_def("fraud_live_consistency").execute_in_process(
                 instance=instance, partition_key=str(live.day)
             )
             (evaluation,) = checked.get_asset_check_evaluations()
@@ -230,5 +230,5 @@ def new_world_from(live: LiveWorld) -> Path:
     copy_world(live.root, target, ignore=("streams", "windows"))
     import shutil
 
-    shutil.rmtree(target / "lakehouse" / "scoring" / "served", ignore_errors=True)
+    shutil.rmtree(target / "lakehouse" / "fraud" / "scoring" / "served", ignore_errors=True)
     return target

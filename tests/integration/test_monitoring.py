@@ -97,7 +97,7 @@ def world(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) -> I
     with slipway_env(data_dir):
         result = materialize(data_dir, start, pipeline.end)
         assert result.success, failures(result)
-        lakehouse = Lakehouse(data_dir / "lakehouse")
+        lakehouse = Lakehouse(data_dir / "lakehouse" / "fraud")
         champion = ModelRegistry(lakehouse).alias(FRAUD.model.name, CHAMPION)
         yield World(data_dir, lakehouse, start, pipeline.end, result, champion)
 

@@ -47,7 +47,7 @@ TEMPLATE = PROJECT_ROOT / "deploy" / "prod" / "dagster.yaml"
 WORLD = SMALL
 # What the first run materializes for every day: landing to the online store (scoring and
 # monitoring per day are left out to keep this fast; the retrain job is the second run).
-INGEST_GROUPS = ("ingestion", "gold", "features", "feast")
+INGEST_GROUPS = ("fraud_ingestion", "fraud_gold", "fraud_features", "fraud_feast")
 UP_TIMEOUT_S = 240
 
 
@@ -225,10 +225,10 @@ def prod_runs(prod_profile: ProdProfile) -> ProdRuns:
         graph = defs.resolve_asset_graph()
         ingest_assets = set(dg.AssetSelection.groups(*INGEST_GROUPS).resolve(graph))
         assert ingest_assets, f"no asset in the groups {INGEST_GROUPS}"
-        retrain_assets = set(defs.get_job_def("retrain").asset_layer.executable_asset_keys)
+        retrain_assets = set(defs.get_job_def("fraud_retrain").asset_layer.executable_asset_keys)
         instance = dg.DagsterInstance.from_config(str(prod_profile.dagster_home))
         try:
-            ingest = defs.get_job_def("end_to_end").execute_in_process(
+            ingest = defs.get_job_def("fraud_end_to_end").execute_in_process(
                 instance=instance,
                 asset_selection=sorted(ingest_assets),
                 tags={
@@ -237,7 +237,7 @@ def prod_runs(prod_profile: ProdProfile) -> ProdRuns:
                 },
                 raise_on_error=False,
             )
-            retrain = defs.get_job_def("retrain").execute_in_process(
+            retrain = defs.get_job_def("fraud_retrain").execute_in_process(
                 instance=instance, raise_on_error=False
             )
         finally:
@@ -274,8 +274,8 @@ def test_runs_events_materializations_and_checks_live_in_postgres(
 
     _require_success(prod_runs)
     db = prod_profile.db
-    silver = dg.AssetKey(["silver", "transactions"])
-    candidate = dg.AssetKey(["training", "model_candidate"])
+    silver = dg.AssetKey(["fraud", "silver", "transactions"])
+    candidate = dg.AssetKey(["fraud", "training", "model_candidate"])
     with slipway_env(prod_profile.data_dir, prod_profile.env):
         # a new instance object: nothing is shared with the one the runs wrote through
         instance = dg.DagsterInstance.from_config(str(prod_profile.dagster_home))
@@ -286,8 +286,8 @@ def test_runs_events_materializations_and_checks_live_in_postgres(
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 
             for run_id, job, assets in (
-                (prod_runs.ingest_id, "end_to_end", prod_runs.ingest_assets),
-                (prod_runs.retrain_id, "retrain", prod_runs.retrain_assets),
+                (prod_runs.ingest_id, "fraud_end_to_end", prod_runs.ingest_assets),
+                (prod_runs.retrain_id, "fraud_retrain", prod_runs.retrain_assets),
             ):
                 run = instance.get_run_by_id(run_id)
                 assert run is not None and run.status == DagsterRunStatus.SUCCESS
@@ -380,7 +380,7 @@ def test_feast_registry_in_postgres_and_latest_values_online_in_redis(
         assert not report.changed, report.diff
         views = {fv.name for fv in store.list_feature_views()}
         assert {"customer_behaviour", "merchant_risk", "customer_profile"} <= views
-        lakehouse = Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"])
+        lakehouse = Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"] + "/fraud")
         risk = lakehouse.read_pandas(
             "features.merchant_risk",
             columns=[
@@ -436,7 +436,7 @@ def test_every_customer_profile_is_online(prod_profile: ProdProfile, prod_runs: 
 
     _require_success(prod_runs)
     with slipway_env(prod_profile.data_dir, prod_profile.env):
-        profiles = Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"]).read_pandas(
+        profiles = Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"] + "/fraud").read_pandas(
             "features.customer_profile", columns=["customer_id", "home_country"]
         )
         online = (
@@ -464,13 +464,13 @@ def test_the_retrained_model_is_tracked_and_registered_in_the_mlflow_database(
 
     _require_success(prod_runs)
     with slipway_env(prod_profile.data_dir, prod_profile.env):
-        registry = ModelRegistry(Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"]))
+        registry = ModelRegistry(Lakehouse(prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"] + "/fraud"))
         assert registry.store.tracking_uri == mlflow_db
         (version,) = registry.versions(MODEL.name)
         assert version.run_id == prod_runs.retrain_id  # tagged with the Dagster run
         assert registry.load_text(MODEL.name, version.version).startswith("tree")
     lakehouse_root = prod_profile.env["SLIPWAY_LAKEHOUSE_ROOT"]
-    assert version.artifact_uri.startswith(f"{lakehouse_root}/mlflow/artifacts/")
+    assert version.artifact_uri.startswith(f"{lakehouse_root}/fraud/mlflow/artifacts/")
     with psycopg2.connect(mlflow_db) as conn, conn.cursor() as cur:
         cur.execute("SELECT name, version, run_id FROM model_versions")
         assert cur.fetchall() == [(MODEL.name, version.version, version.mlflow_run_id)]

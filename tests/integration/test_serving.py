@@ -307,7 +307,7 @@ def test_champion_reload_follows_promote_and_rollback(
     pipeline: PipelineData, tmp_path: Path, sample: list[dict[str, Any]]
 ) -> None:
     world = copy_world(pipeline, tmp_path / "world")
-    lakehouse = Lakehouse(world / "lakehouse")
+    lakehouse = Lakehouse(world / "lakehouse" / "fraud")
     registry = ModelRegistry(lakehouse)
     v1 = registry.alias(MODEL.name, "champion")
     original = registry.get(MODEL.name, v1)
@@ -344,7 +344,7 @@ def test_champion_reload_follows_promote_and_rollback(
 
 def test_reload_checks_are_rate_limited(pipeline: PipelineData, tmp_path: Path) -> None:
     world = copy_world(pipeline, tmp_path / "world")
-    registry = ModelRegistry(Lakehouse(world / "lakehouse"))
+    registry = ModelRegistry(Lakehouse(world / "lakehouse" / "fraud"))
     with slipway_env(world):
         scorer = OnlineScorer.from_env(reload_every=3600.0)
     scorer.warm_up()
@@ -431,7 +431,7 @@ def day_world(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) 
         store = open_store()
         reset_online_store(store)
         materialize_until(store, day)
-    tx = day_transactions(Lakehouse(world / "lakehouse"), day)
+    tx = day_transactions(Lakehouse(world / "lakehouse" / "fraud"), day)
     tx = tx.sort_values(["received_at", "transaction_id"]).reset_index(drop=True)
     return DayWorld(world, day, tx, [landed(r) for r in tx.to_dict("records")])
 
@@ -456,7 +456,7 @@ def window_scorer(
     aggregator = open_aggregator(
         feature_set, windows_url or None, namespace=namespace, path=state / "state.sqlite"
     )
-    report = seed_until(aggregator, Lakehouse(world.data_dir / "lakehouse"), world.day)
+    report = seed_until(aggregator, Lakehouse(world.data_dir / "lakehouse" / "fraud"), world.day)
     assert report.added == report.rows > 1000
     scorer.windows = WindowFeatureReader([feature_set], lambda fs: aggregator)
     scorer._reader = None  # re-plan with this reader's provided views
@@ -488,7 +488,7 @@ def feature_mismatches(
 ) -> list[tuple[str, str, Any, Any]]:
     """Every (transaction, feature) where the online value differs from the offline one: model
     inputs against ``scoring.inputs``, window features against ``features.customer_behaviour``."""
-    lakehouse = Lakehouse(world.data_dir / "lakehouse")
+    lakehouse = Lakehouse(world.data_dir / "lakehouse" / "fraud")
     inputs = lakehouse.read("scoring.inputs", dates=(world.day, world.day)).to_pandas()
     inputs = inputs.set_index("transaction_id")
     offline = lakehouse.read("features.customer_behaviour", dates=(world.day, world.day))
@@ -551,7 +551,7 @@ def test_every_event_of_a_day_online_equals_batch(
     mismatches = feature_mismatches(day_world, results, CUSTOMER_WINDOWS.feature_names)
     assert not mismatches, (len(mismatches), mismatches[:10])
 
-    lakehouse = Lakehouse(day_world.data_dir / "lakehouse")
+    lakehouse = Lakehouse(day_world.data_dir / "lakehouse" / "fraud")
     day = day_world.day
     predictions = lakehouse.read("scoring.predictions", dates=(day, day)).to_pandas()
     champion = predictions[predictions["role"] == "champion"].set_index("transaction_id")
@@ -598,7 +598,7 @@ def test_a_definition_changed_on_one_side_is_detected(day_world: DayWorld, tmp_p
 
 def offline_windows(world: DayWorld, n: int) -> dict[str, list[Any]]:
     """The offline window features of the first ``n`` replayed transactions, as provided input."""
-    table = Lakehouse(world.data_dir / "lakehouse").read(
+    table = Lakehouse(world.data_dir / "lakehouse" / "fraud").read(
         "features.customer_behaviour", dates=(world.day, world.day)
     )
     rows = {r["transaction_id"]: r for r in table.to_pylist()}

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from slipway.simulator import BrokenUpstream, SimConfig, Simulator
+from slipway.usecases.fraud.simulator import BrokenUpstream, SimConfig, Simulator
 from tests.support import jvm_runner
 from tests.support.records import bronze
 

@@ -15,15 +15,15 @@ import pytest
 from slipway.lakehouse import Lakehouse
 from slipway.registry import ModelRegistry
 from slipway.registry.gate import decide
-from slipway.registry.store import CHALLENGER, CHAMPION
-from slipway.training.device import choose_device
-from slipway.training.metrics import compute_metrics
-from slipway.training.pipeline import (
+from slipway.registry.lifecycle import (
     evaluate_challenger,
     load_training_set,
     promote_challenger,
     train_candidate,
 )
+from slipway.registry.store import CHALLENGER, CHAMPION
+from slipway.training.device import choose_device
+from slipway.training.metrics import compute_metrics
 from slipway.training.train import load_booster, predict
 from slipway.usecase import PromotionPolicy
 from slipway.usecases.fraud import FRAUD, MODEL
@@ -36,7 +36,7 @@ def world(pipeline, tmp_path_factory: pytest.TempPathFactory):
         pipeline.data_dir, tmp_path_factory.mktemp("training") / "world", ignore=("landing",)
     )
     with slipway_env(target):
-        yield target, Lakehouse(target / "lakehouse")
+        yield target, Lakehouse(target / "lakehouse" / "fraud")
 
 
 def test_the_training_set_rebuilds_identically_from_its_recorded_versions(world) -> None:

@@ -26,6 +26,6 @@ def next_day(pipeline, offset: int = 1) -> dt.date:
 def simulator(**overrides):
     """The simulation the session's world came from, extended with scenarios: earlier days are
     byte-identical, so new days continue the same customers, merchants and habits."""
-    from slipway.simulator import SimConfig, Simulator
+    from slipway.usecases.fraud.simulator import SimConfig, Simulator
 
     return Simulator(SimConfig(**{**SMALL, **overrides}))

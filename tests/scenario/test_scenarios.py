@@ -16,11 +16,11 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from orchestration.sensors import RANGE_START
+from assets.automation.sensors import RANGE_START
 from slipway.lakehouse import Lakehouse
 from slipway.registry import ModelRegistry
 from slipway.registry.store import CHAMPION
-from slipway.simulator import BrokenUpstream, CovariateDrift
+from slipway.usecases.fraud.simulator import BrokenUpstream, CovariateDrift
 from tests.scenario.conftest import copy_world, next_day, simulator
 from tests.support.automation import Automation
 from tests.support.pipeline import slipway_env
@@ -33,7 +33,7 @@ def _daily(runs) -> dict[str, object]:
     return {
         r.request.tags[RANGE_START]: r
         for r in runs
-        if r.request.job_name == "daily_ingest_and_score"
+        if r.request.job_name == "fraud_daily_ingest_and_score"
     }
 
 
@@ -49,10 +49,10 @@ def test_broken_upstream_is_held_quarantined_and_never_retrains(pipeline, tmp_pa
     d1, d2, d3 = next_day(pipeline, 1), next_day(pipeline, 2), next_day(pipeline, 3)
     sim = simulator(scenarios=(BrokenUpstream(d1, "cents"), BrokenUpstream(d2, "renamed_field")))
     with slipway_env(world):
-        lakehouse = Lakehouse(world / "lakehouse")
+        lakehouse = Lakehouse(world / "lakehouse" / "fraud")
         champion = ModelRegistry(lakehouse).alias(MODEL, CHAMPION)
         for d in (d1, d2, d3):
-            sim.deliver(world / "landing", d)
+            sim.deliver(world / "landing" / "fraud", d)
         auto = Automation()
         daily = _daily(auto.tick_and_run("landing_sensor"))
         assert sorted(daily) == [d1.isoformat(), d2.isoformat(), d3.isoformat()]  # one run per day
@@ -62,13 +62,13 @@ def test_broken_upstream_is_held_quarantined_and_never_retrains(pipeline, tmp_pa
         ):
             run = daily[held.isoformat()]
             assert not run.success
-            check = run.checks()["silver/transactions:contract"]
+            check = run.checks()["fraud/silver/transactions:contract"]
             assert (
                 not check.passed
                 and "circuit breaker" in check.description
                 and rule in check.description
             )
-            assert "scoring__predictions" not in run.executed_steps()
+            assert "fraud__scoring__predictions" not in run.executed_steps()
         assert daily[d3.isoformat()].success
         # quarantine holds every landed row of the held days; silver has none of them
         silver = _dates(lakehouse, "silver.transactions")
@@ -93,12 +93,12 @@ def test_covariate_drift_fires_the_drift_sensor_and_a_gated_retrain(
     d1 = next_day(pipeline, 1)
     sim = simulator(scenarios=(CovariateDrift(d1, amount_factor=2.5, ecom_share_shift=0.3),))
     with slipway_env(world):
-        lakehouse = Lakehouse(world / "lakehouse")
+        lakehouse = Lakehouse(world / "lakehouse" / "fraud")
         registry = ModelRegistry(lakehouse)
         champion = registry.alias(MODEL, CHAMPION)
         auto = Automation()
         assert not auto.tick("drift_sensor").run_requests  # quiet before the drift
-        sim.deliver(world / "landing", d1)
+        sim.deliver(world / "landing" / "fraud", d1)
         daily = _daily(auto.tick_and_run("landing_sensor"))
         assert daily[d1.isoformat()].success, daily[d1.isoformat()].failures()
         retrains = auto.tick_and_run("drift_sensor")
@@ -110,7 +110,7 @@ def test_covariate_drift_fires_the_drift_sensor_and_a_gated_retrain(
         assert challenger > champion
         (decision,) = registry.decisions(MODEL, challenger)
         assert decision["reason"] and decision["champion_version"] == champion
-        gate = retrains[0].checks()["training/model_candidate:promotion_gate"]
+        gate = retrains[0].checks()["fraud/training/model_candidate:promotion_gate"]
         assert gate.passed == decision["passed"] and gate.description == decision["reason"]
         expected = challenger if decision["passed"] else champion
         assert registry.alias(MODEL, CHAMPION) == expected
@@ -134,14 +134,18 @@ def test_late_files_rebuild_the_day_and_converge_with_on_time_delivery(
     late = copy_world(pipeline, tmp_path / "late")
     on_time = copy_world(pipeline, tmp_path / "on_time")
     with slipway_env(late):
-        sim.write_reference(late / "landing", as_of=d1) if d1 in sim.reference_dates() else None
-        sim.write_day(late / "landing", d1, parts=[1])
-        sim.write_chargebacks(late / "landing", d1)
-        sim.deliver(late / "landing", d2)
+        sim.write_reference(
+            late / "landing" / "fraud", as_of=d1
+        ) if d1 in sim.reference_dates() else None
+        sim.write_day(late / "landing" / "fraud", d1, parts=[1])
+        sim.write_chargebacks(late / "landing" / "fraud", d1)
+        sim.deliver(late / "landing" / "fraud", d2)
         auto = Automation()
         assert all(r.success for r in auto.tick_and_run("landing_sensor"))
-        partial = _dates(Lakehouse(late / "lakehouse"), "silver.transactions")[d1]
-        sim.write_day(late / "landing", d1, parts=[2])  # the missing part arrives two days late
+        partial = _dates(Lakehouse(late / "lakehouse" / "fraud"), "silver.transactions")[d1]
+        sim.write_day(
+            late / "landing" / "fraud", d1, parts=[2]
+        )  # the missing part arrives two days late
         rebuild = auto.tick_and_run("landing_sensor")
         daily = _daily(rebuild)
         assert list(daily) == [d1.isoformat()]
@@ -152,9 +156,9 @@ def test_late_files_rebuild_the_day_and_converge_with_on_time_delivery(
         assert not auto.tick("landing_sensor").run_requests  # converged: nothing new
     with slipway_env(on_time):
         for d in (d1, d2):
-            sim.deliver(on_time / "landing", d)
+            sim.deliver(on_time / "landing" / "fraud", d)
         assert all(r.success for r in Automation().tick_and_run("landing_sensor"))
-    a, b = Lakehouse(late / "lakehouse"), Lakehouse(on_time / "lakehouse")
+    a, b = Lakehouse(late / "lakehouse" / "fraud"), Lakehouse(on_time / "lakehouse" / "fraud")
     assert _dates(a, "silver.transactions")[d1] > partial
     lineage = ["ingest_run_id", "ingested_at"]
     comparisons = {

@@ -52,6 +52,8 @@ class Automation:
     instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
     cursors: dict[str, str | None] = field(default_factory=dict)
     launched: list[Launched] = field(default_factory=list)
+    # Sensors are named per use case (``fraud_landing_sensor``): a bare name means this one's.
+    usecase: str = "fraud"
 
     def __post_init__(self) -> None:
         from orchestration.definitions import build_definitions
@@ -62,6 +64,7 @@ class Automation:
 
     def tick(self, sensor_name: str):
         """Evaluate one sensor tick; the cursor moves as the daemon would move it."""
+        sensor_name = self.scoped(sensor_name)
         sensor = self.defs.get_sensor_def(sensor_name)
         context = dg.build_sensor_context(
             instance=self.instance,
@@ -73,7 +76,12 @@ class Automation:
         self.cursors[sensor_name] = data.cursor
         return data
 
+    def scoped(self, name: str) -> str:
+        """``name`` of this use case's sensor or job (``landing_sensor`` -> ``fraud_landing_sensor``)."""
+        return name if name.startswith(f"{self.usecase}_") else f"{self.usecase}_{name}"
+
     def run(self, sensor_name: str, request: dg.RunRequest) -> Launched | None:
+        sensor_name = self.scoped(sensor_name)
         if request.run_key and request.run_key in self._keys:
             return None
         if request.run_key:

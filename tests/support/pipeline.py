@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SMALL = {"days": 24, "transactions_per_day": 1000, "customers": 600, "merchants": 60}
+# The use case the small world is of: its tables live under <root>/<USECASE>/ (Settings.scoped).
+USECASE = "fraud"
 
 
 def env_for(data_dir: Path) -> dict[str, str]:
@@ -52,11 +54,13 @@ class PipelineData:
 
     @property
     def lakehouse_root(self) -> Path:
-        return self.data_dir / "lakehouse"
+        """The use case's own lakehouse (``<data>/lakehouse/<usecase>``)."""
+        return self.data_dir / "lakehouse" / USECASE
 
     @property
     def landing_root(self) -> Path:
-        return self.data_dir / "landing"
+        """The use case's own landing area (``<data>/landing/<usecase>``)."""
+        return self.data_dir / "landing" / USECASE
 
 
 def copy_world(source: Path, target: Path, ignore: tuple[str, ...] = ()) -> Path:
@@ -70,12 +74,12 @@ def copy_world(source: Path, target: Path, ignore: tuple[str, ...] = ()) -> Path
 
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(*ignore) if ignore else None)
     # MLflow records absolute artefact locations: the copy must not write into the original's.
-    mlflow_db = target / "lakehouse" / "mlflow" / "mlflow.db"
+    mlflow_db = target / "lakehouse" / USECASE / "mlflow" / "mlflow.db"
     if mlflow_db.exists():
         from slipway.registry.tracking import relocate_sqlite_store
 
         relocate_sqlite_store(mlflow_db, str(Path(source).resolve()), str(Path(target).resolve()))
-    registry = target / "feast" / "registry.db"
+    registry = target / "feast" / USECASE / "registry.db"
     if registry.exists():
         from slipway.featurestore.store import open_store
 
@@ -91,11 +95,11 @@ def copy_world(source: Path, target: Path, ignore: tuple[str, ...] = ()) -> Path
 
 
 def simulate(data_dir: Path, **overrides) -> list[dt.date]:
-    from slipway.simulator import SimConfig, Simulator
+    from slipway.usecases.fraud.simulator import SimConfig, Simulator
 
     config = SimConfig(**{**SMALL, **overrides})
     sim = Simulator(config)
-    sim.write_range(data_dir / "landing")
+    sim.write_range(data_dir / "landing" / USECASE)
     return sim.days()
 
 
@@ -105,15 +109,17 @@ def run_graph(
     instance=None,
     job: str = "end_to_end",
     tags: dict[str, str] | None = None,
+    usecase: str = USECASE,
 ):
-    """Run a job of freshly built definitions (they read the environment) for a date range."""
+    """Run ``usecase``'s job (``<usecase>_<job>``) of freshly built definitions (they read the
+    environment) for a date range."""
     import dagster as dg
 
     from orchestration.definitions import build_definitions
 
     warnings.filterwarnings("ignore")
     defs = build_definitions()
-    return defs.get_job_def(job).execute_in_process(
+    return defs.get_job_def(f"{usecase}_{job}").execute_in_process(
         instance=instance or dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),

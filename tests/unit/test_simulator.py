@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slipway.simulator import (
+from slipway.usecases.fraud.simulator import (
     FX_TO_EUR,
     BrokenUpstream,
     CovariateDrift,
@@ -24,8 +24,8 @@ from slipway.simulator import (
     Simulator,
     parse_scenario,
 )
-from slipway.simulator.cli import main, register
-from slipway.simulator.config import (
+from slipway.usecases.fraud.simulator.cli import main, register
+from slipway.usecases.fraud.simulator.config import (
     CHANNELS,
     COUNTRIES,
     CURRENCIES,

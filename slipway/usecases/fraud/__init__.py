@@ -246,6 +246,13 @@ def _request_parser():
     return fraud_parser()
 
 
+def _register_cli(subparsers) -> None:
+    """``slipway simulate``: the fraud upstream's simulator (imported only when asked for)."""
+    from slipway.usecases.fraud.simulator import cli
+
+    cli.register(subparsers)
+
+
 def _write_sample(*args, **kwargs):
     from slipway.usecases.fraud.sample import write_sample
 
@@ -272,12 +279,13 @@ FRAUD = UseCase(
         write=_write_sample,
         start="2026-08-01",
         days=40,
-        description="the seeded card-payment simulator (slipway.simulator)",
+        description="the seeded card-payment simulator (slipway.usecases.fraud.simulator)",
     ),
     ingest=IngestPolicy(max_bad_share=0.05, require_manifest=True),
     feature_tables=(CUSTOMER_BEHAVIOUR, MERCHANT_RISK, CUSTOMER_PROFILE),
     window_features=(CUSTOMER_WINDOWS,),
     model=MODEL,
+    extras={"cli": _register_cli},
     monitoring=MonitoringSpec(
         # Two of the nine monitored features past their line is a drifted day.
         drift_share=0.2,

@@ -16,7 +16,7 @@ def write_sample(
     **overrides: int,
 ) -> list[dt.date]:
     """Simulate ``days`` days from ``start`` (overrides: ``transactions_per_day``, ``customers``)."""
-    from slipway.simulator import SimConfig, Simulator
+    from slipway.usecases.fraud.simulator import SimConfig, Simulator
 
     config = SimConfig(start_date=dt.date.fromisoformat(start), days=days, **overrides)
     summary = Simulator(config).write_range(landing_root, progress=progress)

@@ -1,0 +1,282 @@
+"""Ingestion assets: landing -> bronze -> silver (+ quarantine), and the reference snapshots.
+
+Thin on purpose: each asset calls one function of ``slipway.ingest.pipeline`` for its partition
+range and turns the result into metadata. The contract check is a separate, blocking asset check
+that recomputes the verdict from the tables, so a failed day stops everything downstream and the
+UI says why.
+"""
+
+import dagster as dg
+
+from assets.lib.keys import asset_key, scoped_name
+from assets.lib.metadata import column_schema, preview, written
+from assets.lib.partitions import daily_partitions, partition_dates
+from slipway.ingest import pipeline
+from slipway.usecase import Reference, Stream, UseCase
+
+INGESTION = "ingestion"
+
+
+def writer_pool(usecase: UseCase, table: str) -> str:
+    """The concurrency pool of the step that writes ``usecase``'s ``table`` (and the tables
+    written with it): ``<usecase>_lakehouse-<table>``.
+
+    The instance gives every pool one slot (``concurrency: pools: default_limit: 1`` in
+    ``.dagster/dagster.yaml`` and the production template), so two runs over the same stream
+    take turns instead of committing over each other; different streams (and use cases) still
+    run side by side.
+    """
+    return scoped_name(usecase, f"lakehouse-{table}")
+
+
+def bronze_asset(stream: Stream, usecase: UseCase) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=asset_key(usecase, "bronze", stream.name),
+        group_name=scoped_name(usecase, INGESTION),
+        partitions_def=daily_partitions(usecase),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"delta", "python"},
+        pool=writer_pool(usecase, pipeline.bronze_table(stream.name)),
+        description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
+        required_resource_keys={"lakehouse", "landing"},
+    )
+    def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        result = pipeline.land_to_bronze(
+            context.resources.lakehouse.get(usecase.name),
+            context.resources.landing.root_for(usecase.name),
+            stream,
+            start,
+            end,
+            run_id=context.run.run_id,
+            progress=context.log.info,
+        )
+        if result.problems:
+            context.log.warning(
+                "files that do not match their manifest: " + "; ".join(result.problems)
+            )
+        return dg.MaterializeResult(
+            metadata={
+                **written(result.bronze),
+                "files_table_version": result.files.version,
+                "files": sum(d.files for d in result.days),
+                "rows_in": result.rows,
+                "dagster/row_count": result.rows,
+                "file_problems": dg.MetadataValue.json(result.problems),
+            }
+        )
+
+    return _bronze
+
+
+def silver_assets(stream: Stream, usecase: UseCase) -> list:
+    silver_key = asset_key(usecase, "silver", stream.name)
+    quarantine_key = asset_key(usecase, "quarantine", stream.name)
+    bronze_key = asset_key(usecase, "bronze", stream.name)
+    group = scoped_name(usecase, INGESTION)
+    partitions = daily_partitions(usecase)
+
+    @dg.multi_asset(
+        name=scoped_name(usecase, f"silver_{stream.name}"),
+        specs=[
+            dg.AssetSpec(
+                silver_key,
+                deps=[bronze_key],
+                group_name=group,
+                kinds={"delta", "spark"},
+                description=f"`{stream.name}` typed, normalised, deduplicated by `{stream.key}` and contract-checked.",
+            ),
+            dg.AssetSpec(
+                quarantine_key,
+                deps=[bronze_key],
+                group_name=group,
+                kinds={"delta"},
+                description=f"Rows of `{stream.name}` that broke the contract, with rule, column, value, file and line.",
+            ),
+        ],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=writer_pool(usecase, pipeline.silver_table(stream.name)),
+        required_resource_keys={"lakehouse", "spark"},
+    )
+    def _silver(context: dg.AssetExecutionContext):
+        start, end = partition_dates(context)
+        lakehouse = context.resources.lakehouse.get(usecase.name)
+        result = pipeline.bronze_to_silver(
+            lakehouse,
+            context.resources.spark.session(),
+            stream,
+            usecase.ingest,
+            start,
+            end,
+            run_id=context.run.run_id,
+            progress=context.log.info,
+        )
+        totals = result.totals()
+        for name, version in result.rolled_back.items():
+            context.log.warning(
+                f"{name} rolled back to v{version}: a previous run died after committing it "
+                "and before publishing it"
+            )
+        for held in result.held_days:
+            context.log.error(
+                f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}"
+            )
+        yield dg.MaterializeResult(
+            asset_key=silver_key,
+            metadata={
+                **written(result.silver),
+                **totals,
+                "dagster/row_count": totals["rows_silver"],
+                "bronze_version_read": result.bronze_read.version,
+                "audit_table_version": result.audit.version,
+                # The audit commit is the publish record: these versions belong together.
+                "published_versions": dg.MetadataValue.json(result.published),
+                "rolled_back": dg.MetadataValue.json(result.rolled_back),
+                "held_days": dg.MetadataValue.json(
+                    {str(v.day): v.breaker_reason for v in result.held_days}
+                ),
+                "preview": preview(result.preview),
+                "dagster/column_schema": column_schema(
+                    lakehouse.dataset(pipeline.silver_table(stream.name)).schema
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key,
+            metadata={
+                **written(result.quarantine),
+                "rows_quarantined": totals["rows_quarantined"],
+                "rules": dg.MetadataValue.json(
+                    {str(v.day): v.rule_counts for v in result.verdicts if v.rule_counts}
+                ),
+            },
+        )
+
+    @dg.asset_check(
+        asset=silver_key,
+        name="contract",
+        blocking=True,
+        partitions_def=partitions,
+        description=(
+            "Blocking: every landed row is in silver or quarantine (or a counted exact duplicate), "
+            "no day was held back by the circuit breaker, and published rows pass the contract."
+        ),
+        required_resource_keys={"lakehouse"},
+    )
+    def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        start, end = partition_dates(context)
+        days = pipeline.check_silver(
+            context.resources.lakehouse.get(usecase.name), stream, start, end
+        )
+        failed = [d for d in days if not d.passed]
+        lines = []
+        for d in failed:
+            why = []
+            if d.breaker_reason:
+                why.append(f"circuit breaker: {d.breaker_reason}")
+            if not d.conserved:
+                why.append(
+                    f"not conserved: landed {d.landed} != silver {d.silver} + quarantined {d.quarantined} + duplicates {d.duplicates}"
+                )
+            if d.contract_violations:
+                why.append(f"{d.contract_violations} published rows break the contract")
+            lines.append(f"{d.day}: " + "; ".join(why))
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=("\n".join(lines) if failed else f"{len(days)} day(s) conserved and clean"),
+            metadata={
+                "days_checked": len(days),
+                "days_failed": len(failed),
+                "landed": sum(d.landed for d in days),
+                "silver": sum(d.silver for d in days),
+                "quarantined": sum(d.quarantined for d in days),
+                "duplicates": sum(d.duplicates for d in days),
+            },
+        )
+
+    return [_silver, _contract]
+
+
+def reference_assets(reference: Reference, usecase: UseCase) -> list:
+    silver_key = asset_key(usecase, "silver", reference.name)
+    quarantine_key = asset_key(usecase, "quarantine", reference.name)
+
+    @dg.multi_asset(
+        name=scoped_name(usecase, f"silver_{reference.name}"),
+        specs=[
+            dg.AssetSpec(
+                silver_key,
+                group_name=scoped_name(usecase, INGESTION),
+                kinds={"delta", "spark"},
+                description=reference.description,
+            ),
+            dg.AssetSpec(
+                quarantine_key,
+                group_name=scoped_name(usecase, INGESTION),
+                kinds={"delta"},
+                description=f"Rejected rows of the `{reference.name}` snapshot.",
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "contract",
+                asset=silver_key,
+                blocking=True,
+                description="Blocking: the snapshot passed its contract and was published.",
+            ),
+        ],
+        pool=writer_pool(usecase, pipeline.silver_table(reference.name)),
+        required_resource_keys={"lakehouse", "landing", "spark"},
+    )
+    def _reference(context: dg.AssetExecutionContext):
+        result = pipeline.reference_to_silver(
+            context.resources.lakehouse.get(usecase.name),
+            context.resources.spark.session(),
+            context.resources.landing.root_for(usecase.name),
+            reference,
+            usecase.ingest,
+            run_id=context.run.run_id,
+        )
+        v = result.verdict
+        meta = {
+            "snapshot": result.snapshot,
+            "rows_landed": v.rows_landed,
+            "rows_silver": v.rows_silver,
+            "rows_quarantined": v.rows_quarantined,
+            "duplicates_dropped": v.duplicates_dropped,
+            "preview": preview(result.preview),
+        }
+        if result.silver is not None:
+            meta.update(written(result.silver))
+            meta["dagster/row_count"] = v.rows_silver
+        yield dg.MaterializeResult(asset_key=silver_key, metadata=meta)
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key,
+            metadata={**written(result.quarantine), "rules": dg.MetadataValue.json(v.rule_counts)},
+        )
+        yield dg.AssetCheckResult(
+            asset_key=silver_key,
+            check_name="contract",
+            passed=not v.breaker_tripped and v.conserved,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=v.breaker_reason
+            or f"snapshot {result.snapshot} published ({v.rows_silver} rows)",
+        )
+
+    return [_reference]
+
+
+def ingestion_definitions(usecase: UseCase) -> tuple[list, list]:
+    """(assets, asset checks) for every stream and reference of ``usecase``."""
+    assets: list = []
+    checks: list = []
+    for stream in usecase.streams:
+        assets.append(bronze_asset(stream, usecase))
+        silver, contract = silver_assets(stream, usecase)
+        assets.append(silver)
+        checks.append(contract)
+    for reference in usecase.references:
+        assets.extend(reference_assets(reference, usecase))
+    return assets, checks

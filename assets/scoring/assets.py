@@ -1,0 +1,72 @@
+"""Batch scoring per day: the champion's predictions, the challenger's in shadow."""
+
+import dagster as dg
+
+from assets.feast.assets import registry_key
+from assets.lib.keys import asset_key, scoped_name, table_key
+from assets.lib.metadata import preview, read_versions, written
+from assets.lib.partitions import daily_partitions, partition_dates
+from assets.training.assets import champion_key
+from slipway.lakehouse import TableRef
+from slipway.scoring.batch import score_days
+from slipway.usecase import UseCase
+
+SCORING = "scoring"
+
+
+def predictions_key(usecase: UseCase) -> dg.AssetKey:
+    """``<usecase>/scoring/predictions``: what monitoring and the live path compare against."""
+    return asset_key(usecase, "scoring", "predictions")
+
+
+def scoring_definitions(usecase: UseCase) -> list:
+    assert usecase.examples is not None
+
+    @dg.asset(
+        key=predictions_key(usecase),
+        deps=[
+            dg.AssetDep(table_key(usecase, usecase.examples.table)),
+            dg.AssetDep(registry_key(usecase)),
+            dg.AssetDep(champion_key(usecase)),
+            *[dg.AssetDep(asset_key(usecase, "features", t.name)) for t in usecase.feature_tables],
+        ],
+        group_name=scoped_name(usecase, SCORING),
+        partitions_def=daily_partitions(usecase),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"lightgbm", "delta"},
+        description="Each day's examples scored by the champion (and the challenger in shadow), with inputs kept.",
+        required_resource_keys={"lakehouse", "feast"},
+    )
+    def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        start, end = partition_dates(context)
+        lakehouse = context.resources.lakehouse.get(usecase.name)
+        result = score_days(
+            lakehouse,
+            context.resources.feast.store(usecase),
+            usecase,
+            start,
+            end,
+            run_id=context.run.run_id,
+            progress=context.log.info,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **written(result.predictions),
+                "dagster/row_count": result.rows,
+                "champion_version": result.champion_version,
+                "challenger_version": result.challenger_version
+                if result.challenger_version is not None
+                else -1,
+                "flagged": result.flagged,
+                "shadow_agreement": result.shadow_agreement
+                if result.shadow_agreement is not None
+                else -1.0,
+                "inputs_version": result.inputs.version if result.inputs else -1,
+                "source_versions": read_versions(
+                    [TableRef(n, lakehouse.uri(n), v) for n, v in result.source_versions.items()]
+                ),
+                "preview": preview(result.preview),
+            }
+        )
+
+    return [predictions]

@@ -5,8 +5,6 @@
   local day: run for a window, it replaces exactly those dates in gold.flight_examples.
 -#}
 {{ config(
-    materialized='external',
-    plugin='lakehouse',
     tags=['daily'],
     lakehouse_table='gold.flight_examples',
     delta_partition_by=['date'],

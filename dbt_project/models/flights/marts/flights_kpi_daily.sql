@@ -3,8 +3,6 @@
   minutes late and the mean arrival delay. Date-partitioned like the examples.
 -#}
 {{ config(
-    materialized='external',
-    plugin='lakehouse',
     tags=['daily'],
     lakehouse_table='gold.flights_kpi_daily',
     delta_partition_by=['date'],

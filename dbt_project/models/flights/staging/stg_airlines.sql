@@ -1,4 +1,3 @@
-{{ config(materialized='ephemeral') }}
 -- The latest airlines snapshot.
 select
     cast(carrier as varchar) as carrier,

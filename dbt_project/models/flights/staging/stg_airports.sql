@@ -1,4 +1,3 @@
-{{ config(materialized='ephemeral') }}
 -- The latest airports snapshot.
 select
     cast(faa as varchar)   as faa,

@@ -1,4 +1,3 @@
-{{ config(materialized='ephemeral') }}
 -- Silver flights of the run's date window (all dates when unset): the source is loaded for the
 -- window and the filter repeats it, so the rows selected and the dates the plugin replaces agree.
 select

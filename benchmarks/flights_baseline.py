@@ -160,6 +160,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         f"load average at the start: {_load()}",
         "same days, label, exclusions, validation split and LightGBM parameters as the platform "
         "(all taken from slipway.usecases.flights.FLIGHTS and slipway.training.train.time_split)",
+        f"baseline features: {', '.join((*RAW_NUMERIC, *RAW_CATEGORICAL))}; the champion adds "
+        "trailing route/carrier/origin delay rates over matured days, hourly weather at the "
+        "origin and the plane (Feast point-in-time join)",
     ]
     if champion:
         rows.append(

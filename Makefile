@@ -14,6 +14,8 @@ MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 # `make run USECASE=name` runs another registered use case (default: SLIPWAY_USECASE, else fraud).
 USECASE ?=
+# e.g. `make run RUN_ARGS=--verbose` (Dagster's whole event log) or `RUN_ARGS="--days 20"`
+RUN_ARGS ?=
 
 .PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-flights clean
 
@@ -30,7 +32,7 @@ $(UV):
 env: .venv/.synced ## create or update the virtual environment from uv.lock
 
 run: env ## land the use case's sample data (if none) and run its whole graph (USECASE=name: another)
-	SLIPWAY_USECASE=$(USECASE) $(PY) -m orchestration.main run
+	SLIPWAY_USECASE=$(USECASE) $(PY) -m orchestration.main run $(RUN_ARGS)
 
 test: env ## run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

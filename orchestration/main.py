@@ -17,9 +17,11 @@ import socket
 import sys
 import time
 import warnings
+from functools import partial
 
 import dagster as dg
 
+from orchestration.console import execute_readable
 from slipway.ingest.landing import list_days
 from slipway.settings import load_settings
 from slipway.usecase import UseCase
@@ -114,10 +116,18 @@ def ensure_pools(instance: dg.DagsterInstance, job: dg.JobDefinition) -> None:
 
 
 def run_end_to_end(
-    usecase: UseCase, start: dt.date, end: dt.date, instance: dg.DagsterInstance | None = None
+    usecase: UseCase,
+    start: dt.date,
+    end: dt.date,
+    instance: dg.DagsterInstance | None = None,
+    verbose: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialize every asset of ``usecase`` for ``[start, end]`` in one run (single-run
-    backfill)."""
+    backfill).
+
+    The terminal shows one line per step (``orchestration.console``); ``verbose`` keeps Dagster's
+    own console logger (every event at DEBUG). The UI has the full event log either way.
+    """
     from orchestration.definitions import defs
 
     instance = instance or dg.DagsterInstance.get()
@@ -125,7 +135,8 @@ def run_end_to_end(
     for run_id in release_dead_runs(instance):
         _say(f"run {run_id} was left started by a process that is gone: marked failed")
     ensure_pools(instance, job)
-    return job.execute_in_process(
+    execute = job.execute_in_process if verbose else partial(execute_readable, job)
+    return execute(
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
@@ -215,12 +226,16 @@ def replay_live(
             f"live latency (append -> decision logged): p50 {lat['p50']:.1f} ms, "
             f"p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms"
         )
-    drained = defs.get_job_def(f"{usecase.name}_drain_served").execute_in_process(
-        instance=instance, tags={"slipway/trigger": "make run (live replay)"}, raise_on_error=False
+    drained = execute_readable(
+        defs.get_job_def(f"{usecase.name}_drain_served"),
+        instance=instance,
+        tags={"slipway/trigger": "make run (live replay)"},
+        raise_on_error=False,
     )
     served = lakehouse.read("scoring.served", dates=(day, day), columns=["event_id"]).num_rows
     _say(f"served log drained into scoring.served: {served:,} decisions for {day}")
-    checked = defs.get_job_def(f"{usecase.name}_live_consistency").execute_in_process(
+    checked = execute_readable(
+        defs.get_job_def(f"{usecase.name}_live_consistency"),
         instance=instance,
         partition_key=day.isoformat(),
         tags={"slipway/trigger": "make run (live replay)"},
@@ -274,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "fraud's simulator: --sample transactions_per_day=500",
     )
     run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Dagster's whole event log, not a line per step",
+    )
+    run.add_argument(
         "--live-rate",
         type=float,
         default=1000.0,
@@ -287,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         f"running {usecase.name}'s whole graph for {days[0]} .. {days[-1]} "
         "(one run, every asset and check)"
     )
-    result = run_end_to_end(usecase, days[0], days[-1])
+    result = run_end_to_end(usecase, days[0], days[-1], verbose=args.verbose)
     code = summarise(usecase, result)
     if result.success and args.live_rate > 0 and usecase.serving is not None:
         code = max(code, replay_live(usecase, days[-1], args.live_rate))

@@ -1,5 +1,5 @@
-"""The `slipway` command: trace a prediction, manage the registry, seed the window state, and
-the commands use cases contribute (fraud's `simulate`).
+"""The `slipway` command: trace a prediction, manage the registry, seed the window state,
+calibrate drift thresholds, and the commands use cases contribute (fraud's `simulate`).
 
 Every command acts on one use case: ``--usecase NAME`` (default ``SLIPWAY_USECASE``, else the
 default use case), in that use case's own lakehouse. A use case adds commands of its own through
@@ -103,17 +103,22 @@ def cmd_windows(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     global _selected
+    from slipway.monitoring import calibrate
     from slipway.usecases import deployed_usecases
 
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
     parser.add_argument(
-        "--usecase", default=None, help="the use case to act on (default: SLIPWAY_USECASE)"
+        "--usecase",
+        dest="selected_usecase",
+        default=None,
+        help="the use case to act on (default: SLIPWAY_USECASE)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for usecase in deployed_usecases():
         register = usecase.extras.get("cli")
         if register is not None:
             register(sub)
+    calibrate.register(sub)
     lineage = sub.add_parser("lineage", help="trace a prediction back to its landing file and line")
     lineage.add_argument(
         "prediction_id", help="as in scoring.predictions, e.g. tx_20260801_000123:v2"
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     windows.add_argument("day", help="the live day, YYYY-MM-DD: seeds the days before it")
     windows.set_defaults(func=cmd_windows)
     args = parser.parse_args(argv)
-    _selected = args.usecase
+    # a sub-command's own --usecase (monitoring-calibrate) counts as well
+    _selected = args.selected_usecase or getattr(args, "usecase", None)
     return int(args.func(args) or 0)
 
 

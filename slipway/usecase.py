@@ -296,14 +296,22 @@ class ModelSpec:
 class FeatureDrift:
     """A per-feature drift rule, overriding the per-kind default of :class:`MonitoringSpec`.
 
-    ``window_days`` > 1 compares a trailing window of that many days with the reference: a
-    feature that is constant within a day (a daily rate, hourly weather) has one or a few values
-    per day, too few for a one-day test to mean anything.
+    ``stattest`` and ``threshold`` replace the kind's (an Evidently method id such as
+    ``wasserstein``; a distance drifts above its threshold, a p-value below it). ``window_days``
+    > 1 compares the trailing window of that many days (the day and the ones before it) with
+    the reference: a feature that is constant within a day (a daily rate, hourly weather) has
+    one or a few values per day, too few for a one-day test to mean anything. The key ``score``
+    sets the prediction-drift rule. ``python -m slipway.monitoring.calibrate`` proposes these
+    from history.
     """
 
     stattest: str | None = None
     threshold: float | None = None
     window_days: int = 1
+
+    def __post_init__(self) -> None:
+        if self.window_days < 1:
+            raise ValueError(f"window_days must be >= 1, got {self.window_days}")
 
 
 @dataclass(frozen=True)
@@ -312,16 +320,29 @@ class MonitoringSpec:
 
     Drift: a feature drifts when its Evidently test says so (per-column statistic vs threshold);
     the day drifts when the share of drifted model features reaches ``drift_share``, or the
-    prediction distribution itself drifts. Performance: once a scored day's labels matured, its
-    PR-AUC (and recall at the model's precision target) are compared with the champion's
-    validation figures; a drop beyond ``max_pr_auc_drop`` is a performance alert.
+    prediction distribution itself drifts. The reference is the last ``reference_days`` of the
+    champion's training window (all of it when None), sampled to ``reference_size`` rows,
+    whatever the validation window is; days inside it never alert.
 
     The ``*_stattest`` fields (Evidently method ids such as ``wasserstein``, ``jensenshannon``,
     ``psi``) and thresholds fix the test per kind of column (numeric features, categorical
-    features, the model's score); left unset, Evidently picks by sample size, and its p-value
-    tests on small days flag shifts too small to matter. Alerts only concern the current champion and
+    features, the model's score); ``feature_drift`` overrides them per feature (and adds
+    multi-day windows). Left unset, Evidently picks by sample size, and its p-value tests on
+    small days flag shifts too small to matter. Alerts only concern the current champion and
     days after the window it was trained on: drift against data the model learned from is not
     news.
+
+    Performance: once a scored day's labels matured, the share of its positives the champion
+    catches at its validation operating threshold (the threshold that reached
+    ``ModelSpec.precision_target`` on validation) is tested against the validation recall at
+    that threshold, allowing for the day's number of positives and for the day-to-day
+    overdispersion seen on the validation days (see ``slipway.monitoring.performance``). A day
+    is degraded when that one-sided test gives a p-value below ``performance_alpha`` *and* the
+    recall is at least ``min_recall_drop`` below validation. The day's PR-AUC is reported
+    against the median of the champion's per-day validation PR-AUCs (like with like: a pooled
+    PR-AUC is higher than a typical day's); ``max_pr_auc_drop`` is kept for that display and
+    no longer decides. Days with fewer than ``min_positives_for_performance`` positives are
+    recorded and not judged.
     """
 
     drift_share: float = 0.3
@@ -340,6 +361,18 @@ class MonitoringSpec:
     # (None: all of it), independent of the validation window.
     reference_days: int | None = None
     feature_drift: Mapping[str, FeatureDrift] = field(default_factory=dict)
+    performance_alpha: float = 0.01
+    min_recall_drop: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.reference_days is not None and self.reference_days < 1:
+            raise ValueError(f"reference_days must be >= 1 or None, got {self.reference_days}")
+        if not 0 < self.performance_alpha < 1:
+            raise ValueError(f"performance_alpha must be in (0, 1), got {self.performance_alpha}")
+
+    def feature_rule(self, name: str) -> FeatureDrift:
+        """The declared rule of ``name`` (a default one when the feature has none)."""
+        return self.feature_drift.get(name) or FeatureDrift()
 
 
 @dataclass(frozen=True)

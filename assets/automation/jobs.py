@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets.lib.keys import scoped_name
-from assets.monitoring import drift_key, performance_key
+from assets.monitoring.assets import drift_key, performance_key
 from slipway.usecase import UseCase
 
 END_TO_END = "end_to_end"

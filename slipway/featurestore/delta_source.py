@@ -38,7 +38,8 @@ def lakehouse_from_config(config: RepoConfig | None) -> Lakehouse:
 
     A relative ``lakehouse_root`` is taken relative to the feature repo (``config.repo_path``),
     not the process's working directory, so ``feast`` CLI calls and Dagster assets agree.
-    The settings fallback honours ``SLIPWAY_LAKEHOUSE_ROOT`` and defaults to ``data/lakehouse``.
+    The settings fallback is the lakehouse of ``SLIPWAY_USECASE`` (default: the default use case)
+    under ``SLIPWAY_LAKEHOUSE_ROOT`` (default ``data/lakehouse``): ``<root>/<usecase>``.
     """
     root: str | None = None
     if config is not None:
@@ -48,8 +49,9 @@ def lakehouse_from_config(config: RepoConfig | None) -> Lakehouse:
             root = str(Path(repo_path) / root)
     if not root:
         from slipway.settings import load_settings
+        from slipway.usecases import get_usecase
 
-        root = load_settings().lakehouse_root
+        root = load_settings(get_usecase().name).lakehouse_root
     return Lakehouse(root)
 
 

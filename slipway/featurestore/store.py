@@ -10,7 +10,9 @@ asset graph apply exactly the same definitions. The configuration is built here,
   connection string (``redis://host:6379/0`` or Feast's ``host:6379,db=0``);
 * ``SLIPWAY_FEAST_REGISTRY``: a file path (default ``{SLIPWAY_FEAST_DIR}/registry.db``) or a
   SQLAlchemy URL (``postgresql+psycopg2://…``) for a shared SQL registry;
-* ``SLIPWAY_FEAST_PROJECT``: overrides the use case's Feast project name (tests, benchmarks).
+* ``SLIPWAY_FEAST_PROJECT``: renames the deployment's projects (a private namespace in a shared
+  SQL registry and Redis, e.g. for tests): the default project ``slipway`` becomes the value, any
+  other use case's project ``<value>_<project>``, so use cases stay apart (:func:`feast_project`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,15 @@ def registry_config(settings: Settings) -> dict[str, object]:
     return {"registry_type": "file", "path": path, "cache_ttl_seconds": 60}
 
 
+def feast_project(usecase: UseCase) -> str:
+    """The Feast project of ``usecase`` in this environment (see ``SLIPWAY_FEAST_PROJECT``)."""
+    declared = usecase.feast.project if usecase.feast else DEFAULT_PROJECT
+    override = os.environ.get("SLIPWAY_FEAST_PROJECT", "").strip()
+    if not override:
+        return declared
+    return override if declared == DEFAULT_PROJECT else f"{override}_{declared}"
+
+
 def repo_config(settings: Settings | None = None, usecase: UseCase | None = None):
     """The Feast ``RepoConfig`` of ``usecase`` (default: the default one) in this environment.
 
@@ -96,9 +107,8 @@ def repo_config(settings: Settings | None = None, usecase: UseCase | None = None
     usecase = _usecase(usecase)
     settings = (settings or load_settings()).scoped(usecase.name)
     Path(settings.feast_dir).mkdir(parents=True, exist_ok=True)
-    project = usecase.feast.project if usecase.feast else DEFAULT_PROJECT
     return RepoConfig(
-        project=os.environ.get("SLIPWAY_FEAST_PROJECT", "").strip() or project,
+        project=feast_project(usecase),
         provider="local",
         registry=registry_config(settings),
         online_store=online_store_config(settings),

@@ -102,57 +102,133 @@ def contract_failures(
     return failed
 
 
-def _drift_alerts(rows: pd.DataFrame) -> list[Alert]:
-    alerts = []
+@dataclass(frozen=True)
+class DriftDay:
+    """The verdict of one day x model version, read from its ``monitoring.drift_metrics`` rows.
+
+    The one place the rows are turned into "did this day drift, and why": the alerts, the drift
+    asset's check and the calibration tool all use it.
+    """
+
+    date: dt.date
+    model_version: int
+    dataset_drift: bool
+    prediction_drift: bool
+    share: float | None
+    share_threshold: float | None
+    prediction_stattest: str | None
+    prediction_statistic: float | None
+    prediction_threshold: float | None
+    features: int
+    drifted_features: tuple[str, ...]
+    feature_text: str
+    reference_window: tuple[dt.date, dt.date] | None
+    rows: pd.DataFrame = field(repr=False, compare=False)
+
+    @property
+    def drifted(self) -> bool:
+        return self.dataset_drift or self.prediction_drift
+
+    def in_reference(self) -> bool:
+        """Whether the day is inside the reference it was compared with (never news)."""
+        w = self.reference_window
+        return w is not None and w[0] <= self.date <= w[1]
+
+    def reason(self) -> str:
+        parts = []
+        if self.share is not None:
+            parts.append(
+                f"{len(self.drifted_features)} of {self.features} features drifted "
+                f"(share {self.share:.2f}, threshold {self.share_threshold:.2f})"
+                + (f": {self.feature_text}" if self.feature_text else "")
+            )
+        if self.prediction_statistic is not None:
+            parts.append(
+                f"prediction drift {self.prediction_stattest} {self.prediction_statistic:.4f} "
+                f"{'>=' if self.prediction_drift else '<'} {self.prediction_threshold}"
+            )
+        return "; ".join(parts)
+
+
+def _date(value: Any) -> dt.date | None:
+    if value is None or (not isinstance(value, dt.date) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).date() if not isinstance(value, dt.date) else value
+
+
+def drift_days(rows: pd.DataFrame) -> list[DriftDay]:
+    """One :class:`DriftDay` per (date, model version) of ``monitoring.drift_metrics`` rows."""
+    out = []
+    if rows.empty:
+        return out
     for (day, version), group in rows.groupby(["date", "model_version"], sort=True):
         by_metric = {m: g.iloc[0] for m, g in group.groupby("metric")}
         share = by_metric.get(DRIFT_SHARE)
         prediction = by_metric.get(PREDICTION_DRIFT)
-        drifted_share = share is not None and bool(share["drifted"])
-        drifted_pred = prediction is not None and bool(prediction["drifted"])
-        if not (drifted_share or drifted_pred):
-            continue
-        features = group[(group["metric"] == VALUE_DRIFT) & group["drifted"]]
+        value = group[group["metric"] == VALUE_DRIFT]
+        features = value[value["drifted"]]
         feature_text = ", ".join(
             f"{r.feature} ({r.statistic:.3f})"
             if pd.notna(r.statistic)
             else f"{r.feature} (missing)"
             for r in features.itertuples()
         )
-        parts = []
-        if share is not None:
-            parts.append(
-                f"{len(features)} of {int((group['metric'] == VALUE_DRIFT).sum())} features drifted "
-                f"(share {share['statistic']:.2f}, threshold {share['threshold']:.2f})"
-                + (f": {feature_text}" if feature_text else "")
+        window = None
+        if "reference_start" in group.columns:
+            first = group.iloc[0]
+            start, end = _date(first["reference_start"]), _date(first["reference_end"])
+            window = (start, end) if start and end else None
+        out.append(
+            DriftDay(
+                date=day,
+                model_version=int(version),
+                dataset_drift=share is not None and bool(share["drifted"]),
+                prediction_drift=prediction is not None and bool(prediction["drifted"]),
+                share=float(share["statistic"]) if share is not None else None,
+                share_threshold=float(share["threshold"]) if share is not None else None,
+                prediction_stattest=prediction["stattest"] if prediction is not None else None,
+                prediction_statistic=float(prediction["statistic"])
+                if prediction is not None
+                else None,
+                prediction_threshold=prediction["threshold"] if prediction is not None else None,
+                features=len(value),
+                drifted_features=tuple(features["feature"]),
+                feature_text=feature_text,
+                reference_window=window,
+                rows=group,
             )
-        if prediction is not None:
-            parts.append(
-                f"prediction drift {prediction['stattest']} {prediction['statistic']:.4f} "
-                f"{'>=' if drifted_pred else '<'} {prediction['threshold']}"
-            )
-        first = group.iloc[0]
+        )
+    return out
+
+
+def _drift_alerts(rows: pd.DataFrame) -> list[Alert]:
+    alerts = []
+    for d in drift_days(rows):
+        if not d.drifted:
+            continue
+        first = d.rows.iloc[0]
         computed_at = first["computed_at"].to_pydatetime()
         alerts.append(
             Alert(
                 kind="drift",
-                date=day,
+                date=d.date,
                 model_name=first["model_name"],
-                model_version=int(version),
-                reason=f"drift on {day} for v{int(version)}: " + "; ".join(parts),
+                model_version=d.model_version,
+                reason=f"drift on {d.date} for v{d.model_version}: " + d.reason(),
                 report_uri=first["report_uri"],
-                evidence_key=evidence_key("drift", day, int(version)),
-                cursor=make_cursor(computed_at, day, "drift", int(version)),
+                evidence_key=evidence_key("drift", d.date, d.model_version),
+                cursor=make_cursor(computed_at, d.date, "drift", d.model_version),
                 computed_at=computed_at,
                 run_id=first["run_id"],
                 details={
-                    "drift_share": float(share["statistic"]) if share is not None else None,
-                    "dataset_drift": drifted_share,
-                    "prediction_drift": drifted_pred,
-                    "prediction_statistic": float(prediction["statistic"])
-                    if prediction is not None
+                    "drift_share": d.share,
+                    "dataset_drift": d.dataset_drift,
+                    "prediction_drift": d.prediction_drift,
+                    "prediction_statistic": d.prediction_statistic,
+                    "drifted_features": list(d.drifted_features),
+                    "reference_window": [str(x) for x in d.reference_window]
+                    if d.reference_window
                     else None,
-                    "drifted_features": features["feature"].tolist(),
                 },
             )
         )
@@ -164,10 +240,11 @@ def _performance_alerts(rows: pd.DataFrame) -> list[Alert]:
     for r in rows[(rows["status"] == EVALUATED) & rows["degraded"]].itertuples():
         computed_at = r.computed_at.to_pydatetime()
         reason = (
-            f"performance on {r.date} for v{r.model_version}: PR-AUC {r.pr_auc:.4f} vs "
-            f"{r.reference_pr_auc:.4f} at validation (drop {r.pr_auc_drop:.4f}); recall at "
-            f"precision {r.precision_target:.2f} {r.recall_at_precision:.4f} vs "
-            f"{r.reference_recall:.4f}; {r.positives} positives in {r.rows} rows"
+            f"performance on {r.date} for v{r.model_version}: {r.caught} of {r.positives} "
+            f"positives caught at the validation operating threshold {r.operating_threshold:.3f} "
+            f"(recall {r.recall_at_threshold:.3f} vs {r.reference_recall_at_threshold:.3f} on "
+            f"validation, p {r.p_value:.2g}); PR-AUC {r.pr_auc:.4f} vs a median validation day's "
+            f"{r.reference_pr_auc:.4f}; {r.rows} rows"
         )
         alerts.append(
             Alert(
@@ -182,6 +259,10 @@ def _performance_alerts(rows: pd.DataFrame) -> list[Alert]:
                 computed_at=computed_at,
                 run_id=r.run_id,
                 details={
+                    "caught": int(r.caught),
+                    "recall_at_threshold": r.recall_at_threshold,
+                    "reference_recall_at_threshold": r.reference_recall_at_threshold,
+                    "p_value": r.p_value,
                     "pr_auc": r.pr_auc,
                     "reference_pr_auc": r.reference_pr_auc,
                     "pr_auc_drop": r.pr_auc_drop,
@@ -227,7 +308,8 @@ def _stale_reasons(
     lakehouse: Lakehouse, model_name: str, candidates: list[Alert]
 ) -> dict[str, str]:
     """Alerts that no longer call for action: not about the current champion, or about a day the
-    champion was trained on (its training set's as-of day or earlier)."""
+    champion was trained on (its training set's as-of day or earlier), or a day inside the drift
+    reference it was compared with."""
     from slipway.registry.store import CHAMPION, ModelRegistry
 
     champion = ModelRegistry(lakehouse).alias(model_name, CHAMPION)
@@ -236,8 +318,13 @@ def _stale_reasons(
     trained_through = training_window_end(lakehouse, model_name)
     reasons: dict[str, str] = {}
     for a in candidates:
+        window = a.details.get("reference_window")
         if a.model_version != champion:
             reasons[a.evidence_key] = f"about v{a.model_version}; the champion is now v{champion}"
+        elif window and window[0] <= a.date.isoformat() <= window[1]:
+            reasons[a.evidence_key] = (
+                f"{a.date} is inside the drift reference ({window[0]}..{window[1]})"
+            )
         elif trained_through is not None and a.date <= trained_through:
             reasons[a.evidence_key] = (
                 f"{a.date} is inside v{champion}'s training data (through {trained_through})"
@@ -275,3 +362,71 @@ def scan_alerts(lakehouse: Lakehouse, usecase: UseCase, after: str | None = None
 def pending_alerts(lakehouse: Lakehouse, usecase: UseCase, after: str | None = None) -> list[Alert]:
     """Drift and performance alerts newer than ``after`` (oldest first); never bad-data days."""
     return scan_alerts(lakehouse, usecase, after).alerts
+
+
+@dataclass
+class DriftCheck:
+    """The drift asset check's verdict on the days a run measured."""
+
+    passed: bool
+    description: str
+    days_checked: int
+    drifted_features: dict[str, list[str]]
+    not_judged: int
+
+
+def drift_check(lakehouse: Lakehouse, usecase: UseCase, run_id: str | None) -> DriftCheck:
+    """Whether the days ``run_id`` measured drifted (the latest day when it measured none).
+
+    The same rules as the alerts: days inside the champion's training data (and so inside its
+    reference) are not judged; a day drifts on its share of drifted features or on prediction
+    drift. Features that drifted on a day below the share threshold are listed too.
+    """
+    from slipway.monitoring.tables import read_days
+
+    spec = usecase.model
+    assert spec is not None
+    rows = read_days(lakehouse, DRIFT_METRICS).to_pandas()
+    rows = rows[rows["model_name"] == spec.name]
+    checked = rows[rows["run_id"] == run_id]
+    if checked.empty and not rows.empty:  # run on its own: judge the latest day
+        checked = rows[rows["date"] == rows["date"].max()]
+    trained_through = training_window_end(lakehouse, spec.name)
+    days = drift_days(checked)
+    judged = [
+        d
+        for d in days
+        if not d.in_reference() and (trained_through is None or d.date > trained_through)
+    ]
+    skipped = len(days) - len(judged)
+    lines, quiet = [], {}
+    for d in judged:
+        if not d.drifted:
+            for f in d.drifted_features:
+                quiet[f] = quiet.get(f, 0) + 1
+            continue
+        text = f"{d.date} v{d.model_version}: "
+        if d.share is not None:
+            text += f"share {d.share:.2f}{' (day drifted)' if d.dataset_drift else ''}"
+        if d.prediction_drift:
+            text += f"; prediction drift {d.prediction_statistic:.4f}"
+        lines.append(text + f"; features: {', '.join(d.drifted_features) or 'none'}")
+    if quiet:
+        lines.append(
+            "below the day threshold: "
+            + ", ".join(f"{f} ({n} d)" for f, n in sorted(quiet.items(), key=lambda x: -x[1]))
+        )
+    text = "\n".join(lines) or "no feature drifted"
+    if skipped:
+        through = f" (through {trained_through})" if trained_through else ""
+        text += (
+            f" ({skipped} day(s) inside the champion's training data{through} or its drift "
+            "reference: not judged)"
+        )
+    return DriftCheck(
+        passed=not any(d.drifted for d in judged),
+        description=text,
+        days_checked=len(judged),
+        drifted_features={f"{d.date} v{d.model_version}": list(d.drifted_features) for d in judged},
+        not_judged=skipped,
+    )

@@ -8,16 +8,24 @@ long for the same numbers (see ``benchmarks/monitoring.py``). The share of drift
 then counted here from the per-column verdicts, which is exactly Evidently's own definition
 (drifted columns / columns; a unit test holds the two equal).
 
-Each column's verdict is Evidently's: the statistical test and threshold are the spec's for the
-column's kind (numeric, categorical, the score) when declared, otherwise Evidently chooses from
+Each column's verdict is Evidently's: the statistical test and threshold are the feature's own
+(``MonitoringSpec.feature_drift``), else the spec's for the column's kind (numeric, categorical,
+the score) when declared, otherwise Evidently chooses from
 the column type and sample size (Wasserstein for numerics, Jensen-Shannon for categoricals above
 1,000 reference rows, p-value tests below); "drifted" is the failed status of the column's drift
 test in the snapshot (the direction depends on the test: p-values drift below it, distances above).
+
+Columns are compared in groups that share a current and a reference frame, one Evidently report
+per group: the day's own rows; for each ``window_days`` > 1, the trailing window of that many
+days (a feature constant within a day has too few values in one day); and the score, against
+the reference's out-of-sample scores only. Most use cases have one group and one report.
 """
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +49,7 @@ class ColumnDrift:
     threshold: float | None
     drifted: bool
     detail: str | None = None
+    window_days: int = 1
 
 
 @dataclass
@@ -53,6 +62,8 @@ class DriftOutcome:
     current_rows: int
     reference_rows: int
     snapshot: Any = field(repr=False, default=None)
+    # every report of the day, labelled (the first is ``snapshot``)
+    snapshots: list[tuple[str, Any]] = field(repr=False, default_factory=list)
 
     @property
     def evaluated(self) -> list[ColumnDrift]:
@@ -85,7 +96,19 @@ class DriftOutcome:
         if self.snapshot is None:
             return "<html><body><p>No column could be evaluated for drift.</p></body></html>"
         # Snapshot.save_html() silently writes nothing when given a file object: use the string.
-        return self.snapshot.get_html_str(as_iframe=False)
+        if len(self.snapshots) <= 1:
+            return self.snapshot.get_html_str(as_iframe=False)
+        # Several reports (multi-day windows, the score): one page, each report in its own frame.
+        parts = [
+            f"<h2>{html.escape(label)}</h2><iframe style='width:100%;height:900px;border:0' "
+            f'srcdoc="{html.escape(snap.get_html_str(as_iframe=False), quote=True)}"></iframe>'
+            for label, snap in self.snapshots
+        ]
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Drift</title></head><body>"
+            + "".join(parts)
+            + "</body></html>"
+        )
 
     def summary(self) -> str:
         drifted = ", ".join(self.drifted_features) or "none"
@@ -139,48 +162,69 @@ def compute_drift(
     current: pd.DataFrame,
     columns: MonitoredColumns,
     monitoring: MonitoringSpec,
+    *,
+    windows: Mapping[int, pd.DataFrame] | None = None,
+    score_reference: pd.DataFrame | None = None,
 ) -> DriftOutcome:
     """Compare ``current`` with ``reference`` (both as ``drift_frame`` returns them).
 
-    Prediction drift is computed when both frames carry a ``score`` column.
+    A feature whose rule has ``window_days`` = w > 1 is compared on ``windows[w]`` (the trailing
+    w days, as ``drift_frame`` returns them) instead of ``current``; without it the day's rows
+    are used. Prediction drift is computed when both frames carry a ``score`` column, against
+    ``score_reference`` when given (the reference's out-of-sample rows).
     """
     kinds: dict[str, ColumnKind] = {
         **dict.fromkeys(columns.numeric, "numeric"),
         **dict.fromkeys(columns.categorical, "categorical"),
     }
-    if SCORE in reference.columns and SCORE in current.columns:
+    score_ref = reference if score_reference is None else score_reference
+    if SCORE in score_ref.columns and SCORE in current.columns:
         kinds[SCORE] = "score"
-    verdicts: dict[str, ColumnDrift] = {}
-    tested: list[str] = []
+    windows = windows or {}
+    # group the columns by (current frame, reference frame) they are compared on
+    groups: dict[tuple[str, int], list[str]] = {}
+    frames: dict[tuple[str, int], tuple[pd.DataFrame, pd.DataFrame]] = {}
+    window_of: dict[str, int] = {}
     for name, kind in kinds.items():
-        skipped = _unevaluable(name, kind, current, reference)
-        if skipped is not None:
-            verdicts[name] = skipped
+        w = monitoring.feature_rule(name).window_days if kind != "score" else 1
+        if w > 1 and w not in windows:
+            w = 1
+        window_of[name] = w
+        if kind == "score" and score_reference is not None:
+            key = ("score", 1)
+            frames[key] = (current, score_ref)
+        elif w > 1:
+            key = ("window", w)
+            frames[key] = (windows[w], reference)
         else:
-            tested.append(name)
-    snapshot = None
-    if tested:
-        # Imported here: evidently takes seconds to import, and the code location and the alert
-        # sensor import this package without ever computing drift.
-        from evidently import DataDefinition, Dataset, Report
-        from evidently.metrics import ValueDrift
-
-        definition = DataDefinition(
-            numerical_columns=[c for c in tested if kinds[c] != "categorical"],
-            categorical_columns=[c for c in tested if kinds[c] == "categorical"],
+            key = ("day", 1)
+            frames[key] = (current, reference)
+        groups.setdefault(key, []).append(name)
+    verdicts: dict[str, ColumnDrift] = {}
+    snapshots: list[tuple[str, Any]] = []
+    for key, names in sorted(groups.items(), key=lambda kv: (kv[0][0] != "day", kv[0])):
+        cur, ref = frames[key]
+        tested = []
+        for name in names:
+            skipped = _unevaluable(name, kinds[name], cur, ref)
+            if skipped is not None:
+                verdicts[name] = skipped
+            else:
+                tested.append(name)
+        if not tested:
+            continue
+        snapshot = _run_report(ref, cur, tested, kinds, monitoring)
+        label = {"day": "the day", "score": "the score (out-of-sample reference)"}.get(
+            key[0], f"trailing {key[1]} days"
         )
-        # include_tests=True: the per-column "drifted" verdict only exists as a test status.
-        report = Report(
-            [ValueDrift(column=c, **_test_for(kinds[c], monitoring)) for c in tested],
-            include_tests=True,
-        )
-        snapshot = report.run(
-            Dataset.from_pandas(current[tested].reset_index(drop=True), data_definition=definition),
-            Dataset.from_pandas(
-                reference[tested].reset_index(drop=True), data_definition=definition
-            ),
-        )
+        snapshots.append((label, snapshot))
         verdicts.update(_parse(snapshot.dict(), kinds))
+    for name, w in window_of.items():
+        if w > 1 and name in verdicts:
+            v = verdicts[name]
+            verdicts[name] = ColumnDrift(
+                v.feature, v.kind, v.stattest, v.statistic, v.threshold, v.drifted, v.detail, w
+            )
     features = [verdicts[c] for c in kinds if kinds[c] != "score"]
     return DriftOutcome(
         features=features,
@@ -188,16 +232,52 @@ def compute_drift(
         drift_share_threshold=monitoring.drift_share,
         current_rows=len(current),
         reference_rows=len(reference),
-        snapshot=snapshot,
+        snapshot=snapshots[0][1] if snapshots else None,
+        snapshots=snapshots,
     )
 
 
-def _test_for(kind: str, monitoring: MonitoringSpec) -> dict[str, object]:
-    """The spec's method and threshold for a column of ``kind`` (empty: Evidently's choice)."""
+def _run_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    tested: list[str],
+    kinds: dict[str, ColumnKind],
+    monitoring: MonitoringSpec,
+) -> Any:
+    """One lean Evidently report: a ``ValueDrift`` per tested column, tests included."""
+    # Imported here: evidently takes seconds to import, and the code location and the alert
+    # sensor import this package without ever computing drift.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    definition = DataDefinition(
+        numerical_columns=[c for c in tested if kinds[c] != "categorical"],
+        categorical_columns=[c for c in tested if kinds[c] == "categorical"],
+    )
+    # include_tests=True: the per-column "drifted" verdict only exists as a test status.
+    report = Report(
+        [ValueDrift(column=c, **_test_for(kinds[c], monitoring, c)) for c in tested],
+        include_tests=True,
+    )
+    return report.run(
+        Dataset.from_pandas(current[tested].reset_index(drop=True), data_definition=definition),
+        Dataset.from_pandas(reference[tested].reset_index(drop=True), data_definition=definition),
+    )
+
+
+def _test_for(kind: str, monitoring: MonitoringSpec, name: str | None = None) -> dict[str, object]:
+    """The feature's method and threshold, else its kind's (empty: Evidently's choice)."""
     method, threshold = {
         "categorical": (monitoring.categorical_stattest, monitoring.categorical_threshold),
         "score": (monitoring.prediction_stattest, monitoring.prediction_threshold),
     }.get(kind, (monitoring.numeric_stattest, monitoring.numeric_threshold))
+    if name is not None:
+        rule = monitoring.feature_rule(name)
+        if rule.stattest is not None and rule.stattest != method:
+            # the kind's threshold belongs to the kind's test: a different test has its own scale
+            method, threshold = rule.stattest, None
+        if rule.threshold is not None:
+            threshold = rule.threshold
     test: dict[str, object] = {}
     if method is not None:
         test["method"] = method

@@ -49,6 +49,13 @@ DRIFT_SCHEMA = pa.schema(
         pa.field("detail", pa.string()),
         pa.field("computed_at", pa.timestamp("us", tz="UTC")),
         pa.field("run_id", pa.string()),
+        # how many trailing days the current side covered (1: the day alone)
+        pa.field("window_days", pa.int64()),
+        # which reference the row was judged against: training-set table, version and days
+        pa.field("reference_table", pa.string()),
+        pa.field("reference_version", pa.int64()),
+        pa.field("reference_start", pa.date32()),
+        pa.field("reference_end", pa.date32()),
     ]
 )
 
@@ -76,6 +83,17 @@ PERFORMANCE_SCHEMA = pa.schema(
         pa.field("labels_version", pa.int64()),
         pa.field("computed_at", pa.timestamp("us", tz="UTC")),
         pa.field("run_id", pa.string()),
+        # the like-with-like test (slipway.monitoring.performance): positives caught at the
+        # validation operating threshold against the validation recall there
+        pa.field("operating_threshold", pa.float64()),
+        pa.field("caught", pa.int64()),
+        pa.field("recall_at_threshold", pa.float64()),
+        pa.field("reference_recall_at_threshold", pa.float64()),
+        pa.field("dispersion", pa.float64()),
+        pa.field("p_value", pa.float64()),
+        pa.field("reference_pooled_pr_auc", pa.float64()),
+        pa.field("excluded", pa.int64()),
+        pa.field("labels_table", pa.string()),
     ]
 )
 
@@ -100,6 +118,7 @@ def replace_days(
     outside = [r["date"] for r in rows if not start <= r["date"] <= end]
     if outside:
         raise ValueError(f"rows for {sorted(set(outside))} are outside the range {start}..{end}")
+    _add_missing_columns(lakehouse, name, schema)
     return lakehouse.write(
         name,
         _table(rows, schema),
@@ -108,6 +127,30 @@ def replace_days(
         schema=schema,
         commit_metadata=commit_metadata,
         description=f"Slipway monitoring: {name}",
+    )
+
+
+def _add_missing_columns(lakehouse: Lakehouse, name: str, schema: pa.Schema) -> None:
+    """Give a table written by older code this schema's new columns (null), in one rewrite.
+
+    A predicate overwrite cannot add columns; the monitoring tables are small (a few rows per
+    feature and day), so rewriting them once is cheaper than a second code path.
+    """
+    if not lakehouse.exists(name):
+        return
+    current = lakehouse.read(name)
+    missing = [f for f in schema if f.name not in current.schema.names]
+    if not missing:
+        return
+    for f in missing:
+        current = current.append_column(f, pa.nulls(current.num_rows, type=f.type))
+    lakehouse.write(
+        name,
+        current,
+        mode="overwrite",
+        partition_by=["date"],
+        schema=schema,
+        commit_metadata={"migration": f"added {[f.name for f in missing]}"},
     )
 
 

@@ -624,7 +624,9 @@ def test_materialize_into_redis(tmp_path: Path) -> None:
 def test_feast_cli_apply_and_materialize_with_lakehouse_root_from_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lakehouse = Lakehouse(tmp_path / "lh_from_env")
+    # the default use case's lakehouse under SLIPWAY_LAKEHOUSE_ROOT: <root>/fraud
+    deployment_root = tmp_path / "lh_from_env"
+    lakehouse = Lakehouse(deployment_root / "fraud")
     lakehouse.write("features.customer_stats", customer_table(CUSTOMER_ROWS), partition_by=["date"])
     repo_dir = tmp_path / "cli_repo"
     repo_dir.mkdir()
@@ -664,7 +666,7 @@ def test_feast_cli_apply_and_materialize_with_lakehouse_root_from_env(
             """
         )
     )
-    env = {**os.environ, "SLIPWAY_LAKEHOUSE_ROOT": str(lakehouse.root)}
+    env = {**os.environ, "SLIPWAY_LAKEHOUSE_ROOT": str(deployment_root), "SLIPWAY_USECASE": "fraud"}
     feast_cli = str(Path(sys.executable).parent / "feast")
     for args in (["apply"], ["materialize", T(0).isoformat(), T(2, 12).isoformat()]):
         done = subprocess.run(
@@ -672,7 +674,7 @@ def test_feast_cli_apply_and_materialize_with_lakehouse_root_from_env(
         )
         assert done.returncode == 0, f"feast {args[0]} failed:\n{done.stdout}\n{done.stderr}"
 
-    monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(lakehouse.root))
+    monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(deployment_root))
     store = FeatureStore(repo_path=str(repo_dir))
     assert store.config.offline_store.lakehouse_root is None
     online = store.get_online_features(

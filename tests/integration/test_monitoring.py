@@ -22,7 +22,7 @@ from slipway.ingest.contract import AUDIT_SCHEMA
 from slipway.lakehouse import Lakehouse
 from slipway.monitoring.alerts import pending_alerts, scan_alerts, training_window_end
 from slipway.monitoring.performance import latest_label_day
-from slipway.monitoring.reference import monitored_columns, reference_path
+from slipway.monitoring.reference import load_reference, monitored_columns, reference_path
 from slipway.monitoring.tables import (
     DRIFT_METRICS,
     DRIFT_SHARE,
@@ -62,7 +62,7 @@ class World:
 def materialize(data_dir: Path, start: dt.date, end: dt.date):
     import dagster as dg
 
-    from assets.monitoring import monitoring_definitions
+    from assets.monitoring.assets import monitoring_definitions
     from orchestration.resources import LakehouseResource
 
     warnings.filterwarnings("ignore")
@@ -91,7 +91,7 @@ def world(pipeline: PipelineData, tmp_path_factory: pytest.TempPathFactory) -> I
     data_dir = tmp_path_factory.mktemp("monitoring") / "data"
     copy_world(pipeline.data_dir, data_dir, ignore=("landing",))
     # start monitoring from scratch (the end_to_end job may already have run it on the world)
-    for leftover in ("lakehouse/monitoring", "lakehouse/reports/monitoring"):
+    for leftover in ("lakehouse/fraud/monitoring", "lakehouse/fraud/reports/monitoring"):
         shutil.rmtree(data_dir / leftover, ignore_errors=True)
     start = pipeline.end - dt.timedelta(days=DAYS - 1)
     with slipway_env(data_dir):
@@ -107,7 +107,7 @@ def materializations(result, name: str) -> list:
         e.event_specific_data.materialization
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
-        and e.event_specific_data.materialization.asset_key.path == ["monitoring", name]
+        and e.event_specific_data.materialization.asset_key.path == ["fraud", "monitoring", name]
     ]
 
 
@@ -137,11 +137,28 @@ def test_drift_rows_reports_and_reference(world: World) -> None:
     assert set(tested.loc[tested["feature"] == "amount_eur", "threshold"]) == {m.numeric_threshold}
     assert set(tested.loc[tested["feature"] == "channel", "stattest"]) == {m.categorical_stattest}
     assert set(tested.loc[tested["feature"] == "amount_eur", "stattest"]) == {m.numeric_stattest}
-    # the reference: stored once for the champion, sized from its validation window
+    # the reference: stored once for the champion, the last reference_days of its training
+    # window (not its validation window), recorded on every row
     record = ModelRegistry(lh).get(spec.name, world.champion)
     assert lh.file_exists(reference_path(spec.name, world.champion))
-    expected = min(int(record.training_set["valid_rows"]), FRAUD.monitoring.reference_size)
-    assert set(rows["reference_size"]) == {expected}
+    profile = load_reference(lh, FRAUD, world.champion)
+    ts = lh.read_pandas(
+        record.training_set["table"],
+        version=int(record.training_set["version"]),
+        columns=["event_timestamp"],
+    )
+    days = sorted(pd.to_datetime(ts["event_timestamp"], utc=True).dt.date.unique())
+    chosen = days[-m.reference_days :] if m.reference_days else days
+    in_window = pd.to_datetime(ts["event_timestamp"], utc=True).dt.date.isin(set(chosen))
+    assert profile.rows_available == int(in_window.sum())
+    assert set(rows["reference_size"]) == {min(int(in_window.sum()), m.reference_size)}
+    assert set(rows["reference_start"]) == {chosen[0]} and set(rows["reference_end"]) == {
+        chosen[-1]
+    }
+    assert set(rows["reference_table"]) == {record.training_set["table"]}
+    assert set(rows["reference_version"]) == {int(record.training_set["version"])}
+    # every monitored day is after the reference: none of them is judged against itself
+    assert rows["date"].min() > chosen[-1]
     # one HTML report per day, a real Evidently page naming the features
     for uri in rows["report_uri"].unique():
         html = Path(uri).read_bytes()
@@ -191,15 +208,25 @@ def test_performance_covers_matured_days_only(world: World) -> None:
     assert len(expected) < DAYS, "and days whose labels have not matured"
     assert sorted(perf["date"]) == expected
     record = ModelRegistry(lh).get(FRAUD.model.name, world.champion)
-    assert (perf["reference_pr_auc"] == record.metrics["pr_auc"]).all()
+    baseline = load_reference(lh, FRAUD, world.champion).baseline
+    # the pooled figure recomputed from the validation predictions is the registry's
+    assert perf["reference_pooled_pr_auc"].iloc[0] == pytest.approx(record.metrics["pr_auc"])
+    # like with like: a day is set against a median validation day, not the pooled figure
+    assert (perf["reference_pr_auc"] == baseline.median_daily_pr_auc).all()
+    assert (perf["operating_threshold"] == baseline.threshold).all()
+    m = FRAUD.monitoring
     for row in perf.itertuples():
         assert row.labels_as_of == row.date + dt.timedelta(days=FRAUD.label.maturity_days)
-        if row.positives < FRAUD.monitoring.min_positives_for_performance:
+        if row.positives < m.min_positives_for_performance:
             assert row.status == TOO_FEW_POSITIVES and not row.degraded and pd.isna(row.pr_auc)
         else:
             assert row.status == EVALUATED and 0 < row.pr_auc <= 1
             assert row.pr_auc_drop == pytest.approx(row.reference_pr_auc - row.pr_auc)
-            assert row.degraded == (row.pr_auc_drop > FRAUD.monitoring.max_pr_auc_drop)
+            assert row.recall_at_threshold == pytest.approx(row.caught / row.positives)
+            assert row.degraded == (
+                row.p_value < m.performance_alpha
+                and row.reference_recall_at_threshold - row.recall_at_threshold >= m.min_recall_drop
+            )
     event = materializations(world.result, "performance")[-1]
     assert event.metadata["skipped_days"].value == [
         str(d)
@@ -298,3 +325,29 @@ def test_shifted_day_alerts_once_and_a_failed_contract_day_never(world: World) -
     everything = pending_alerts(lh, FRAUD)
     assert [a.cursor for a in everything] == sorted(a.cursor for a in everything)
     assert shifted in {a.date for a in everything} and broken not in {a.date for a in everything}
+
+
+def test_calibration_proposes_thresholds_from_the_reference_and_the_history(world: World) -> None:
+    from slipway.monitoring.calibrate import calibrate
+
+    m = FRAUD.monitoring
+    result = calibrate(world.lakehouse, FRAUD, source="reference")
+    proposals = {p.feature: p for p in result.proposals}
+    assert set(proposals) == {*monitored_columns(FRAUD).all, "score"}
+    assert proposals["amount_eur"].stattest == m.numeric_stattest
+    assert proposals["channel"].stattest == m.categorical_stattest
+    assert proposals["score"].stattest == m.prediction_stattest
+    for p in proposals.values():  # quiet on the period it was measured on
+        assert p.threshold is not None and p.days_over_proposed == 0, p
+    assert result.days is not None and "FeatureDrift(" in result.as_python()
+    # the history: the monitored days already in monitoring.drift_metrics
+    history = calibrate(
+        world.lakehouse,
+        FRAUD,
+        source="history",
+        start=world.start,
+        end=world.end,
+        exclude=[world.end],
+    )
+    days = {p.feature: p.days for p in history.proposals}
+    assert days["amount_eur"] == DAYS - 1 and days["score"] == DAYS - 1

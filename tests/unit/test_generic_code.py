@@ -37,9 +37,6 @@ TOY = "tests.support.parcels:PARCELS"
 
 # module -> the helper branch that owns the change (issue 11); remove an entry once it is clean.
 PENDING = {
-    "slipway/monitoring/daily.py": "monitor",
-    "slipway/monitoring/reference.py": "monitor",
-    "slipway/monitoring/performance.py": "monitor",
     "slipway/serving/app.py": "shadow",
     "slipway/serving/request.py": "shadow",
     "slipway/serving/schema.py": "shadow",

@@ -4,6 +4,7 @@ temporary lakehouse) stands in for the fraud model so the whole core path runs i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -21,7 +22,14 @@ from slipway.monitoring.tables import DRIFT_METRICS, DRIFT_SHARE, PREDICTION_DRI
 from slipway.registry.store import ModelRegistry
 from slipway.scoring.batch import INPUTS, PREDICTIONS
 from slipway.training.train import predict, time_split, train_model
-from slipway.usecase import LabelSpec, ModelSpec, MonitoringSpec, UseCase
+from slipway.usecase import (
+    Examples,
+    FeatureDrift,
+    LabelSpec,
+    ModelSpec,
+    MonitoringSpec,
+    UseCase,
+)
 
 COLUMNS = MonitoredColumns(numeric=("amount", "velocity"), categorical=("channel",))
 CHANNELS = ("pos", "ecom", "atm")
@@ -149,6 +157,12 @@ TOY = UseCase(
         maturity_days=2,
         target="label",
     ),
+    examples=Examples(
+        table="gold.toy_examples",
+        row_key="transaction_id",
+        event_time="event_timestamp",
+        entity_columns=(),
+    ),
     model=TOY_MODEL,
     monitoring=MonitoringSpec(drift_share=0.3, sample_size=600, reference_size=900),
 )
@@ -224,7 +238,7 @@ def test_monitor_drift_builds_the_reference_once_and_flags_the_shifted_day(toy) 
     run = monitor_drift(lakehouse, TOY, d1, d2, run_id="r1")
     assert [d.date for d in run.days] == [d1, d2]
     ref = run.days[0].reference
-    assert ref.built_now and ref.size == 900 and ref.rows_available == 1200  # 3 validation days
+    assert ref.built_now and ref.size == 900 and ref.rows_available == 4000  # all 10 days
     assert lakehouse.file_exists(reference_module.reference_path("toy", version))
     assert not by_feature(run.days[0].outcome)["amount"].drifted
     assert by_feature(run.days[1].outcome)["amount"].drifted
@@ -257,3 +271,278 @@ def test_rerunning_a_day_replaces_exactly_its_rows(toy) -> None:
     merged = before.merge(after, on=key, suffixes=("_a", "_b"))
     same = merged["statistic_a"].fillna(-1) == merged["statistic_b"].fillna(-1)
     assert same.all(), "the seeded sample must reproduce the numbers"
+
+
+# -- per-feature rules and multi-day windows ----------------------------------------------------
+def test_a_feature_rule_overrides_its_kinds_test_and_threshold() -> None:
+    lenient = MonitoringSpec(
+        drift_share=0.3,
+        numeric_stattest="wasserstein",
+        numeric_threshold=5.0,
+        feature_drift={
+            "amount": FeatureDrift(threshold=0.05),
+            "channel": FeatureDrift(stattest="psi"),
+        },
+    )
+    cur = frame(3000, 2, amount_shift=2.0)
+    cols = by_feature(compute_drift(frame(3000, 1), cur, COLUMNS, lenient))
+    # amount: the kind's test, its own threshold; velocity keeps the kind's lenient one
+    assert cols["amount"].threshold == 0.05 and cols["amount"].stattest == "wasserstein"
+    assert cols["amount"].drifted and cols["amount"].statistic > 0.05
+    assert cols["velocity"].threshold == 5.0 and not cols["velocity"].drifted
+    # channel: another test, so the kind's threshold (on another scale) is not carried over
+    assert cols["channel"].stattest == "psi"
+    # the same shift under the kind's rule alone does not drift
+    kind_only = MonitoringSpec(numeric_stattest="wasserstein", numeric_threshold=5.0)
+    assert not by_feature(compute_drift(frame(3000, 1), cur, COLUMNS, kind_only))["amount"].drifted
+
+
+def daily_rate(days: int, level: float = 1.0, rows: int = 200) -> pd.DataFrame:
+    """A feature constant within each day: the day's values spread as N(level, 0.1) across days
+    (evenly, by quantile, so the test is exact rather than lucky), and its day."""
+    from scipy.stats import norm
+
+    values = norm.ppf((np.arange(days) + 0.5) / days, loc=level, scale=0.1)
+    order = np.random.default_rng(days).permutation(days)
+    return pd.DataFrame(
+        {"rate": np.repeat(values[order], rows), "day": np.repeat(np.arange(days), rows)}
+    )
+
+
+def test_window_days_judge_a_feature_constant_within_a_day_on_trailing_days() -> None:
+    columns = MonitoredColumns(numeric=("rate",), categorical=())
+    reference = daily_rate(28)[["rate"]]
+    trailing = daily_rate(7)[["rate"]]
+    # the most normal day there is: the reference's median, on every row of the day
+    today = pd.DataFrame({"rate": np.full(200, 1.0)})
+    plain = MonitoringSpec(numeric_stattest="wasserstein", numeric_threshold=0.5)
+    one_day = by_feature(compute_drift(reference, today, columns, plain))["rate"]
+    # a single value is at least ~0.8 std (normed Wasserstein) from a spread: every day drifts
+    assert one_day.drifted and one_day.statistic > 0.75 and one_day.window_days == 1
+    windowed = MonitoringSpec(
+        numeric_stattest="wasserstein",
+        numeric_threshold=0.5,
+        feature_drift={"rate": FeatureDrift(window_days=7)},
+    )
+    week = by_feature(compute_drift(reference, today, columns, windowed, windows={7: trailing}))
+    assert not week["rate"].drifted and week["rate"].window_days == 7
+    assert week["rate"].statistic < 0.2
+    moved = daily_rate(7, level=1.3)[["rate"]]  # three standard deviations up, all week
+    shifted = compute_drift(reference, moved.iloc[-200:], columns, windowed, windows={7: moved})
+    assert by_feature(shifted)["rate"].drifted
+
+
+def test_constant_within_day_is_recognised() -> None:
+    from slipway.monitoring.calibrate import constant_within_day
+
+    data = daily_rate(20).assign(amount=np.random.default_rng(0).normal(50, 10, 4000))
+    assert constant_within_day(data, data["day"], "rate")
+    assert not constant_within_day(data, data["day"], "amount")
+
+
+# -- the reference: the training window, not the validation window ------------------------------
+def with_monitoring(usecase: UseCase, **changes) -> UseCase:
+    return dataclasses.replace(
+        usecase, monitoring=dataclasses.replace(usecase.monitoring, **changes)
+    )
+
+
+def test_the_reference_is_the_last_reference_days_of_the_training_window(toy) -> None:
+    lakehouse, version = toy
+    usecase = with_monitoring(TOY, reference_days=4)
+    ref = reference_module.build_reference(lakehouse, usecase, version)
+    # training window START..START+9, validation the last 3 days: the reference is 6..9
+    assert ref.window == (str(START + dt.timedelta(days=6)), str(START + dt.timedelta(days=9)))
+    assert ref.training_window == (str(START), str(START + dt.timedelta(days=9)))
+    assert ref.validation_window == (str(START + dt.timedelta(days=7)), ref.window[1])
+    assert ref.rows_available == 4 * 400 and ref.size == 900
+    days = set(reference_module.day_of(ref.frame))
+    assert days == {START + dt.timedelta(days=i) for i in range(6, 10)}
+    # scores for prediction drift only from the validation days (out of sample)
+    assert set(reference_module.day_of(ref.score_frame)) == {
+        START + dt.timedelta(days=i) for i in range(7, 10)
+    }
+    # all of the training window when reference_days is None, whatever validation_days is
+    full = reference_module.build_reference(lakehouse, TOY, version)
+    assert full.window == ref.training_window and full.rows_available == 4000
+    # and the per-day validation baseline comes with it
+    base = full.baseline
+    assert [d.date for d in base.days] == [str(START + dt.timedelta(days=i)) for i in range(7, 10)]
+    assert 0 < base.recall <= 1 and base.dispersion >= 1
+    assert sum(d.caught for d in base.days) == round(
+        base.recall * sum(d.positives for d in base.days)
+    )
+
+
+def test_drift_rows_record_their_reference_and_days_inside_it_never_alert(toy) -> None:
+    from slipway.monitoring.alerts import scan_alerts
+    from slipway.registry.store import CHAMPION
+
+    lakehouse, version = toy
+    usecase = with_monitoring(
+        TOY, reference_days=4, feature_drift={"velocity": FeatureDrift(window_days=2)}
+    )
+    ModelRegistry(lakehouse).set_alias("toy", CHAMPION, version, "test", None)
+    inside = START + dt.timedelta(days=8)  # a training day, inside the reference
+    shifted = day_frame(inside, 1500, 300, amount_shift=15).drop(columns="label")
+    booster = __import__("lightgbm").Booster(
+        model_str=ModelRegistry(lakehouse).load_text("toy", version)
+    )
+    preds = shifted[["date", "transaction_id"]].assign(
+        role="champion", model_version=version, score=predict(booster, shifted, TOY_MODEL)
+    )
+    lakehouse.write(INPUTS, pa.Table.from_pandas(shifted, preserve_index=False))
+    lakehouse.write(PREDICTIONS, pa.Table.from_pandas(preds, preserve_index=False))
+    run = monitor_drift(lakehouse, usecase, inside, START + dt.timedelta(days=11), run_id="r")
+    rows = lakehouse.read_pandas(DRIFT_METRICS)
+    assert set(rows["reference_table"]) == {"training.toy_training_set"}
+    assert set(rows["reference_start"]) == {START + dt.timedelta(days=6)}
+    assert set(rows["reference_end"]) == {START + dt.timedelta(days=9)}
+    assert set(rows.loc[rows["feature"] == "velocity", "window_days"]) == {2}
+    assert set(rows.loc[rows["feature"] == "amount", "window_days"]) == {1}
+    drifted = {d.date for d in run.days if d.outcome.drifted}
+    assert inside in drifted and START + dt.timedelta(days=11) in drifted
+    scan = scan_alerts(lakehouse, usecase)
+    assert inside not in {a.date for a in scan.alerts}
+    assert [why for a, why in scan.suppressed if a.date == inside] == [
+        f"{inside} is inside the drift reference ({START + dt.timedelta(days=6)}.."
+        f"{START + dt.timedelta(days=9)})"
+    ]
+    assert START + dt.timedelta(days=11) in {a.date for a in scan.alerts}
+    # two groups (the day, the trailing 2 days) and the score: one page with every report
+    html = lakehouse.read_bytes(run.days[-1].report_uri.removeprefix(lakehouse.root + "/"))
+    assert html.count(b"<iframe") == 3 and b"trailing 2 days" in html
+
+
+# -- performance: like with like ----------------------------------------------------------------
+BASELINE = reference_module.PerformanceBaseline(
+    threshold=0.5, recall=0.6, pooled_pr_auc=0.55, dispersion=1.0
+)
+
+
+def judged(positives: int, caught: int, rows: int = 2000, baseline=BASELINE, **spec) -> dict:
+    """A day with ``positives`` of which ``caught`` score above the operating threshold."""
+    from slipway.monitoring.performance import judge_day
+
+    rng = np.random.default_rng(positives * 1000 + caught)
+    y = np.zeros(rows, dtype=int)
+    y[:positives] = 1
+    scores = rng.uniform(0.0, 0.45, rows)
+    scores[:caught] = rng.uniform(0.55, 1.0, caught)
+    scores[caught:positives] = rng.uniform(0.0, 0.45, positives - caught)
+    monitoring = MonitoringSpec(min_positives_for_performance=5, **spec)
+    return judge_day(y, scores, baseline, monitoring, 0.9)
+
+
+def test_a_quiet_day_with_few_positives_does_not_alert() -> None:
+    row = judged(positives=5, caught=2)  # recall 0.4 where validation had 0.6: noise
+    assert row["status"] == "evaluated" and row["caught"] == 2
+    assert row["recall_at_threshold"] == pytest.approx(0.4)
+    assert row["p_value"] > 0.2 and not row["degraded"]
+    assert row["pr_auc"] < BASELINE.pooled_pr_auc - 0.1  # the old pooled PR-AUC rule would alert
+
+
+def test_a_genuinely_degraded_day_alerts() -> None:
+    row = judged(positives=40, caught=5)
+    assert row["p_value"] < 1e-6 and row["degraded"]
+    assert row["reference_recall_at_threshold"] == 0.6
+
+
+def test_a_significant_but_trivial_drop_and_overdispersion_do_not_alert() -> None:
+    big = judged(positives=3000, caught=1710, rows=20000)  # 0.57: significant, 3 points
+    assert big["p_value"] < 0.01 and not big["degraded"]
+    plain = judged(positives=30, caught=12, performance_alpha=0.05)  # 0.4 vs 0.6
+    assert plain["p_value"] < 0.05 and plain["degraded"]
+    runs = dataclasses.replace(BASELINE, dispersion=3.0)  # positives come in runs of ~3
+    clustered = judged(positives=30, caught=12, baseline=runs, performance_alpha=0.05)
+    assert clustered["p_value"] > 0.05 and not clustered["degraded"]
+
+
+def test_shortfall_p_value_matches_the_binomial() -> None:
+    from scipy.stats import binom
+
+    from slipway.monitoring.performance import shortfall_p_value
+
+    for n, k, r in [(5, 2, 0.6), (40, 5, 0.6), (30, 12, 0.6), (12, 11, 0.3)]:
+        assert shortfall_p_value(k, n, r) == pytest.approx(binom.cdf(k, n, r))
+    assert shortfall_p_value(5, 5, 0.9) == 1.0 and shortfall_p_value(0, 0, 0.5) == 1.0
+
+
+def test_performance_with_a_rule_label_drops_exclusions_and_flags_the_degraded_day(toy) -> None:
+    from slipway.monitoring.performance import evaluate_performance
+    from slipway.usecase import LabelRule
+
+    lakehouse, _ = toy
+    usecase = dataclasses.replace(
+        TOY,
+        label=LabelSpec(
+            maturity_days=0,
+            target="label",
+            rule=LabelRule(
+                columns=("outcome", "cancelled"),
+                positive=lambda f: f["outcome"] > 0.5,
+                exclude=lambda f: f["cancelled"],
+            ),
+        ),
+    )
+    d1, d2 = START + dt.timedelta(days=10), START + dt.timedelta(days=11)
+    preds = lakehouse.read_pandas(PREDICTIONS)
+    truth = pd.concat([day_frame(d1, 1500, 100), day_frame(d2, 1500, 101, amount_shift=15)])
+    examples = preds[["date", "transaction_id", "score"]].merge(
+        truth[["transaction_id", "label"]], on="transaction_id"
+    )
+    examples["outcome"] = examples["label"].astype(float)
+    # d2: the positives are the rows the model scores lowest: it misses all of them
+    low = examples[examples["date"] == d2].nsmallest(60, "score").index
+    examples.loc[examples["date"] == d2, "outcome"] = 0.0
+    examples.loc[low, "outcome"] = 1.0
+    examples["cancelled"] = False
+    examples.loc[examples[examples["date"] == d1].index[:100], "cancelled"] = True
+    lakehouse.write(
+        "gold.toy_examples",
+        pa.Table.from_pandas(
+            examples[["date", "transaction_id", "outcome", "cancelled"]], preserve_index=False
+        ),
+    )
+    run = evaluate_performance(lakehouse, usecase, d1, d2, run_id="p")
+    by_day = {r["date"]: r for r in run.rows}
+    assert by_day[d1]["excluded"] == 100 and by_day[d1]["rows"] == 1400
+    assert by_day[d1]["status"] == "evaluated" and not by_day[d1]["degraded"]
+    assert by_day[d2]["positives"] == 60 and by_day[d2]["caught"] == 0 and by_day[d2]["degraded"]
+    stored = lakehouse.read_pandas("monitoring.performance")
+    assert set(stored["labels_table"]) == {"gold.toy_examples"}
+    assert stored.set_index("date").loc[d2, "degraded"]
+
+
+# -- calibration --------------------------------------------------------------------------------
+def test_calibration_proposes_thresholds_quiet_on_the_reference_and_alert_on_a_shift(toy) -> None:
+    from slipway.monitoring.calibrate import calibrate
+    from slipway.registry.store import CHAMPION
+
+    lakehouse, version = toy
+    ModelRegistry(lakehouse).set_alias("toy", CHAMPION, version, "test", None)
+    result = calibrate(lakehouse, TOY, source="reference")
+    proposals = {p.feature: p for p in result.proposals}
+    assert set(proposals) == {"amount", "velocity", "channel", "score"}
+    assert proposals["amount"].stattest == "wasserstein"
+    assert proposals["channel"].stattest == "jensenshannon"
+    assert proposals["score"].stattest == "psi" and proposals["score"].days == 3  # valid days
+    for p in proposals.values():
+        assert p.threshold is not None and p.threshold >= p.high  # no normal day over it
+        assert p.days_over_proposed == 0
+    assert proposals["amount"].days == 10
+    snippet = result.as_python()
+    assert 'FeatureDrift(stattest="wasserstein", threshold=' in snippet
+    # the proposal, pasted into the declaration: the normal day is quiet, the shifted one drifts
+    calibrated = with_monitoring(TOY, feature_drift=result.feature_drift())
+    run = monitor_drift(
+        lakehouse, calibrated, START + dt.timedelta(days=10), START + dt.timedelta(days=11)
+    )
+    normal, moved = run.days
+    assert not by_feature(normal.outcome)["amount"].drifted
+    assert by_feature(moved.outcome)["amount"].drifted
+    assert by_feature(moved.outcome)["amount"].threshold == proposals["amount"].threshold
+    # history: the rows just measured, with the proposed tests
+    history = calibrate(lakehouse, calibrated, source="history")
+    assert {p.feature: p.days for p in history.proposals}["amount"] == 2
+    assert history.as_dict()["feature_drift"]["amount"]["stattest"] == "wasserstein"

@@ -11,23 +11,16 @@ import base64
 import dagster as dg
 import pandas as pd
 
-from assets.lib.keys import asset_key, scoped_name
+from assets.lib.keys import asset_key, scoped_name, table_key
 from assets.lib.metadata import preview, written
 from assets.lib.partitions import daily_partitions, partition_dates
 from assets.scoring.assets import predictions_key
-from assets.training.assets import label_deps
 from slipway.lakehouse import Lakehouse
-from slipway.monitoring.alerts import contract_failures, training_window_end
+from slipway.monitoring.alerts import contract_failures, drift_check
 from slipway.monitoring.charts import drift_share_png
 from slipway.monitoring.daily import DriftRun, monitor_drift
-from slipway.monitoring.performance import evaluate_performance
-from slipway.monitoring.tables import (
-    DRIFT_METRICS,
-    DRIFT_SHARE,
-    PREDICTION_DRIFT,
-    VALUE_DRIFT,
-    read_days,
-)
+from slipway.monitoring.performance import evaluate_performance, labels_table
+from slipway.monitoring.tables import DRIFT_METRICS, read_days
 from slipway.usecase import UseCase
 
 MONITORING = "monitoring"
@@ -82,35 +75,6 @@ def _chart(lakehouse: Lakehouse, usecase: UseCase) -> tuple[str | None, str | No
     return f"![drift share per day](data:image/png;base64,{encoded})", uri
 
 
-def _drift_description(rows: pd.DataFrame) -> tuple[bool, str, dict[str, list[str]]]:
-    """Whether no day drifted, a line per drifted day (then features drifting on quieter days),
-    and the drifted features per day."""
-    lines, by_day, quiet, ok = [], {}, {}, True
-    for (day, version), group in rows.groupby(["date", "model_version"], sort=True):
-        features = group[(group["metric"] == VALUE_DRIFT) & group["drifted"]]["feature"].tolist()
-        by_day[f"{day} v{version}"] = features
-        share = group[group["metric"] == DRIFT_SHARE]
-        pred = group[group["metric"] == PREDICTION_DRIFT]
-        day_drift, pred_drift = bool(share["drifted"].any()), bool(pred["drifted"].any())
-        if not (day_drift or pred_drift):
-            for f in features:
-                quiet[f] = quiet.get(f, 0) + 1
-            continue
-        ok = False
-        text = f"{day} v{version}: "
-        if not share.empty:
-            text += f"share {share['statistic'].iloc[0]:.2f}{' (day drifted)' if day_drift else ''}"
-        if pred_drift:
-            text += f"; prediction drift {pred['statistic'].iloc[0]:.4f}"
-        lines.append(text + f"; features: {', '.join(features) or 'none'}")
-    if quiet:
-        lines.append(
-            "below the day threshold: "
-            + ", ".join(f"{f} ({n} d)" for f, n in sorted(quiet.items(), key=lambda x: -x[1]))
-        )
-    return ok, "\n".join(lines) or "no feature drifted", by_day
-
-
 def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
     spec = usecase.model
     assert spec is not None
@@ -129,8 +93,10 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         kinds={"evidently", "delta"},
         description=(
             f"Evidently drift of each scored day (a {mon.sample_size}-row seeded sample of "
-            f"`scoring.inputs`) against the champion's reference ({mon.reference_size} rows of its "
-            f"validation window), per feature and for the score; the day drifts at a drifted share "
+            f"`scoring.inputs`) against the champion's reference ({mon.reference_size} rows of the "
+            f"last {mon.reference_days or 'all'} days of its training window), per feature (with "
+            "the declared per-feature tests and multi-day windows) and for the score; the day "
+            f"drifts at a drifted share "
             f"of {mon.drift_share} or on prediction drift. Rows in `{DRIFT_METRICS}`, an HTML "
             "report per day under `reports/monitoring/`."
         ),
@@ -171,6 +137,8 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
                         "uri": r.uri,
                         "rows": r.size,
                         "window": list(r.window),
+                        "training_window": list(r.training_window),
+                        "validation_window": list(r.validation_window),
                         "training_set": r.training_set,
                         "built_now": r.built_now,
                     }
@@ -197,44 +165,34 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         required_resource_keys={"lakehouse"},
     )
     def no_drift(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        lakehouse = context.resources.lakehouse.get(usecase.name)
-        rows = read_days(lakehouse, DRIFT_METRICS).to_pandas()
-        rows = rows[rows["model_name"] == spec.name]
-        checked = rows[rows["run_id"] == context.run.run_id]
-        if checked.empty and not rows.empty:  # run on its own: judge the latest day
-            checked = rows[rows["date"] == rows["date"].max()]
-        # Days the model was trained on are its reference, not news (the same rule as the alerts):
-        # the first days of a cold start differ from steady state and would warn on every backfill.
-        trained_through = training_window_end(lakehouse, spec.name)
-        inside = (
-            checked[checked["date"] <= trained_through] if trained_through else checked.iloc[0:0]
+        verdict = drift_check(
+            context.resources.lakehouse.get(usecase.name), usecase, context.run.run_id
         )
-        checked = checked[checked["date"] > trained_through] if trained_through else checked
-        ok, text, by_day = _drift_description(checked)
-        if not inside.empty:
-            text += f" ({inside['date'].nunique()} day(s) up to {trained_through} are inside the champion's training data: not judged)"
         return dg.AssetCheckResult(
-            passed=ok,
+            passed=verdict.passed,
             severity=dg.AssetCheckSeverity.WARN,
-            description=text[:2000],
+            description=verdict.description[:2000],
             metadata={
-                "days_checked": int(checked[["date", "model_version"]].drop_duplicates().shape[0]),
-                "drifted_features": dg.MetadataValue.json(by_day),
+                "days_checked": verdict.days_checked,
+                "days_not_judged": verdict.not_judged,
+                "drifted_features": dg.MetadataValue.json(verdict.drifted_features),
             },
         )
 
     @dg.asset(
         key=PERFORMANCE_KEY,
-        deps=[PREDICTIONS_KEY, *label_deps(usecase)],
+        deps=[PREDICTIONS_KEY, table_key(usecase, labels_table(usecase))],
         group_name=scoped_name(usecase, MONITORING),
         partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"lightgbm", "delta"},
         description=(
-            f"PR-AUC and recall at precision {spec.precision_target} of the champion's scores on "
-            f"each day whose labels matured ({usecase.label.maturity_days} days), against its "
-            f"validation figures; a drop above {mon.max_pr_auc_drop} is degraded. Days not yet "
-            "matured are skipped (re-run them later)."
+            f"Positives caught at the champion's validation operating threshold (precision "
+            f"{spec.precision_target}) on each day whose labels matured "
+            f"({usecase.label.maturity_days} days), tested against its validation recall for the "
+            f"day's number of positives (degraded at p < {mon.performance_alpha} and a recall "
+            f"{mon.min_recall_drop} below); PR-AUC shown against a median validation day. Days "
+            "not yet matured are skipped (re-run them later)."
         ),
         required_resource_keys={"lakehouse"},
     )
@@ -246,7 +204,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         )
         note = (
             f"{len(run.skipped)} day(s) skipped: labels not matured (latest "
-            f"{usecase.label.stream} day {run.latest_label_day}, matured until {run.matured_until})"
+            f"{labels_table(usecase)} day {run.latest_label_day}, matured until {run.matured_until})"
             if run.skipped
             else "every day of the range evaluated"
         )
@@ -259,9 +217,12 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
                     "status",
                     "rows",
                     "positives",
+                    "caught",
+                    "recall_at_threshold",
+                    "reference_recall_at_threshold",
+                    "p_value",
                     "pr_auc",
-                    "recall_at_precision",
-                    "pr_auc_drop",
+                    "reference_pr_auc",
                     "degraded",
                 ]
             ]
@@ -283,9 +244,3 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         return dg.MaterializeResult(metadata=metadata)
 
     return [drift, performance], [no_drift]
-
-
-def definitions(usecase: UseCase) -> dg.Definitions:
-    """Monitoring's definitions: drift and performance, with the drift check."""
-    assets, checks = monitoring_definitions(usecase)
-    return dg.Definitions(assets=assets, asset_checks=checks)

@@ -268,17 +268,9 @@ FLIGHTS = UseCase(
     monitoring=MonitoringSpec(
         # Three of the nine monitored features past their line is a drifted day.
         drift_share=0.3,
-        # Effect sizes (normed Wasserstein, Jensen-Shannon), calibrated on January-February
-        # 2013 against a reference of 7-20 February (the last 14 training days of a champion
-        # trained through the 20th). One-day distances of the schedule features: distance p95
-        # 0.075, sched_dep_hour p95 0.13 (the blizzard's 9 February: 0.70), dest p95 0.126
-        # (9 February: 0.21), carrier p95 0.07.
         numeric_stattest="wasserstein",
-        numeric_threshold=0.15,
         categorical_stattest="jensenshannon",
-        categorical_threshold=0.15,
         prediction_stattest="psi",
-        prediction_threshold=0.25,
         sample_size=20_000,
         reference_size=20_000,
         # Delays come in bad days (weather, a hub's meltdown): a day's PR-AUC swings with them.
@@ -298,18 +290,29 @@ FLIGHTS = UseCase(
             "wx_visib",
             "wx_wind_speed",
         ),
-        # Daily rates are one value per route or carrier and day, hourly weather one per origin
-        # and hour, and weather is autocorrelated for days: one-day distances of normal days run
-        # 0.4-2 (wx_temp p50 0.93). Over 7-day windows, the week after the reference stays below
-        # 0.40 (wx_temp), 0.30 (wx_visib), 0.58 (wx_wind_speed), 0.44 (carrier_delay_rate_7d),
-        # 0.08 (route_delay_rate_28d); January's cold weeks against February reach 1.4-1.8 on
-        # wx_temp.
+        # Proposed by `python -m slipway.monitoring.calibrate --usecase flights` on make run's
+        # world (reference 15-28 February 2013, champion v1; each day against the rest of the
+        # reference, 99th percentile x 1.25). Normal days' medians: distance 0.022, dest 0.055,
+        # route rate 0.064, carrier rate 0.39, wx_temp 0.39, wx_visib 0.27, wind 0.51, score
+        # PSI 0.38; the one-day score PSI of a normal day reaches 1.33 (the whole day's risk moves
+        # with its weather), which is why the default 0.25 flagged five of seven normal days.
+        # Daily rates and hourly weather have a few values a day and are autocorrelated for
+        # days: they are compared over 7-day windows.
         feature_drift={
-            "route_delay_rate_28d": FeatureDrift(threshold=0.3, window_days=7),
-            "carrier_delay_rate_7d": FeatureDrift(threshold=0.6, window_days=7),
-            "wx_temp": FeatureDrift(threshold=0.6, window_days=7),
-            "wx_visib": FeatureDrift(threshold=0.6, window_days=7),
-            "wx_wind_speed": FeatureDrift(threshold=0.7, window_days=7),
+            "distance": FeatureDrift(stattest="wasserstein", threshold=0.218),
+            "sched_dep_hour": FeatureDrift(stattest="wasserstein", threshold=1.59),
+            "route_delay_rate_28d": FeatureDrift(
+                stattest="wasserstein", threshold=0.147, window_days=7
+            ),
+            "carrier_delay_rate_7d": FeatureDrift(
+                stattest="wasserstein", threshold=0.651, window_days=7
+            ),
+            "wx_temp": FeatureDrift(stattest="wasserstein", threshold=2.39, window_days=7),
+            "wx_wind_speed": FeatureDrift(stattest="wasserstein", threshold=1.25, window_days=7),
+            "wx_visib": FeatureDrift(stattest="wasserstein", threshold=1.85, window_days=7),
+            "carrier_code": FeatureDrift(stattest="jensenshannon", threshold=0.146),
+            "dest": FeatureDrift(stattest="jensenshannon", threshold=0.318),
+            "score": FeatureDrift(stattest="psi", threshold=1.65),
         },
     ),
 )

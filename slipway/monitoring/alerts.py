@@ -78,7 +78,7 @@ def contract_failures(
 ) -> dict[dt.date, str]:
     """Days whose silver contract tripped the circuit breaker on an input stream, with why.
 
-    The label stream is left out: late or bad chargebacks say nothing about the day's inputs.
+    The label stream is left out: late or bad labels say nothing about the day's inputs.
     """
     failed: dict[dt.date, str] = {}
     if not days:
@@ -291,7 +291,7 @@ def training_window_end(lakehouse: Lakehouse, model_name: str) -> dt.date | None
     """The last day of the champion's training data (the end of its validation window), if any.
 
     Days up to it are the model's own reference, not news: neither an alert nor a warning. (The
-    training set's as-of day is later: transactions after as-of minus the label maturity were not
+    training set's as-of day is later: examples after as-of minus the label maturity were not
     matured, so they are not in it.)
     """
     from slipway.registry.store import CHAMPION, ModelRegistry

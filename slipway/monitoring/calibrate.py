@@ -26,7 +26,7 @@ sample size and a threshold only means something for one test. With ``reference`
 feature that has few values per day but many across the reference (a daily rate: constant
 within a day) is proposed ``window_days`` 7 (or the declared window, if longer).
 
-Run ``python -m slipway.monitoring.calibrate --usecase fraud`` (or ``slipway
+Run ``python -m slipway.monitoring.calibrate --usecase NAME`` (or ``slipway
 monitoring-calibrate``); paste the printed ``feature_drift=...`` block into the declaration's
 ``MonitoringSpec``. See docs/monitoring.md.
 """

@@ -169,8 +169,8 @@ def compute_drift(
     """Compare ``current`` with ``reference`` (both as ``drift_frame`` returns them).
 
     A feature whose rule has ``window_days`` = w > 1 is compared on ``windows[w]`` (the trailing
-    w days, as ``drift_frame`` returns them) instead of ``current``; without it the day's rows
-    are used. Prediction drift is computed when both frames carry a ``score`` column, against
+    w days, as ``drift_frame`` returns them) instead of ``current``; without it the feature is
+    not evaluated (left out of the share), since one day of it cannot be judged. Prediction drift is computed when both frames carry a ``score`` column, against
     ``score_reference`` when given (the reference's out-of-sample rows).
     """
     kinds: dict[str, ColumnKind] = {
@@ -185,11 +185,17 @@ def compute_drift(
     groups: dict[tuple[str, int], list[str]] = {}
     frames: dict[tuple[str, int], tuple[pd.DataFrame, pd.DataFrame]] = {}
     window_of: dict[str, int] = {}
+    verdicts: dict[str, ColumnDrift] = {}
     for name, kind in kinds.items():
         w = monitoring.feature_rule(name).window_days if kind != "score" else 1
-        if w > 1 and w not in windows:
-            w = 1
         window_of[name] = w
+        if w > 1 and w not in windows:
+            # one day of a feature declared constant within a day says nothing: not judged
+            verdicts[name] = ColumnDrift(
+                name, kind, None, math.nan, None, False,
+                f"needs a {w}-day window, none given: not evaluated", w,
+            )  # fmt: skip
+            continue
         if kind == "score" and score_reference is not None:
             key = ("score", 1)
             frames[key] = (current, score_ref)
@@ -200,7 +206,6 @@ def compute_drift(
             key = ("day", 1)
             frames[key] = (current, reference)
         groups.setdefault(key, []).append(name)
-    verdicts: dict[str, ColumnDrift] = {}
     snapshots: list[tuple[str, Any]] = []
     for key, names in sorted(groups.items(), key=lambda kv: (kv[0][0] != "day", kv[0])):
         cur, ref = frames[key]
@@ -220,7 +225,7 @@ def compute_drift(
         snapshots.append((label, snapshot))
         verdicts.update(_parse(snapshot.dict(), kinds))
     for name, w in window_of.items():
-        if w > 1 and name in verdicts:
+        if w > 1 and name in verdicts and verdicts[name].window_days != w:
             v = verdicts[name]
             verdicts[name] = ColumnDrift(
                 v.feature, v.kind, v.stattest, v.statistic, v.threshold, v.drifted, v.detail, w

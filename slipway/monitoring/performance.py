@@ -24,8 +24,8 @@ the day had:
   (both from :class:`~slipway.monitoring.reference.PerformanceBaseline`, recomputed from the
   version's validation predictions when its reference is built);
 * on a day with ``n`` positives of which ``k`` score at or above ``t``, a model as good as on
-  validation catches ``k ~ Binomial(n, r0)``; positives are not independent (fraud comes in runs
-  that are caught or missed together), so ``n`` and ``k`` are divided by the dispersion ``phi``
+  validation catches ``k ~ Binomial(n, r0)``; positives are not independent (they may come in
+  runs that are caught or missed together), so ``n`` and ``k`` are divided by the dispersion ``phi``
   measured on the validation days (the Pearson statistic of their caught counts, >= 1), a
   quasi-binomial test;
 * the day is degraded when ``P(K <= k)`` is below ``MonitoringSpec.performance_alpha`` *and* its

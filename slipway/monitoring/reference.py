@@ -101,10 +101,10 @@ def monitored_columns(usecase: UseCase) -> MonitoredColumns:
 def drift_frame(df: pd.DataFrame, spec: ModelSpec, columns: MonitoredColumns) -> pd.DataFrame:
     """The frame Evidently compares: what the model sees, with categoricals kept as raw strings.
 
-    Numerics get the model's own coercion and missing defaults (so a customer without history
-    compares as zero recent transactions on both sides). Categoricals stay strings instead of the
+    Numerics get the model's own coercion and missing defaults (so an entity without history
+    compares as zero recent events on both sides). Categoricals stay strings instead of the
     model's fixed categories: the model turns an unseen value into missing, which would hide a
-    brand-new channel from drift detection.
+    brand-new category from drift detection.
     """
     out = pd.DataFrame(index=df.index)
     for name in columns.numeric:

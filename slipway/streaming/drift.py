@@ -64,6 +64,7 @@ def served_drift(
             drift_frame(sample, spec, columns),
             columns,
             usecase.monitoring,
+            score_reference=drift_frame(reference.score_frame, spec, columns),
         )
         lakehouse.write_bytes(
             f"reports/monitoring/{spec.name}/served-drift/{day.isoformat()}/v{int(version):04d}.html",

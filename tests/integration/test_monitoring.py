@@ -157,8 +157,6 @@ def test_drift_rows_reports_and_reference(world: World) -> None:
     }
     assert set(rows["reference_table"]) == {record.training_set["table"]}
     assert set(rows["reference_version"]) == {int(record.training_set["version"])}
-    # every monitored day is after the reference: none of them is judged against itself
-    assert rows["date"].min() > chosen[-1]
     # one HTML report per day, a real Evidently page naming the features
     for uri in rows["report_uri"].unique():
         html = Path(uri).read_bytes()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,9 +184,11 @@ def day_frame(day: dt.date, n: int, seed: int, amount_shift: float = 0.0) -> pd.
     return df
 
 
-@pytest.fixture
-def toy(lakehouse: Lakehouse) -> tuple[Lakehouse, int]:
-    """A registered toy model (trained on 10 days) and two scored days after them."""
+@pytest.fixture(scope="module")
+def toy_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A registered toy model (trained on 10 days) and two scored days after them, built once."""
+    root = tmp_path_factory.mktemp("toy")
+    lakehouse = Lakehouse(root / "lakehouse")
     train_days = [START + dt.timedelta(days=i) for i in range(10)]
     training = pd.concat(
         [day_frame(d, 400, i) for i, d in enumerate(train_days)], ignore_index=True
@@ -228,8 +231,18 @@ def toy(lakehouse: Lakehouse) -> tuple[Lakehouse, int]:
     lakehouse.write(
         PREDICTIONS, pa.Table.from_pandas(preds, preserve_index=False), partition_by=["date"]
     )
+    return root, version
+
+
+@pytest.fixture
+def toy(toy_template: tuple[Path, int], tmp_path: Path) -> tuple[Lakehouse, int]:
+    """A private copy of the toy world (its MLflow store relocated), for a test to change."""
+    from tests.support.pipeline import copy_world
+
+    root, version = toy_template
+    copy_world(root, tmp_path / "toy")
     reference_module._CACHE.clear()
-    return lakehouse, version
+    return Lakehouse(tmp_path / "toy" / "lakehouse"), version
 
 
 def test_monitor_drift_builds_the_reference_once_and_flags_the_shifted_day(toy) -> None:
@@ -327,6 +340,9 @@ def test_window_days_judge_a_feature_constant_within_a_day_on_trailing_days() ->
     week = by_feature(compute_drift(reference, today, columns, windowed, windows={7: trailing}))
     assert not week["rate"].drifted and week["rate"].window_days == 7
     assert week["rate"].statistic < 0.2
+    # without its window (e.g. one day of served traffic) the feature is not judged at all
+    alone = by_feature(compute_drift(reference, today, columns, windowed))["rate"]
+    assert alone.stattest is None and not alone.drifted and "7-day window" in alone.detail
     moved = daily_rate(7, level=1.3)[["rate"]]  # three standard deviations up, all week
     shifted = compute_drift(reference, moved.iloc[-200:], columns, windowed, windows={7: moved})
     assert by_feature(shifted)["rate"].drifted
@@ -546,3 +562,21 @@ def test_calibration_proposes_thresholds_quiet_on_the_reference_and_alert_on_a_s
     history = calibrate(lakehouse, calibrated, source="history")
     assert {p.feature: p.days for p in history.proposals}["amount"] == 2
     assert history.as_dict()["feature_drift"]["amount"]["stattest"] == "wasserstein"
+
+
+def test_a_metrics_table_written_by_older_code_gains_the_new_columns(lakehouse: Lakehouse) -> None:
+    from slipway.monitoring.tables import DRIFT_SCHEMA, replace_days
+
+    old_fields = [f for f in DRIFT_SCHEMA if f.name not in {"window_days", "reference_start"}]
+    old = pa.schema(old_fields)
+    d1, d2 = dt.date(2026, 8, 1), dt.date(2026, 8, 2)
+    row = {"date": d1, "model_name": "m", "model_version": 1, "feature": "a", "metric": "x"}
+    lakehouse.write(
+        DRIFT_METRICS, pa.Table.from_pylist([row], schema=old), partition_by=["date"], schema=old
+    )
+    new = {**row, "date": d2, "window_days": 7, "reference_start": d1}
+    replace_days(lakehouse, DRIFT_METRICS, [new], DRIFT_SCHEMA, d2, d2)
+    stored = lakehouse.read_pandas(DRIFT_METRICS).sort_values("date")
+    assert stored["date"].tolist() == [d1, d2]  # the old day survives, with nulls
+    assert pd.isna(stored["window_days"].iloc[0]) and stored["window_days"].iloc[1] == 7
+    assert stored["reference_start"].iloc[1] == d1

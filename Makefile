@@ -17,7 +17,7 @@ USECASE ?=
 # e.g. `make run RUN_ARGS=--verbose` (Dagster's whole event log) or `RUN_ARGS="--days 20"`
 RUN_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-shadow clean
+.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-shadow bench-flights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-streaming: env ## live path end to end at 1,000 events/s; daily-materializ
 
 bench-shadow: env ## shadow scoring overhead per decision; time for a rollback to reach the live path
 	$(PY) -m benchmarks shadow
+
+bench-flights: env ## flights: plain LightGBM on raw columns vs the champion of make run USECASE=flights
+	$(PY) -m benchmarks flights_baseline
 
 clean: ## remove generated data, the Dagster instance history and dbt artefacts
 	rm -rf data dbt_project/target dbt_project/logs

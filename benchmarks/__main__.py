@@ -21,6 +21,7 @@ BENCHMARKS = {
     "windows": "window aggregator per event (embedded, Redis) and the window backfill",
     "streaming": "the live path end to end at 1,000 events/s; daily-materialized vs fresh features",
     "shadow": "shadow scoring overhead per decision, and the time a rollback takes to reach the live path",
+    "flights_baseline": "flights: a plain LightGBM on raw columns against the platform champion",
 }
 
 

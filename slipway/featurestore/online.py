@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
@@ -42,11 +42,10 @@ class MaterializeReport:
     recovered: list[str] = field(default_factory=list)  # views a dead load left MATERIALIZING
 
 
-def latest_feature_time(
-    lakehouse: Lakehouse, tables: Sequence[str], column: str = "feature_ts"
-) -> dt.datetime | None:
+def latest_feature_time(lakehouse: Lakehouse, tables: Mapping[str, str]) -> dt.datetime | None:
+    """The newest row time over ``tables`` (table -> its timestamp column, as each source says)."""
     latest = None
-    for name in tables:
+    for name, column in tables.items():
         if not lakehouse.exists(name):
             continue
         value = pc.max(lakehouse.read(name, columns=[column])[column]).as_py()
@@ -72,7 +71,11 @@ def materialize_online(
         for fv in store.list_feature_views()
         if fv.online and (feature_views is None or fv.name in feature_views)
     ]
-    tables = [fv.batch_source.table for fv in views if hasattr(fv.batch_source, "table")]
+    tables = {
+        fv.batch_source.table: fv.batch_source.timestamp_field
+        for fv in views
+        if hasattr(fv.batch_source, "table")
+    }
     newest = latest_feature_time(lakehouse, tables)
     if newest is None:
         raise ValueError(f"no feature rows in {tables}: nothing to materialize")

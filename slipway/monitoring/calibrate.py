@@ -77,7 +77,7 @@ P_VALUE_TESTS = frozenset(
     }
 )
 CONSTANT_WITHIN_DAY_VALUES = 24
-"""At most this many distinct values a day (hourly weather, a daily rate) ..."""
+"""At most this many distinct values a day (an hourly reading, a daily rate) ..."""
 CONSTANT_WITHIN_DAY_RATIO = 5
 """... and this many times more across the reference: the feature moves by day, not by row."""
 SUGGESTED_WINDOW = 7

@@ -101,7 +101,7 @@ def test_broken_upstream_trips_the_breaker_and_holds_the_day(broken_world) -> No
     for i in (0, 3, 4, 5, 7):
         assert not audit[day(i)]["breaker_tripped"], (day(i), audit[day(i)]["breaker_reason"])
         assert silver[day(i)] > 300
-    check = _checks(result)["silver/transactions:contract"]
+    check = _checks(result)["fraud/silver/transactions:contract"]
     assert not check.passed
     for i in HELD:
         assert day(i).isoformat() in check.description

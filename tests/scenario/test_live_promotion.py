@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from slipway.simulator import CovariateDrift
 
 from slipway.lakehouse import Lakehouse
 from slipway.registry import ModelRegistry
@@ -25,6 +24,7 @@ from slipway.streaming.replay import landed_lines, replay, seed_window_state
 from slipway.streaming.served import SERVED, drain_served
 from slipway.streaming.streams import open_streams
 from slipway.usecases import get_usecase
+from slipway.usecases.fraud.simulator import CovariateDrift
 from tests.scenario.conftest import copy_world, next_day, simulator
 from tests.support.automation import Automation
 from tests.support.pipeline import slipway_env

@@ -66,8 +66,10 @@ def _initialise_pools(home: Path) -> None:
     from slipway.ingest.pipeline import bronze_table, silver_table
     from slipway.usecases.fraud import FRAUD
 
+    tables = [t for s in FRAUD.streams for t in (bronze_table(s.name), silver_table(s.name))]
+    tables += [silver_table(r.name) for r in FRAUD.references]
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for table in (bronze_table("transactions"), silver_table("transactions")):
+        for table in tables:  # every writer's pool: one left to first use can race
             instance.event_log_storage.set_concurrency_slots(writer_pool(FRAUD, table), 1)
 
 

@@ -40,7 +40,7 @@ KILLED = textwrap.dedent(
     from slipway.settings import load_settings
     import datetime as dt
     store = open_store()
-    materialize_online(store, Lakehouse(load_settings().lakehouse_root), dt.date(2026, 8, 10))
+    materialize_online(store, Lakehouse(load_settings("fraud").lakehouse_root), dt.date(2026, 8, 10))
     print("NOT KILLED")
     """
 )

@@ -156,7 +156,7 @@ def rollback_rows(
     from slipway.settings import load_settings
     from slipway.usecases import get_usecase
 
-    registry = ModelRegistry(Lakehouse(load_settings().lakehouse_root))
+    registry = ModelRegistry(Lakehouse(load_settings("fraud").lakehouse_root))
     rows = []
     env = dict(os.environ)
     for reload in reloads:
@@ -249,7 +249,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
         usecase = get_usecase()
         model = usecase.model.name
-        registry = ModelRegistry(Lakehouse(load_settings().lakehouse_root))
+        registry = ModelRegistry(Lakehouse(load_settings("fraud").lakehouse_root))
         champion, challenger = _challenger(registry, model)
         day = dt.date.fromisoformat(info["end"])
         lines = landed_lines(WORLD / "landing", usecase.primary.name, day)

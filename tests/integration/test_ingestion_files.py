@@ -131,7 +131,7 @@ def test_the_range_runs_and_only_the_bad_files_days_are_held(damaged) -> None:
     _, lakehouse, result, _ = damaged
     steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
     # bronze and silver ran for the whole range; only the blocking check fails, as it must
-    assert steps == {"silver__transactions_contract"}, steps
+    assert steps == {"fraud__silver__transactions_contract"}, steps
     audit = _audit(lakehouse)
     assert set(audit) == {day(i) for i in range(7)}
     held = {d for d, r in audit.items() if r["breaker_tripped"]}

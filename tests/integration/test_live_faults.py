@@ -149,7 +149,7 @@ def test_two_consumer_processes_on_entity_partitions_keep_exact_parity(
         )
     env = {**os.environ, **env_for(root), **extra}
     lines = landed_lines(pipeline.landing_root, "transactions", pipeline.end)
-    lakehouse = Lakehouse(root / "lakehouse")
+    lakehouse = Lakehouse(root / "lakehouse" / "fraud")
     with slipway_env(root, extra):
         from slipway.serving.scorer import OnlineScorer
 

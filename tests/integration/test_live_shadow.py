@@ -88,7 +88,7 @@ def shadow(
     lines = landed_lines(pipeline.landing_root, usecase.primary.name, pipeline.end)
     half = len(lines) // 2
     with slipway_env(root, extra):
-        lakehouse = Lakehouse(root / "lakehouse")
+        lakehouse = Lakehouse(root / "lakehouse" / "fraud")
         registry = ModelRegistry(lakehouse)
         champion = registry.alias(model, CHAMPION)
         challenger = register_shifted_challenger(registry, model, SHIFT)
@@ -145,7 +145,7 @@ def test_only_the_champion_decision_is_returned(shadow: ShadowWorld) -> None:
 
     record = json.loads(shadow.lines[0])
     with slipway_env(shadow.root, shadow.extra):
-        registry = ModelRegistry(Lakehouse(shadow.root / "lakehouse"))
+        registry = ModelRegistry(Lakehouse(shadow.root / "lakehouse" / "fraud"))
         registry.set_routing(
             get_usecase().model.name, Routing(mode=SHADOW, reason="test: shadow again")
         )
@@ -202,7 +202,7 @@ def test_the_guard_trips_a_deliberately_worse_challenger(
     root = _world(pipeline, tmp_path / "world")
     lines = landed_lines(pipeline.landing_root, usecase.primary.name, pipeline.end)[:400]
     with slipway_env(root, _extra(backend, request)):
-        lakehouse = Lakehouse(root / "lakehouse")
+        lakehouse = Lakehouse(root / "lakehouse" / "fraud")
         registry = ModelRegistry(lakehouse)
         champion = registry.alias(model, CHAMPION)
         worse = register_shifted_challenger(registry, model, 4.0, "deliberately worse")
@@ -290,7 +290,7 @@ def test_a_rollback_is_picked_up_live_without_a_restart(
         return [m for m in registry.alias_history(model) if m.alias == alias][-1].set_at.timestamp()
 
     with slipway_env(root, extra):
-        registry = ModelRegistry(Lakehouse(root / "lakehouse"))
+        registry = ModelRegistry(Lakehouse(root / "lakehouse" / "fraud"))
         champion = registry.alias(model, CHAMPION)
         challenger = register_shifted_challenger(registry, model, SHIFT)
         scorer = OnlineScorer.from_env(usecase, reload_every=1.0)  # a live scorer, polling

@@ -75,17 +75,18 @@ def store(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("SLIPWAY_LAKEHOUSE_ROOT", str(tmp_path / "lakehouse"))
     monkeypatch.delenv("SLIPWAY_MLFLOW_TRACKING_URI", raising=False)
     if request.param == "embedded":
-        yield tracking_store(str(tmp_path / "lakehouse"))
+        yield tracking_store(str(tmp_path / "lakehouse" / "fraud"))
         return
     postgres_url = request.getfixturevalue("postgres_url")
     with throwaway_database(postgres_url, "mlflow_test") as url:
         monkeypatch.setenv("SLIPWAY_MLFLOW_TRACKING_URI", url)
-        yield tracking_store(str(tmp_path / "lakehouse"))
+        yield tracking_store(str(tmp_path / "lakehouse" / "fraud"))
 
 
 @pytest.fixture
 def registry(store: TrackingStore) -> ModelRegistry:
-    return ModelRegistry(Lakehouse(load_settings().lakehouse_root), store)
+    # the default use case's lakehouse: where the CLI (`slipway registry`) looks
+    return ModelRegistry(Lakehouse(load_settings("fraud").lakehouse_root), store)
 
 
 def test_the_embedded_store_lives_under_the_lakehouse_and_prod_needs_a_uri(

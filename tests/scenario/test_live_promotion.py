@@ -48,7 +48,7 @@ def test_a_drift_retrain_runs_in_shadow_wins_on_live_evidence_and_is_promoted(
         "SLIPWAY_STREAM_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
     }
     with slipway_env(world, extra):
-        lakehouse = Lakehouse(world / "lakehouse")
+        lakehouse = Lakehouse(world / "lakehouse" / "fraud")
         registry = ModelRegistry(lakehouse)
         champion = registry.alias(model, CHAMPION)
         sim.deliver(world / "landing", d1)

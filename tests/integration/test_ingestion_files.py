@@ -156,7 +156,7 @@ def test_each_held_day_names_the_file_and_the_reason(damaged) -> None:
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
         and e.event_specific_data.check_name == "contract"
-        and e.event_specific_data.asset_key.path == ["silver", "transactions"]
+        and e.event_specific_data.asset_key.path == ["fraud", "silver", "transactions"]
     )
     assert not check.passed
     for i, reason in reasons.items():

@@ -16,13 +16,13 @@ import datetime as dt
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from slipway.ingest.delivery import atomic_write
 from slipway.usecases.fraud.simulator.broken import (
     LINE_KINDS,
     RECORD_KINDS,
@@ -55,17 +55,6 @@ class PartFile:
 
     def entry(self) -> dict[str, object]:
         return {"name": self.name, "rows": self.rows, "sha256": self.sha256}
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _encode(lines: np.ndarray, compress: bool) -> bytes:

@@ -189,14 +189,12 @@ def test_canary_routing_is_stable_per_customer_and_at_its_share(shadow: ShadowWo
 
 
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
-@pytest.mark.skip(
-    reason="broken by the layout merge (scoped keys/sensors), not yet fixed: see the 2026-12-01 closing note, issue 15 stays open"
-)
 def test_the_guard_trips_a_deliberately_worse_challenger(
     pipeline: PipelineData, tmp_path: Path, request: pytest.FixtureRequest, backend: str
 ) -> None:
     import dagster as dg
 
+    from assets.lib.keys import scoped_name
     from orchestration.definitions import build_definitions
     from slipway.serving.scorer import OnlineScorer
 
@@ -233,7 +231,8 @@ def test_the_guard_trips_a_deliberately_worse_challenger(
         streams.close()
         defs = build_definitions()
         with dg.instance_for_test() as instance:
-            run = defs.get_job_def("drain_served").execute_in_process(instance=instance)
+            job = defs.get_job_def(scoped_name(usecase, "drain_served"))
+            run = job.execute_in_process(instance=instance)
         if backend == "redis":  # only this test's keys
             open_streams(usecase).delete()
         (check,) = [e for e in run.get_asset_check_evaluations() if e.check_name == "canary_guard"]

@@ -32,9 +32,6 @@ from tests.support.pipeline import slipway_env
 pytestmark = pytest.mark.scenario
 
 
-@pytest.mark.skip(
-    reason="broken by the layout merge (scoped keys/sensors), not yet fixed: see the 2026-12-01 closing note, issue 15 stays open"
-)
 def test_a_drift_retrain_runs_in_shadow_wins_on_live_evidence_and_is_promoted(
     pipeline, tmp_path: Path
 ) -> None:
@@ -54,7 +51,7 @@ def test_a_drift_retrain_runs_in_shadow_wins_on_live_evidence_and_is_promoted(
         lakehouse = Lakehouse(world / "lakehouse" / "fraud")
         registry = ModelRegistry(lakehouse)
         champion = registry.alias(model, CHAMPION)
-        sim.deliver(world / "landing", d1)
+        sim.deliver(world / "landing" / "fraud", d1)
         auto = Automation()
         assert all(r.success for r in auto.tick_and_run("landing_sensor"))
         (retrain,) = auto.tick_and_run("drift_sensor")
@@ -78,7 +75,7 @@ def test_a_drift_retrain_runs_in_shadow_wins_on_live_evidence_and_is_promoted(
         streams = open_streams(usecase)
         served_events = 0
         for day in days:
-            lines = landed_lines(world / "landing", usecase.primary.name, day)
+            lines = landed_lines(world / "landing" / "fraud", usecase.primary.name, day)
             run = replay(usecase, scorer, streams, lines, rate=None)
             assert run.decided == len(lines)
             served_events += len(lines)

@@ -32,6 +32,7 @@ from slipway.serving.batching import MicroBatcher
 from slipway.serving.champion import ModelLoadError, NoChampionError
 from slipway.serving.request import FieldError, InvalidTransaction
 from slipway.serving.schema import (
+    BATCH_KEY,
     BatchIn,
     BatchOut,
     ErrorOut,
@@ -196,16 +197,14 @@ def create_app(
         openapi_extra=_body_schema(BatchIn),
     )
     async def score_batch(request: Request, features: bool = False) -> dict[str, Any]:
-        """Score a list of transactions in one pass: a JSON list, or ``{"transactions": [...]}``."""
+        """Score a list of records in one pass: a JSON list, or ``{"<primary stream>": [...]}``."""
         started = time.perf_counter()
         body = await _json(request)
-        records = body.get("transactions") if isinstance(body, dict) else body
+        records = body.get(BATCH_KEY) if isinstance(body, dict) else body
         if not isinstance(records, list):
-            raise BadRequest(
-                'the body must be a JSON list of transactions or {"transactions": [...]}'
-            )
+            raise BadRequest(f'the body must be a JSON list of records or {{"{BATCH_KEY}": [...]}}')
         if len(records) > MAX_BATCH:
-            raise BadRequest(f"at most {MAX_BATCH} transactions per batch, got {len(records)}")
+            raise BadRequest(f"at most {MAX_BATCH} records per batch, got {len(records)}")
         results = await _score(request, records, features) if records else []
         version = results[0].model_version if results else None
         if version is None:

@@ -91,8 +91,11 @@ ScoreOut = create_model(
 )
 
 
-class BatchIn(BaseModel):
-    transactions: list[TransactionIn]  # type: ignore[valid-type]
+# A batch body is ``{"<primary stream name>": [...]}`` (or a bare JSON list).
+BATCH_KEY = _USECASE.primary.name
+BatchIn = create_model(
+    "BatchIn", **{BATCH_KEY: (list[TransactionIn], Field(description="the records to score"))}
+)
 
 
 class BatchOut(BaseModel):

@@ -281,14 +281,16 @@ def check_day(
         for name in spec.features
     ]
     if PREDICTIONS in versions:
+        assert usecase.examples is not None  # a served model scores the use case's examples
+        row_key = usecase.examples.row_key
         batch = lakehouse.read(
             PREDICTIONS,
             version=versions[PREDICTIONS],
             dates=(day, day),
-            columns=["transaction_id", "model_version", "score"],
+            columns=[row_key, "model_version", "score"],
             filter=pads.field("role") == "champion",
         ).to_pandas()
-        batch = batch.rename(columns={"transaction_id": "event_id", "score": "score_batch"})
+        batch = batch.rename(columns={row_key: "event_id", "score": "score_batch"})
         joined = (
             s[["model_version", "score"]]
             .reset_index()

@@ -15,9 +15,6 @@ and checks:
    feature tables and window feature sets, the label stream and key, the model and its feature
    service. Generic words that one declaration happens to use too (``date``, ``event_time``…)
    are not on the list: it is built from the names above only.
-
-``PENDING`` lists the modules another branch owns and is rewriting (issue 11); each entry must
-still offend (the test fails when it no longer does, so the list only shrinks).
 """
 
 from __future__ import annotations
@@ -34,12 +31,6 @@ from slipway.usecases import load_path, registered
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = "tests.support.parcels:PARCELS"
-
-# module -> the helper branch that owns the change (issue 11); remove an entry once it is clean.
-PENDING = {
-    "slipway/serving/app.py": "shadow",
-    "slipway/streaming/consistency.py": "windows/shadow",
-}
 
 
 def usecases() -> list[UseCase]:
@@ -136,12 +127,9 @@ def test_generic_modules_name_no_use_case(rules) -> None:
         hits = list(offences(path, names, packages))
         if hits:
             found[rel] = hits
-    unexpected = {k: v for k, v in found.items() if k not in PENDING}
-    assert not unexpected, "generic modules naming a use case:\n" + "\n".join(
-        f"{k}:{h}" for k, v in unexpected.items() for h in v
+    assert not found, "generic modules naming a use case:\n" + "\n".join(
+        f"{k}:{h}" for k, v in found.items() for h in v
     )
-    cleaned = sorted(set(PENDING) - set(found))
-    assert not cleaned, f"now generic, remove from PENDING: {cleaned}"
 
 
 def test_the_check_catches_what_it_is_for(tmp_path: Path) -> None:

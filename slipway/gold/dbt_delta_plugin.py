@@ -1,7 +1,11 @@
 """A dbt-duckdb plugin that reads lakehouse Delta tables as sources and writes marts as Delta.
 
 Enabled in ``dbt_project/profiles.yml`` (``module: slipway.gold.dbt_delta_plugin``, alias
-``lakehouse``). Why a plugin of our own rather than dbt-duckdb's ``delta`` plugin:
+``lakehouse``). A source without a ``version`` pin that is a stream's silver (or quarantine) table
+is read at the version the stream's publish record names (``slipway.ingest.publish``), not its
+latest: a silver commit left by a run killed before its audit is never built on.
+
+Why a plugin of our own rather than dbt-duckdb's ``delta`` plugin:
 
 * reads must go through :class:`slipway.lakehouse.Lakehouse` — delta-rs's default pyarrow
   filesystem aborts the dbt process at exit (exit 134) and DuckDB's ``delta`` extension cannot be
@@ -42,6 +46,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 from dbt.adapters.events.logging import AdapterLogger
 
+from slipway.ingest.publish import published_version
 from slipway.lakehouse import Lakehouse
 from slipway.settings import load_settings
 
@@ -152,6 +157,8 @@ class Plugin(BasePlugin):
         version = None if _blank(version) else int(version)
         window = parse_window(source_config.get("start_date"), source_config.get("end_date"))
         date_column = source_config.get("date_column", "date")
+        if version is None:  # a stream's silver: the version its publish record names
+            version = published_version(self.lakehouse, name)
         ref_version = self.lakehouse.version(name) if version is None else version
         if ref_version is None and source_config.get("empty_schema"):
             # A history that has not started yet (e.g. monitoring before the first scored day).

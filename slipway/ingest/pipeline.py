@@ -41,32 +41,21 @@ from slipway.ingest.landing import (
     unexpected_files,
 )
 from slipway.ingest.parse import LINEAGE_COLUMNS, silver_candidates
+from slipway.ingest.publish import (
+    PUBLISH_KEY,
+    audit_table,
+    bronze_table,
+    files_table,
+    published_versions,
+    quarantine_table,
+    silver_table,
+)
 from slipway.ingest.uniqueness import KeyLedger
 from slipway.lakehouse import Lakehouse, TableRef, WriteResult, days_between
 from slipway.usecase import IngestPolicy, Reference, Stream
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
-def bronze_table(stream: str) -> str:
-    return f"bronze.{stream}"
-
-
-def files_table(stream: str) -> str:
-    return f"bronze.{stream}_files"
-
-
-def silver_table(stream: str) -> str:
-    return f"silver.{stream}"
-
-
-def quarantine_table(stream: str) -> str:
-    return f"quarantine.{stream}"
-
-
-def audit_table(stream: str) -> str:
-    return f"audit.{stream}"
 
 
 # -- bronze -------------------------------------------------------------------------------------
@@ -206,24 +195,6 @@ def _chunks(days: list[dt.date], statuses: dict[dt.date, list], limit: int) -> l
             chunks.append([day])
             size = rows
     return chunks
-
-
-PUBLISH_KEY = "publish"  # the audit commit's metadata key naming the versions published together
-
-
-def published_versions(lakehouse: Lakehouse, stream: str) -> dict[str, int] | None:
-    """The silver, quarantine and bronze versions the latest publish record names, or None.
-
-    Silver, quarantine and the audit are three Delta commits; the audit's, written last, is the
-    publish record. A reader that pins these versions sees every day of the stream as one
-    silver run published it: never a silver commit whose quarantine and audit are missing.
-    """
-    latest = lakehouse.latest_commit_metadata(audit_table(stream))
-    if latest is None:
-        return None
-    _, meta = latest
-    record = meta.get(PUBLISH_KEY)
-    return {k: int(v) for k, v in record.items()} if record else None
 
 
 def roll_back_unpublished(lakehouse: Lakehouse, stream: str) -> dict[str, int]:

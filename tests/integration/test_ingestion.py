@@ -275,6 +275,16 @@ def test_a_run_killed_between_its_commits_publishes_nothing_and_the_next_run_rep
         checks = {c.day: c for c in check_silver(lakehouse, TRANSACTIONS, day(0), day(1))}
         assert checks[day(0)].passed, checks[day(0)]
         assert checks[day(1)].silver == 0 and not checks[day(1)].passed
+        # ... and so does dbt: its source loader reads silver at the published version
+        from dbt.adapters.duckdb.utils import SourceConfig
+
+        from slipway.gold.dbt_delta_plugin import Plugin
+
+        plugin = Plugin("lakehouse", {"root": str(lakehouse.root)})
+        source = SourceConfig("silver", "transactions", "silver", None, {}, [])
+        loaded = plugin.load(source)
+        assert plugin.read_versions["silver.transactions"] == record["silver.transactions"]
+        assert set(loaded["date"].to_pylist()) == {day(0)}
         # the next silver run, even over another range, undoes the unpublished commit
         assert run_graph(day(0), day(0), job="ingestion").success
         assert _content(lakehouse, "silver.transactions") == before

@@ -9,10 +9,26 @@ standard variables (``AWS_ACCESS_KEY_ID`` and friends).
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# What every production process (``SLIPWAY_ENV=prod``) needs set, listed once: the Dagster code
+# location (orchestration.resources), ``deploy/prod/slipwayctl`` (``python -m slipway.settings
+# missing-prod``) and the live services (scorer, stream consumer) all check this list, so a
+# process started by hand without, say, the Feast variables refuses to start instead of
+# silently falling back to an embedded SQLite default.
+PROD_REQUIRED = (
+    "SLIPWAY_LAKEHOUSE_ROOT",
+    "SLIPWAY_LANDING_ROOT",
+    "SLIPWAY_SPARK_REMOTE",
+    "SLIPWAY_FEAST_ONLINE",
+    "SLIPWAY_FEAST_REGISTRY",
+    "SLIPWAY_MLFLOW_TRACKING_URI",
+)
 
 
 def _env(name: str, default: str) -> str:
@@ -128,6 +144,28 @@ def _load_settings() -> Settings:
     )
 
 
+def missing_for_prod(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The :data:`PROD_REQUIRED` variables unset (or blank) in ``environ`` (default: os.environ)."""
+    environ = os.environ if environ is None else environ
+    return [name for name in PROD_REQUIRED if not environ.get(name, "").strip()]
+
+
+def require_prod_settings(environ: Mapping[str, str] | None = None) -> None:
+    """Raise, naming every missing variable, when ``SLIPWAY_ENV=prod`` lacks a required one.
+
+    A no-op outside production: the embedded defaults need nothing set.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("SLIPWAY_ENV", "local").strip() != "prod":
+        return
+    missing = missing_for_prod(environ)
+    if missing:
+        raise RuntimeError(
+            f"SLIPWAY_ENV=prod needs {', '.join(missing)} set in the environment "
+            "(see deploy/prod/env.example)"
+        )
+
+
 def _env_int(name: str, default: int, minimum: int = 1) -> int:
     raw = _env(name, str(default))
     try:
@@ -190,3 +228,17 @@ def pit_chunk_rows() -> int:
     Peak memory of a training-set build follows this, not the number of entity rows.
     """
     return _env_int("SLIPWAY_PIT_CHUNK_ROWS", 200_000)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m slipway.settings missing-prod``: the unset production variables, one a line."""
+    if argv != ["missing-prod"]:
+        print("usage: python -m slipway.settings missing-prod", file=sys.stderr)
+        return 2
+    for name in missing_for_prod():
+        print(name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -22,10 +22,11 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from slipway.settings import ServingSecurity
+from slipway.settings import ServingSecurity, require_prod_settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -124,6 +125,11 @@ def check_startup(security: ServingSecurity, *, is_prod: bool) -> None:
     problems = weak_keys(security.api_keys)
     if problems:
         raise InsecureConfiguration("SLIPWAY_API_KEYS: " + "; ".join(problems))
+    if is_prod:  # a hand-started production service never falls back to an embedded store
+        try:
+            require_prod_settings({**os.environ, "SLIPWAY_ENV": "prod"})
+        except RuntimeError as exc:
+            raise InsecureConfiguration(str(exc)) from None
 
 
 def check_bind(host: str, security: ServingSecurity, *, is_prod: bool) -> None:

@@ -253,6 +253,7 @@ class StreamConsumer:
 
 def main(argv: list[str] | None = None) -> int:
     from slipway.serving.scorer import OnlineScorer
+    from slipway.settings import require_prod_settings
     from slipway.streaming.streams import open_streams
     from slipway.usecases import get_usecase
 
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-exit", type=float, default=None, help="exit after this many idle seconds"
     )
     args = parser.parse_args(argv)
+    require_prod_settings()  # in production, every location set: no silent embedded fallback
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -65,6 +65,18 @@ class Settings:
     # Promotion also requires live evidence (shadow agreement, performance on served traffic;
     # ``PromotionPolicy.live``): SLIPWAY_GATE_LIVE_EVIDENCE=1. Off: recorded, not required.
     gate_live_evidence: bool = False
+    # The live services: the partition a stream consumer reads by default, whether the embedded
+    # stream fsyncs each commit (``SLIPWAY_STREAM_FSYNC=1``: survives power loss, slower), and
+    # the online scorer's feature path (``direct``/``feast``), champion reload period, online
+    # store deadline and cooldown (a sick store degrades requests instead of stalling them) and
+    # batch limit.
+    stream_partition: int = 0
+    stream_fsync: bool = False
+    serving_feature_path: str = "direct"
+    serving_reload_seconds: float = 5.0
+    serving_store_deadline_ms: float = 250.0
+    serving_store_cooldown_s: float = 5.0
+    serving_max_batch: int = 1000
 
     @property
     def is_prod(self) -> bool:
@@ -140,8 +152,39 @@ def _load_settings() -> Settings:
         windows_namespace=_env("SLIPWAY_WINDOWS_NAMESPACE", "slipway:win"),
         # MLflow backend store; unset: SQLite under the lakehouse root (slipway.registry.tracking)
         mlflow_tracking_uri=_env("SLIPWAY_MLFLOW_TRACKING_URI", "") or None,
-        gate_live_evidence=_env("SLIPWAY_GATE_LIVE_EVIDENCE", "0").lower() in ("1", "true", "yes"),
+        gate_live_evidence=_env_bool("SLIPWAY_GATE_LIVE_EVIDENCE"),
+        stream_partition=_env_int("SLIPWAY_STREAM_PARTITION", 0, minimum=0),
+        stream_fsync=_env_bool("SLIPWAY_STREAM_FSYNC"),
+        serving_feature_path=_env_choice(
+            "SLIPWAY_SERVING_FEATURE_PATH", "direct", ("direct", "feast")
+        ),
+        serving_reload_seconds=_env_float("SLIPWAY_SERVING_RELOAD_SECONDS", 5.0),
+        serving_store_deadline_ms=_env_float("SLIPWAY_SERVING_STORE_DEADLINE_MS", 250.0),
+        serving_store_cooldown_s=_env_float("SLIPWAY_SERVING_STORE_COOLDOWN_S", 5.0),
+        serving_max_batch=_env_int("SLIPWAY_SERVING_MAX_BATCH", 1000),
     )
+
+
+def _env_bool(name: str) -> bool:
+    return _env(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw[:40]!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise ValueError(f"{name} must be a number >= 0, got {raw[:40]!r}")
+    return value
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default).lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value
 
 
 def missing_for_prod(environ: Mapping[str, str] | None = None) -> list[str]:

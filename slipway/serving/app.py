@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -48,7 +47,7 @@ from slipway.streaming.http import open_http_decisions
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = int(os.environ.get("SLIPWAY_SERVING_MAX_BATCH", "1000"))
+MAX_BATCH = load_settings().serving_max_batch
 
 
 class BadRequest(ValueError):

@@ -253,7 +253,7 @@ class StreamConsumer:
 
 def main(argv: list[str] | None = None) -> int:
     from slipway.serving.scorer import OnlineScorer
-    from slipway.settings import require_prod_settings
+    from slipway.settings import load_settings, require_prod_settings
     from slipway.streaming.streams import open_streams
     from slipway.usecases import get_usecase
 
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--partition",
         type=int,
-        default=int(os.environ.get("SLIPWAY_STREAM_PARTITION", "0")),
+        default=load_settings().stream_partition,
         help="the event-stream partition to consume (0..SLIPWAY_STREAM_PARTITIONS-1): one "
         "consumer per partition keeps each entity's events in order",
     )

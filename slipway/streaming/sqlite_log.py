@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from slipway.settings import load_settings
 from slipway.streaming.log import Entry, GroupState
 
 SCHEMA = """
@@ -67,7 +67,7 @@ class SqliteLog:
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        fsync = os.environ.get("SLIPWAY_STREAM_FSYNC", "") == "1"
+        fsync = load_settings().stream_fsync
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._db.executescript(SCHEMA)
 

@@ -109,3 +109,27 @@ def test_slipwayctl_reads_the_same_list() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["SLIPWAY_SPARK_REMOTE"]
     assert "slipway.settings missing-prod" in (PROJECT_ROOT / "deploy/prod/slipwayctl").read_text()
+
+
+def test_the_typed_settings_parse_and_refuse_bad_values_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from slipway.settings import load_settings
+
+    monkeypatch.setenv("SLIPWAY_SERVING_MAX_BATCH", "64")
+    monkeypatch.setenv("SLIPWAY_SERVING_STORE_DEADLINE_MS", "12.5")
+    monkeypatch.setenv("SLIPWAY_STREAM_FSYNC", "1")
+    monkeypatch.setenv("SLIPWAY_SERVING_FEATURE_PATH", "Feast")
+    settings = load_settings()
+    assert settings.serving_max_batch == 64 and settings.serving_store_deadline_ms == 12.5
+    assert settings.stream_fsync and settings.serving_feature_path == "feast"
+    for name, bad in [
+        ("SLIPWAY_SERVING_MAX_BATCH", "lots"),
+        ("SLIPWAY_SERVING_STORE_COOLDOWN_S", "nan"),
+        ("SLIPWAY_SERVING_FEATURE_PATH", "redis"),
+        ("SLIPWAY_STREAM_PARTITION", "-1"),
+    ]:
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValueError, match=name):
+            load_settings()
+        monkeypatch.delenv(name)

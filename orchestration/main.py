@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import socket
 import sys
@@ -113,6 +114,18 @@ def ensure_pools(instance: dg.DagsterInstance, job: dg.JobDefinition) -> None:
         for pool in getattr(node, "pools", set()) or set():
             if pool not in existing:
                 storage.set_concurrency_slots(pool, limit)
+
+
+# Libraries that attach their own console handlers at INFO (MLflow's run and model messages,
+# its database migrations, Feast's materialization banners): warnings only on `make run`'s
+# terminal; `--verbose` keeps them. The core's own progress reaches the console through Dagster.
+NOISY_LOGGERS = ("mlflow", "alembic", "feast", "urllib3", "httpx")
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level on import
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_end_to_end(
@@ -302,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         help="events per second of the live replay of the last day (0: skip the replay)",
     )
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()
     started = time.perf_counter()
     usecase = get_usecase(args.usecase)
     days = ensure_landing(usecase, args.days, **_sample_options(args.sample))

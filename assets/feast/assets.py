@@ -72,7 +72,7 @@ def feast_definitions(usecase: UseCase) -> list:
         start = context.partition_time_window.start.date()
         lakehouse = context.resources.lakehouse.get(usecase.name)
         store = context.resources.feast.store(usecase)
-        report = materialize_online(store, lakehouse, start, progress=context.log.info)
+        report = materialize_online(store, lakehouse, start)
         consistency = online_consistency(store, lakehouse)
         if not consistency.consistent:  # never a silent mix of loads
             context.log.warning(f"online store after this load: {consistency.describe()}")

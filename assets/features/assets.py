@@ -87,7 +87,6 @@ def feature_asset(table: FeatureTable, usecase: UseCase) -> list:
             table,
             start,
             end,
-            progress=context.log.info,
         )
         return dg.MaterializeResult(
             metadata={

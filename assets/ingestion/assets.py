@@ -49,7 +49,6 @@ def bronze_asset(stream: Stream, usecase: UseCase) -> dg.AssetsDefinition:
             start,
             end,
             run_id=context.run.run_id,
-            progress=context.log.info,
         )
         if result.problems:
             context.log.warning(
@@ -110,7 +109,6 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
             start,
             end,
             run_id=context.run.run_id,
-            progress=context.log.info,
         )
         totals = result.totals()
         for name, version in result.rolled_back.items():

@@ -105,9 +105,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
     def drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
-        run = monitor_drift(
-            lakehouse, usecase, start, end, run_id=context.run.run_id, progress=context.log.info
-        )
+        run = monitor_drift(lakehouse, usecase, start, end, run_id=context.run.run_id)
         failed = contract_failures(lakehouse, usecase, {d.date for d in run.days})
         for day, reason in sorted(failed.items()):
             context.log.warning(f"{day}: {reason}; its drift will not raise an alert")
@@ -199,9 +197,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
     def performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
-        run = evaluate_performance(
-            lakehouse, usecase, start, end, run_id=context.run.run_id, progress=context.log.info
-        )
+        run = evaluate_performance(lakehouse, usecase, start, end, run_id=context.run.run_id)
         note = (
             f"{len(run.skipped)} day(s) skipped: labels not matured (latest "
             f"{labels_table(usecase)} day {run.latest_label_day}, matured until {run.matured_until})"

@@ -47,7 +47,6 @@ def scoring_definitions(usecase: UseCase) -> list:
             start,
             end,
             run_id=context.run.run_id,
-            progress=context.log.info,
         )
         return dg.MaterializeResult(
             metadata={

@@ -93,9 +93,7 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
     )
     def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         lakehouse = context.resources.lakehouse.get(usecase.name)
-        result = build_training_set(
-            lakehouse, context.resources.feast.store(usecase), usecase, progress=context.log.info
-        )
+        result = build_training_set(lakehouse, context.resources.feast.store(usecase), usecase)
         return dg.MaterializeResult(
             metadata={
                 "table_version": result.written.version,
@@ -129,7 +127,6 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
             seed=config.seed,
             validation_days=config.validation_days,
             run_id=context.run.run_id,
-            progress=context.log.info,
         )
         m = result.model.metrics
         return dg.MaterializeResult(

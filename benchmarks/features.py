@@ -54,7 +54,7 @@ out = {}
 for name in ("customer_behaviour", "merchant_risk", "customer_profile"):
     table = uc.feature_table(name)
     t = time.perf_counter()
-    r = build_feature_table(lh, spark, table, start if table.partitioned else None, end if table.partitioned else None, progress=lambda m: None)
+    r = build_feature_table(lh, spark, table, start if table.partitioned else None, end if table.partitioned else None)
     out[name] = {"s": time.perf_counter() - t, "rows": r.rows}
 print(json.dumps(out))
 """

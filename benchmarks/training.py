@@ -46,7 +46,7 @@ spec = get_usecase().model
 frame = pq.read_table(sys.argv[1]).to_pandas()
 train, valid = time_split(frame, spec.validation_days)
 params = {"num_threads": int(sys.argv[3])}
-m = train_model(train, valid, spec, params=params, device=sys.argv[2], progress=lambda s: None)
+m = train_model(train, valid, spec, params=params, device=sys.argv[2])
 print(json.dumps({"seconds": m.seconds, "device": m.device.device, "fallbacks": list(m.device.fallbacks),
                   "train_rows": m.train_rows, "pr_auc": m.metrics.pr_auc}))
 """

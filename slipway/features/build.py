@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -54,7 +53,6 @@ def build_feature_table(
     table: FeatureTable,
     start: dt.date | None,
     end: dt.date | None,
-    progress: Callable[[str], None] = log.info,
 ) -> FeatureBuildResult:
     """Compute ``table`` for ``[start, end]`` (whole table when unpartitioned) and write it."""
     refs = {name: lakehouse.ref(name) for name in table.inputs}
@@ -62,12 +60,12 @@ def build_feature_table(
     inputs = {
         name: _input_frame(spark, lakehouse, ref, lookback_start, end) for name, ref in refs.items()
     }
-    progress(
+    log.info(
         f"building {feature_table_name(table)} for {start}..{end} from "
         + ", ".join(f"{r.name}@v{r.version}" for r in refs.values())
     )
     result = table.build(inputs, start, end).toArrow()
-    progress(f"{feature_table_name(table)}: {result.num_rows} rows computed")
+    log.info(f"{feature_table_name(table)}: {result.num_rows} rows computed")
     lineage = {"read_versions": {name: ref.version for name, ref in refs.items()}}
     if table.partitioned:
         assert start is not None and end is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,6 @@ from slipway.lakehouse import Lakehouse, TableRef, WriteResult, days_between
 from slipway.usecase import IngestPolicy, Reference, Stream
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str], None]
 
 
 # -- bronze -------------------------------------------------------------------------------------
@@ -90,7 +89,6 @@ def land_to_bronze(
     end: dt.date,
     run_id: str,
     now: dt.datetime | None = None,
-    progress: Progress = log.info,
 ) -> BronzeResult:
     """Copy every landed line of ``stream`` for ``[start, end]`` into bronze, with lineage."""
     now = now or dt.datetime.now(dt.UTC)
@@ -125,7 +123,7 @@ def land_to_bronze(
                 for r in records.to_pylist()
             ]
             days.append(BronzeDay(day, len(files), table.num_rows, statuses))
-            progress(f"bronze {stream.name} {day}: {len(files)} file(s), {table.num_rows} lines")
+            log.info(f"bronze {stream.name} {day}: {len(files)} file(s), {table.num_rows} lines")
             del reads
             yield table
 
@@ -246,7 +244,6 @@ def bronze_to_silver(
     run_id: str,
     now: dt.datetime | None = None,
     bronze_version: int | None = None,
-    progress: Progress = log.info,
 ) -> SilverResult:
     """Parse, type, deduplicate and contract-check bronze rows of ``[start, end]`` day by day.
 
@@ -258,7 +255,7 @@ def bronze_to_silver(
     now = now or dt.datetime.now(dt.UTC)
     rolled_back = roll_back_unpublished(lakehouse, stream.name)
     for name, version in rolled_back.items():
-        progress(f"{name}: rolled back to v{version}, a commit no publish record names")
+        log.info(f"{name}: rolled back to v{version}, a commit no publish record names")
     bronze_ref = lakehouse.ref(bronze_table(stream.name), bronze_version)
     bronze = (
         spark.read.format("delta").option("versionAsOf", bronze_ref.version).load(bronze_ref.uri)
@@ -291,7 +288,7 @@ def bronze_to_silver(
             previews.append(outcome.silver.slice(0, 10))
         for v in outcome.verdicts:
             held = f" HELD: {v.breaker_reason}" if v.breaker_reason else ""
-            progress(
+            log.info(
                 f"silver {stream.name} {day}: landed {v.rows_landed}, silver {v.rows_silver}, "
                 f"quarantined {v.rows_quarantined}, duplicates {v.duplicates_dropped}{held}"
             )

@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -247,7 +247,6 @@ def distances_from_reference(
     usecase: UseCase,
     version: int,
     suggest_windows: bool = True,
-    progress: Callable[[str], None] = log.info,
 ) -> tuple[pd.DataFrame, dict[str, int], tuple[str, str]]:
     """Daily distances over the version's reference period, each day left out of its reference.
 
@@ -340,7 +339,7 @@ def distances_from_reference(
                         "statistic": v.statistic,
                     }
                 )
-        progress(f"calibration: measured {day}")
+        log.info(f"calibration: measured {day}")
     return pd.DataFrame(out), windows, (str(period[0]), str(period[-1]))
 
 
@@ -468,7 +467,6 @@ def calibrate(
     start: dt.date | None = None,
     end: dt.date | None = None,
     exclude: Sequence[dt.date] = (),
-    progress: Callable[[str], None] = log.info,
 ) -> Calibration:
     """Measure normal days' distances (``source``) and propose a rule per monitored feature."""
     from slipway.registry.store import CHAMPION, ModelRegistry
@@ -481,9 +479,7 @@ def calibrate(
     if source == "reference":
         if version is None:
             raise LookupError(f"{spec.name} has no champion: train one, or pass --version")
-        distances, windows, period = distances_from_reference(
-            lakehouse, usecase, version, progress=progress
-        )
+        distances, windows, period = distances_from_reference(lakehouse, usecase, version)
     else:
         distances = distances_from_history(lakehouse, usecase, version, start, end, exclude)
         dates = sorted(distances["date"].unique()) if not distances.empty else []
@@ -541,6 +537,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from slipway.usecases import get_usecase
 
+    # The measurement's progress (one line a day) on stderr, the proposal on stdout.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     usecase = get_usecase(args.usecase)
     result = calibrate(
         _lakehouse_for(usecase),
@@ -552,7 +553,6 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         end=args.end,
         exclude=args.exclude,
-        progress=lambda m: print(m, file=sys.stderr),
     )
     payload = json.dumps(result.as_dict(), indent=2, default=str)
     if args.json_path:

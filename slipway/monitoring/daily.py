@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,7 +222,6 @@ def drift_for_day(
     day: dt.date,
     frame: pd.DataFrame,
     model_version: int,
-    progress: Callable[[str], None] = log.info,
     windows: dict[int, pd.DataFrame] | None = None,
 ) -> DayDrift:
     """Sample one day's scored rows, compare them with the version's reference, store the HTML.
@@ -235,7 +233,7 @@ def drift_for_day(
     assert spec is not None
     started = time.perf_counter()
     columns = monitored_columns(usecase)
-    reference = load_reference(lakehouse, usecase, model_version, progress=progress)
+    reference = load_reference(lakehouse, usecase, model_version)
     seed = day_seed(day)
     sample = seeded_sample(frame, usecase.monitoring.sample_size, seed, row_key(usecase))
     outcome = compute_drift(
@@ -250,7 +248,7 @@ def drift_for_day(
         report_path(spec.name, model_version, day), outcome.html().encode("utf-8")
     )
     seconds = time.perf_counter() - started
-    progress(f"drift {day} v{model_version}: {outcome.summary()} [{seconds:.1f}s]")
+    log.info(f"drift {day} v{model_version}: {outcome.summary()} [{seconds:.1f}s]")
     return DayDrift(
         day, model_version, outcome, len(frame), len(sample), seed, reference, uri, seconds
     )
@@ -262,7 +260,6 @@ def monitor_drift(
     start: dt.date,
     end: dt.date,
     run_id: str | None = None,
-    progress: Callable[[str], None] = log.info,
 ) -> DriftRun:
     """Drift of every scored day in ``[start, end]``; replaces exactly those days' rows."""
     spec = usecase.model
@@ -288,13 +285,9 @@ def monitor_drift(
             continue
         trailing_frames = window_frames(trailing, day, windows, usecase, key)
         for version, part in frame.groupby("model_version", sort=True):
-            days.append(
-                drift_for_day(
-                    lakehouse, usecase, day, part, int(version), progress, trailing_frames
-                )
-            )
+            days.append(drift_for_day(lakehouse, usecase, day, part, int(version), trailing_frames))
     if empty:
-        progress(f"no scored rows for {len(empty)} day(s): {', '.join(map(str, empty))}")
+        log.info(f"no scored rows for {len(empty)} day(s): {', '.join(map(str, empty))}")
     computed_at = dt.datetime.now(dt.UTC)
     rows = [r for d in days for r in drift_rows(d, spec.name, computed_at, run_id)]
     read_versions = {

@@ -44,7 +44,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,7 +223,6 @@ def evaluate_performance(
     start: dt.date,
     end: dt.date,
     run_id: str | None = None,
-    progress: Callable[[str], None] = log.info,
 ) -> PerformanceRun:
     """Evaluate the matured days of ``[start, end]``; replaces exactly those days' rows."""
     spec = usecase.model
@@ -241,7 +239,7 @@ def evaluate_performance(
     matured = [d for d in all_days if until is not None and d <= until]
     skipped = [d for d in all_days if d not in matured]
     if skipped:
-        progress(
+        log.info(
             f"labels not matured for {len(skipped)} day(s) ({skipped[0]}..{skipped[-1]}): "
             f"latest {labels_name} day is {latest}, a day needs "
             f"{usecase.label.maturity_days} days after it"
@@ -260,7 +258,7 @@ def evaluate_performance(
     computed_at = dt.datetime.now(dt.UTC)
     rows: list[dict[str, Any]] = []
     for (day, version), frame in scored.groupby(["date", "model_version"], sort=True):
-        baseline = load_reference(lakehouse, usecase, int(version), progress=progress).baseline
+        baseline = load_reference(lakehouse, usecase, int(version)).baseline
         assert baseline is not None
         kept = frame[frame["_label"] >= 0]
         row = judge_day(
@@ -283,7 +281,7 @@ def evaluate_performance(
             run_id=run_id,
         )
         rows.append(row)
-        progress(
+        log.info(
             f"performance {day} v{version}: {row['status']}, {row['positives']}/{row['rows']} "
             f"positives, {row['caught']} caught at {baseline.threshold:.3f} (recall "
             f"{row['recall_at_threshold']:.3f} vs {baseline.recall:.3f}, p {row['p_value']:.3g}); "

@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -404,7 +403,6 @@ def load_reference(
     usecase: UseCase,
     version: int,
     rebuild: bool = False,
-    progress: Callable[[str], None] = log.info,
 ) -> ReferenceProfile:
     """The version's reference: from this process's cache, else the stored file, else built."""
     spec = usecase.model
@@ -418,10 +416,10 @@ def load_reference(
     if not rebuild and lakehouse.file_exists(relative):
         profile = _read_reference(lakehouse, usecase, version)
         if profile is not None:
-            progress(f"reference of {spec.name} v{version}: {profile.size} rows, reused")
+            log.info(f"reference of {spec.name} v{version}: {profile.size} rows, reused")
     if profile is None:
         profile = build_reference(lakehouse, usecase, version)
-        progress(
+        log.info(
             f"reference of {spec.name} v{version}: built {profile.size} of "
             f"{profile.rows_available} rows ({profile.window[0]}..{profile.window[1]}, the last "
             f"{usecase.monitoring.reference_days or 'all'} days of the training window "

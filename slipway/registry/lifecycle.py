@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,16 +56,13 @@ def train_candidate(
     validation_days: int | None = None,
     training_set_version: int | None = None,
     run_id: str | None = None,
-    progress: Callable[[str], None] = log.info,
 ) -> CandidateResult:
     """Train on a training-set version, register the model and make it the challenger."""
     spec = usecase.model
     assert spec is not None
     frame, ts_version = load_training_set(lakehouse, usecase, training_set_version)
     train, valid = time_split(frame, validation_days or spec.validation_days)
-    model = train_model(
-        train, valid, spec, params=params, device=device, seed=seed, progress=progress
-    )
+    model = train_model(train, valid, spec, params=params, device=device, seed=seed)
     lineage = training_set_lineage(lakehouse, usecase, ts_version)
     window = f"{model.valid_window[0]}..{model.valid_window[1]}"
     png = curves_png(
@@ -104,7 +101,7 @@ def train_candidate(
     registry.set_alias(spec.name, CHALLENGER, version.version, "newly trained", run_id)
     run_artifacts = registry.client.get_run(version.mlflow_run_id).info.artifact_uri
     uri = f"{run_artifacts}/plots/{CURVES_FILE}"
-    progress(
+    log.info(
         f"registered {spec.name} v{version.version} as challenger "
         f"(MLflow run {version.mlflow_run_id}, {version.model_uri})"
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +108,6 @@ def score_days(
     start: dt.date,
     end: dt.date,
     run_id: str | None = None,
-    progress: Callable[[str], None] = log.info,
 ) -> ScoringResult:
     """Score ``[start, end]`` with the champion (and the challenger in shadow), store both."""
     spec = usecase.model
@@ -127,7 +125,7 @@ def score_days(
     frame, versions = scoring_inputs(lakehouse, store, usecase, start, end)
     now = dt.datetime.now(dt.UTC)
     if frame.empty:
-        progress(f"no examples in {start}..{end}: predictions for the range are emptied")
+        log.info(f"no examples in {start}..{end}: predictions for the range are emptied")
         written = lakehouse.write(
             PREDICTIONS,
             schema.empty_table(),
@@ -153,7 +151,7 @@ def score_days(
         scores = predict(load_booster(registry.load_text(spec.name, version)), frame, spec)
         scores_by_role[role] = scores
         threshold = _threshold(record.metrics)
-        progress(
+        log.info(
             f"{role} v{version}: scored {len(scores)} examples, {int((scores >= threshold).sum())} flagged"
         )
         parts.append(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 
 import pandas as pd
 
@@ -45,7 +44,6 @@ def served_drift(
     lakehouse: Lakehouse,
     usecase: UseCase,
     day: dt.date,
-    progress: Callable[[str], None] = log.info,
 ) -> dict[int, DriftOutcome]:
     """Drift of the day's served traffic against each serving model version's reference."""
     spec = usecase.model
@@ -54,7 +52,7 @@ def served_drift(
     columns = monitored_columns(usecase)
     out: dict[int, DriftOutcome] = {}
     for version, part in frame.groupby("model_version", sort=True):
-        reference = load_reference(lakehouse, usecase, int(version), progress=progress)
+        reference = load_reference(lakehouse, usecase, int(version))
         sample = seeded_sample(
             part, usecase.monitoring.sample_size, day_seed(day), frame.columns[0]
         )
@@ -69,6 +67,6 @@ def served_drift(
             f"reports/monitoring/{spec.name}/served-drift/{day.isoformat()}/v{int(version):04d}.html",
             outcome.html().encode("utf-8"),
         )
-        progress(f"served drift {day} v{version}: {outcome.summary()}")
+        log.info(f"served drift {day} v{version}: {outcome.summary()}")
         out[int(version)] = outcome
     return out

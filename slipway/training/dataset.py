@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,12 +220,11 @@ def build_training_set(
     usecase: UseCase,
     pins: Mapping[str, int] | None = None,
     as_of: dt.date | None = None,
-    progress: Callable[[str], None] = log.info,
 ) -> TrainingSet:
     """Build and store the training set; ``pins`` reproduces an earlier build exactly."""
     assert usecase.model is not None, "the use case declares no model"
     entities = matured_entities(lakehouse, usecase, pins, as_of)
-    progress(
+    log.info(
         f"{len(entities.frame)} matured examples up to {entities.as_of - dt.timedelta(days=usecase.label.maturity_days)} "
         f"(as of {entities.as_of}), {int(entities.frame[usecase.label.target].sum())} labelled positive"
     )
@@ -257,7 +256,7 @@ def build_training_set(
         mode="overwrite",
         commit_metadata=lineage,
     )
-    progress(
+    log.info(
         f"training set {written.name}@v{written.version}: {written.rows_written} rows; read {versions}"
     )
     return TrainingSet(

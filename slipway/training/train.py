@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,14 +97,13 @@ def train_model(
     params: Mapping[str, Any] | None = None,
     device: str = "auto",
     seed: int = 7,
-    progress: Callable[[str], None] = log.info,
 ) -> TrainedModel:
     """Fit on ``train``, evaluate on ``valid``; returns the model as LightGBM text."""
     import lightgbm as lgb
 
     choice = choose_device(device)  # type: ignore[arg-type]
     for reason in choice.fallbacks:
-        progress(f"device fallback: {reason}")
+        log.info(f"device fallback: {reason}")
     merged: dict[str, Any] = {
         **spec.params,
         **(params or {}),
@@ -117,7 +116,7 @@ def train_model(
     y_valid = valid[spec.target].astype(int).to_numpy()
     if y_train.sum() == 0:
         raise ValueError("the training window has no positive labels")
-    progress(
+    log.info(
         f"training {spec.name} on {len(train)} rows ({int(y_train.sum())} positives), validating on "
         f"{len(valid)} rows ({int(y_valid.sum())} positives), device {choice.device}, {rounds} rounds"
     )
@@ -136,7 +135,7 @@ def train_model(
     ).sort_values("gain", ascending=False, ignore_index=True)
     importance["gain_share"] = (importance["gain"] / max(importance["gain"].sum(), 1e-12)).round(4)
     window_days = pd.to_datetime(valid[TIME_COLUMN], utc=True)
-    progress(
+    log.info(
         f"trained in {seconds:.1f}s: PR-AUC {metrics.pr_auc:.4f}, ROC-AUC {metrics.roc_auc:.4f}"
     )
     return TrainedModel(

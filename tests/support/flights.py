@@ -48,10 +48,8 @@ def ingest(spark, landing: Path, lakehouse: Lakehouse, start: dt.date, end: dt.d
 
     totals = {}
     for stream in FLIGHTS.streams:
-        land_to_bronze(lakehouse, landing, stream, start, end, "test", progress=lambda _: None)
-        result = bronze_to_silver(
-            lakehouse, spark, stream, FLIGHTS.ingest, start, end, "test", progress=lambda _: None
-        )
+        land_to_bronze(lakehouse, landing, stream, start, end, "test")
+        result = bronze_to_silver(lakehouse, spark, stream, FLIGHTS.ingest, start, end, "test")
         totals[stream.name] = result.totals()
     for reference in FLIGHTS.references:
         reference_to_silver(lakehouse, spark, landing, reference, FLIGHTS.ingest, "test")
@@ -77,7 +75,7 @@ def build_features(spark, lakehouse: Lakehouse, start: dt.date, end: dt.date) ->
     checks = {}
     for table in FLIGHTS.feature_tables:
         window = (start, end) if table.partitioned else (None, None)
-        build_feature_table(lakehouse, spark, table, *window, progress=lambda _: None)
+        build_feature_table(lakehouse, spark, table, *window)
         checks[table.name] = check_feature_table(lakehouse, table, *window)
     return checks
 

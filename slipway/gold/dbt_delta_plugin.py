@@ -154,12 +154,15 @@ def scratch_dir(external_root: str) -> str:
 
 
 def _docs_manifest() -> dict[str, Any] | None:
-    """The manifest of the ``dbt docs generate`` now running, or None for any other command.
+    """The manifest of the ``dbt docs generate`` now running, or None (another command, or its
+    manifest not written yet).
 
-    dbt writes ``manifest.json`` into the target folder when it parses, before the generate task
-    opens a connection; the plugin has no other handle on it.
+    dbt writes ``manifest.json`` into the target folder once it has parsed; the plugin has no
+    other handle on it. A file left by an earlier invocation is not this one's (its
+    ``invocation_id`` differs): the models may have changed since.
     """
     from dbt.flags import get_flags
+    from dbt_common.invocation import get_invocation_id
 
     flags = get_flags()
     if getattr(flags, "WHICH", None) != "generate":
@@ -168,10 +171,12 @@ def _docs_manifest() -> dict[str, Any] | None:
     if not target.is_absolute():
         target = Path(getattr(flags, "PROJECT_DIR", None) or ".") / target
     try:
-        return json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        logger.warning(f"no manifest.json in {target}: the docs catalog will lack the marts")
         return None
+    if manifest.get("metadata", {}).get("invocation_id") != get_invocation_id():
+        return None
+    return manifest
 
 
 def describe_marts(conn: Any, lakehouse: Lakehouse, manifest: dict[str, Any]) -> list[str]:
@@ -208,6 +213,8 @@ class Plugin(BasePlugin):
         # Every source version this dbt invocation read, stored in each mart's Delta commit, so
         # lineage can walk from a mart version back to the silver versions it was built from.
         self.read_versions: dict[str, int] = {}
+        # The marts described to DuckDB for ``dbt docs generate`` (None: not yet).
+        self.described: list[str] | None = None
         # DuckDB's COPY (the external materialization's scratch write) does not create folders.
         if self.creds is not None:
             scratch = scratch_dir(str(self.creds.external_root))
@@ -218,11 +225,16 @@ class Plugin(BasePlugin):
         return "table"
 
     # -- docs ---------------------------------------------------------------------------------
-    def configure_connection(self, conn: Any) -> None:
-        """While ``dbt docs generate`` runs: describe every mart to DuckDB (see the module doc)."""
-        manifest = _docs_manifest()
-        if manifest is not None:
-            describe_marts(conn, self.lakehouse, manifest)
+    def configure_cursor(self, cursor: Any) -> None:
+        """While ``dbt docs generate`` runs: describe every mart to DuckDB once (module doc).
+
+        Per cursor, not per connection: dbt may open the first connection while it parses,
+        before this invocation's manifest exists; the catalog query comes on a later cursor.
+        """
+        if self.described is None:
+            manifest = _docs_manifest()
+            if manifest is not None:
+                self.described = describe_marts(cursor, self.lakehouse, manifest)
 
     # -- sources ------------------------------------------------------------------------------
     def load(self, source_config: SourceConfig) -> pa.Table:

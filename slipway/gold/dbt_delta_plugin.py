@@ -29,7 +29,7 @@ between a hand-run dbt and Dagster would make each re-parse the project after th
 ``dbt docs generate``: the marts are Delta tables, not DuckDB relations, so the catalog query of
 a fresh in-memory database found none of them (0 nodes). While dbt generates docs, the plugin
 creates an *empty* DuckDB table per mart with the schema of its Delta table
-(:meth:`Plugin.configure_connection`), so the catalog carries each mart's real columns and types.
+(:meth:`Plugin.configure_cursor`), so the catalog carries each mart's real columns and types.
 
 When the environment variable ``SLIPWAY_DBT_RECEIPTS`` names a file, one JSON line per read and per
 write is appended to it (table, version, rows, window). The Dagster assets use it to attach the

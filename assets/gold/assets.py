@@ -49,7 +49,7 @@ from packaging import version
 from assets.lib.keys import asset_key, scoped_name
 from assets.lib.partitions import daily_partitions, partition_dates
 from slipway.gold import dbt_project, dbt_runner
-from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV
+from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV, SCRATCH_ENV
 from slipway.gold.marts import (
     GOLD,
     Mart,
@@ -163,7 +163,7 @@ def run_dbt(
     lakehouse: Lakehouse = context.resources.lakehouse.get(usecase.name)
     env = dbt_project.dbt_env(lakehouse.root, usecase.name)
     dbt_vars = dbt_project.usecase_vars(usecase.name, **(dbt_vars or {}))
-    scratch = Path(env["SLIPWAY_DBT_SCRATCH"])
+    scratch = Path(env[SCRATCH_ENV])
     scratch.mkdir(parents=True, exist_ok=True)
     receipts_path = scratch / f"{uuid.uuid4().hex}.receipts.jsonl"
     env[RECEIPTS_ENV] = os.fspath(receipts_path)

@@ -25,6 +25,16 @@ Model config understood by :meth:`Plugin.store`: ``lakehouse_table`` (default
 ``replace_dates`` (``[start, end]``: replace exactly that closed range; absent: overwrite all) and
 ``date_column``.
 
+Where the lakehouse and the scratch folder are is read from the environment when dbt runs
+(:func:`lakehouse_root`, :func:`scratch_dir`), never rendered into ``profiles.yml``: dbt hashes
+the profile's rendered connection settings into its partial-parse state, so a path that differs
+between a hand-run dbt and Dagster would make each re-parse the project after the other.
+
+``dbt docs generate``: the marts are Delta tables, not DuckDB relations, so the catalog query of
+a fresh in-memory database found none of them (0 nodes). While dbt generates docs, the plugin
+creates an *empty* DuckDB table per mart with the schema of its Delta table
+(:meth:`Plugin.configure_cursor`), so the catalog carries each mart's real columns and types.
+
 When the environment variable ``SLIPWAY_DBT_RECEIPTS`` names a file, one JSON line per read and per
 write is appended to it (table, version, rows, window). The Dagster assets use it to attach the
 exact Delta versions read and written to each materialization; plain dbt runs just log them.
@@ -52,6 +62,11 @@ from slipway.settings import load_settings
 
 logger = AdapterLogger("SlipwayLakehouse")
 RECEIPTS_ENV = "SLIPWAY_DBT_RECEIPTS"
+# The lakehouse dbt reads and writes: one use case's own. Not ``SLIPWAY_LAKEHOUSE_ROOT``, which
+# is the deployment's root above every use case's.
+LAKEHOUSE_ENV = "SLIPWAY_DBT_LAKEHOUSE_ROOT"
+# The external materialization's scratch folder (macros/external_location.sql reads it too).
+SCRATCH_ENV = "SLIPWAY_DBT_SCRATCH"
 _RECEIPT_LOCK = threading.Lock()
 
 
@@ -122,30 +137,109 @@ def read_scratch(path: str) -> pa.Table:
     return table
 
 
-def _default_root() -> str:
+def lakehouse_root(configured: Any = None) -> str:
+    """The lakehouse this dbt invocation reads and writes.
+
+    The plugin's ``root`` config when a profile sets one, else ``$SLIPWAY_DBT_LAKEHOUSE_ROOT``
+    (Dagster sets it to the use case's root), else the settings' default for ``SLIPWAY_USECASE``:
+    the same rule as every other Slipway process, so dbt run by hand and by Dagster agree.
+    """
+    root = str(configured or "").strip() or os.environ.get(LAKEHOUSE_ENV, "").strip()
+    if root:
+        return root
     from slipway.usecases import get_usecase
 
     return load_settings(get_usecase().name).lakehouse_root
+
+
+def scratch_dir(external_root: str) -> str:
+    """The scratch folder of the external materialization: ``$SLIPWAY_DBT_SCRATCH``, else the
+    profile's ``external_root`` (the rule of ``macros/external_location.sql``)."""
+    return os.environ.get(SCRATCH_ENV, "").strip() or external_root
+
+
+def _docs_manifest() -> dict[str, Any] | None:
+    """The manifest of the ``dbt docs generate`` now running, or None (another command, or its
+    manifest not written yet).
+
+    dbt writes ``manifest.json`` into the target folder once it has parsed; the plugin has no
+    other handle on it. A file left by an earlier invocation is not this one's (its
+    ``invocation_id`` differs): the models may have changed since.
+    """
+    from dbt.flags import get_flags
+    from dbt_common.invocation import get_invocation_id
+
+    flags = get_flags()
+    if getattr(flags, "WHICH", None) != "generate":
+        return None
+    target = Path(getattr(flags, "TARGET_PATH", None) or "target")
+    if not target.is_absolute():
+        target = Path(getattr(flags, "PROJECT_DIR", None) or ".") / target
+    try:
+        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest.get("metadata", {}).get("invocation_id") != get_invocation_id():
+        return None
+    return manifest
+
+
+def describe_marts(conn: Any, lakehouse: Lakehouse, manifest: dict[str, Any]) -> list[str]:
+    """Create an empty DuckDB table per mart with its Delta table's schema; returns their tables.
+
+    A mart not written yet is left out (the docs then show its declared columns only).
+    """
+    from slipway.gold.marts import mart_relations
+
+    described = []
+    for relation in mart_relations(manifest):
+        if lakehouse.version(relation.table) is None:
+            continue
+        empty = lakehouse.dataset(relation.table).schema.empty_table()
+        view = f"__slipway_describe_{relation.identifier}"
+        conn.register(view, empty)
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{relation.schema}"')
+        conn.execute(
+            f'CREATE OR REPLACE TABLE "{relation.schema}"."{relation.identifier}" '
+            f'AS SELECT * FROM "{view}"'
+        )
+        conn.unregister(view)
+        described.append(relation.table)
+    if described:
+        logger.info(f"docs: described {len(described)} marts from their Delta schemas")
+    return described
 
 
 class Plugin(BasePlugin):
     """Reads sources from and writes ``external`` models to the lakehouse (see the module doc)."""
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        # A blank root means "the settings' default": the same rule as every other Slipway process,
-        # so dbt run by hand and dbt run by Dagster agree on where the lakehouse is.
-        # (Dagster always passes the use case's root; a hand-run dbt gets SLIPWAY_USECASE's.)
-        root = str(plugin_config.get("root") or "").strip() or _default_root()
-        self.lakehouse = Lakehouse(root)
+        self.lakehouse = Lakehouse(lakehouse_root(plugin_config.get("root")))
         # Every source version this dbt invocation read, stored in each mart's Delta commit, so
         # lineage can walk from a mart version back to the silver versions it was built from.
         self.read_versions: dict[str, int] = {}
+        # The marts described to DuckDB for ``dbt docs generate`` (None: not yet).
+        self.described: list[str] | None = None
         # DuckDB's COPY (the external materialization's scratch write) does not create folders.
-        if self.creds is not None and "://" not in str(self.creds.external_root):
-            Path(self.creds.external_root).mkdir(parents=True, exist_ok=True)
+        if self.creds is not None:
+            scratch = scratch_dir(str(self.creds.external_root))
+            if "://" not in scratch:
+                Path(scratch).mkdir(parents=True, exist_ok=True)
 
     def default_materialization(self) -> str:
         return "table"
+
+    # -- docs ---------------------------------------------------------------------------------
+    def configure_cursor(self, cursor: Any) -> None:
+        """While ``dbt docs generate`` runs: describe every mart to DuckDB once (module doc).
+
+        Per cursor, not per connection: dbt may open the first connection while it parses,
+        before this invocation's manifest exists; the catalog query comes on a later cursor.
+        """
+        if self.described is None:
+            manifest = _docs_manifest()
+            if manifest is not None:
+                self.described = describe_marts(cursor, self.lakehouse, manifest)
 
     # -- sources ------------------------------------------------------------------------------
     def load(self, source_config: SourceConfig) -> pa.Table:

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from slipway.gold.dbt_delta_plugin import LAKEHOUSE_ENV, SCRATCH_ENV
 from slipway.settings import PROJECT_ROOT, load_settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -47,11 +48,6 @@ _SOURCE_DIRS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
 _SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
 
 
-# The lakehouse dbt reads and writes: one use case's own (``profiles.yml`` reads it). Not
-# ``SLIPWAY_LAKEHOUSE_ROOT``, which is the deployment's root above every use case's.
-LAKEHOUSE_ENV = "SLIPWAY_DBT_LAKEHOUSE_ROOT"
-
-
 def usecase_vars(usecase: str, **extra: object) -> dict[str, object]:
     """The dbt ``--vars`` of every parse and invocation for ``usecase`` (plus ``extra``)."""
     return {"usecase": usecase, **extra}
@@ -60,18 +56,18 @@ def usecase_vars(usecase: str, **extra: object) -> dict[str, object]:
 def dbt_env(lakehouse_root: str | None = None, usecase: str | None = None) -> dict[str, str]:
     """The environment variables dbt needs, resolved from Slipway's settings.
 
-    ``profiles.yml`` reads them with ``env_var``; passing them explicitly keeps dbt on the same
-    lakehouse as the caller even when the caller's root came from a resource, not the environment.
-    Without a root, ``usecase``'s lakehouse (the settings scoped to it) is the one.
+    The lakehouse plugin and the ``external_location`` macro read them when dbt *runs* (never at
+    parse time, so their absolute paths stay out of dbt's partial-parse hash: see profiles.yml);
+    passing them explicitly keeps dbt on the same lakehouse as the caller even when the caller's
+    root came from a resource, not the environment. Without a root, ``usecase``'s lakehouse (the
+    settings scoped to it) is the one.
     """
     settings = load_settings(usecase)
-    scratch = os.environ.get("SLIPWAY_DBT_SCRATCH", "").strip() or str(
-        settings.data_dir / "dbt" / "scratch"
-    )
+    scratch = os.environ.get(SCRATCH_ENV, "").strip() or str(settings.data_dir / "dbt" / "scratch")
     root = lakehouse_root or settings.lakehouse_root
     return {
         LAKEHOUSE_ENV: _absolute(root),
-        "SLIPWAY_DBT_SCRATCH": _absolute(scratch),
+        SCRATCH_ENV: _absolute(scratch),
     }
 
 

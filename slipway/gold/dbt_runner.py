@@ -102,6 +102,9 @@ class DbtInvocation:
     manifest_from: str  # "memory" (cached), "partial parse file" or "parse"
     parse_seconds: float
     run_seconds: float
+    # dbt's own result object (``dbtRunnerResult.result``): e.g. ``dbt show``'s table, or the
+    # freshness results of ``dbt source freshness``, which have no result event above
+    result: Any = None
 
     @property
     def command(self) -> str:
@@ -395,4 +398,5 @@ def invoke(
         manifest_from=origin,
         parse_seconds=parsed - started,
         run_seconds=finished - parsed,
+        result=result.result,
     )

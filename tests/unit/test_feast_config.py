@@ -159,3 +159,22 @@ def test_repo_objects_are_the_ones_feasts_parse_repo_collects(
         for obj in getattr(ours, field):
             assert obj == by_name[obj.name], (field, obj.name)
     assert ours.feature_views, "the repo defines views"
+
+
+@pytest.mark.parametrize(
+    "feast_form",
+    ["127.0.0.1:6379,db=0", "redis.internal:6380,db=3,password=p@ss:w", "r:6379,db=1,ssl=true"],
+)
+def test_the_window_store_follows_a_feast_form_online_redis_in_production(
+    feast_form: str, clean_env
+) -> None:
+    """Production may give ``SLIPWAY_FEAST_ONLINE`` in Feast's form (for the CLI): the window
+    aggregator's default Redis is still that one, as a URL naming the same server."""
+    from slipway.featurestore.store import redis_connection_string
+    from slipway.settings import load_settings
+
+    clean_env.setenv("SLIPWAY_ENV", "prod")
+    clean_env.setenv("SLIPWAY_FEAST_ONLINE", feast_form)
+    url = load_settings().windows_url
+    assert url.startswith(("redis://", "rediss://"))
+    assert redis_connection_string(url) == feast_form

@@ -142,7 +142,7 @@ def _registry_block(raw: Any) -> dict[str, Any]:
     return block
 
 
-def _registry_override(value: str, settings: Settings, declared: dict[str, Any]) -> dict:
+def _registry_override(value: str, declared: dict[str, Any]) -> dict:
     """``SLIPWAY_FEAST_REGISTRY``: a SQLAlchemy URL (SQL registry) or a file path."""
     block = {k: v for k, v in declared.items() if k in ("cache_ttl_seconds", "cache_mode")}
     if "://" in value and not value.startswith("file://"):
@@ -188,18 +188,19 @@ def repo_config(settings: Settings | None = None, usecase: UseCase | None = None
     usecase = _usecase(usecase)
     settings = (settings or load_settings()).scoped(usecase.name)
     repo = feature_repo(usecase)
-    raw = load_feature_store_yaml(feature_store_yaml(usecase, settings))
-    if raw.get("project") != (usecase.feast.project if usecase.feast else None):
+    path = feature_store_yaml(usecase, settings)
+    raw = load_feature_store_yaml(path)
+    declared = usecase.feast.project if usecase.feast else None
+    if raw.get("project") != declared:  # the CLI would apply to another project
         raise ValueError(
-            f"{feature_store_yaml(usecase, settings)} names project {raw.get('project')!r}, "
-            f"the use case declares {usecase.feast.project if usecase.feast else None!r}"
+            f"{path} names project {raw.get('project')!r}, the use case declares {declared!r}"
         )
     raw["project"] = feast_project(usecase)
 
     registry = _registry_block(raw.get("registry"))
     registry_env = os.environ.get("SLIPWAY_FEAST_REGISTRY", "").strip()
     if registry_env:
-        registry = _registry_override(registry_env, settings, registry)
+        registry = _registry_override(registry_env, registry)
     if registry["registry_type"] == "file":
         registry["path"] = _embedded(str(registry["path"]), settings)
     raw["registry"] = registry

@@ -255,14 +255,34 @@ def _windows_url() -> str:
 
     Empty: an embedded SQLite file per feature set under ``SLIPWAY_WINDOWS_DIR`` (default
     ``<data dir>/windows``). ``redis://host:port/db``: Redis. In production (``SLIPWAY_ENV=prod``)
-    it defaults to the Feast online Redis (``SLIPWAY_FEAST_ONLINE``) when that is a Redis URL:
+    it defaults to the Feast online Redis (``SLIPWAY_FEAST_ONLINE``, a URL or Feast's form):
     the keys live under their own prefix (``SLIPWAY_WINDOWS_NAMESPACE``, ``slipway:win``).
     """
     url = _env("SLIPWAY_WINDOWS_URL", "")
     if url or _env("SLIPWAY_ENV", "local") != "prod":
         return url
-    online = _env("SLIPWAY_FEAST_ONLINE", "")
-    return online if online.startswith(("redis://", "rediss://")) else ""
+    return redis_url(_env("SLIPWAY_FEAST_ONLINE", ""))
+
+
+def redis_url(online: str) -> str:
+    """``SLIPWAY_FEAST_ONLINE`` as a ``redis://`` URL, "" when it is not Redis.
+
+    It may be given in Feast's own form (``host:6379,db=0,password=…,ssl=true``), the one the
+    `feast` CLI reads from ``feature_store.prod.yaml``, or as a URL.
+    """
+    from urllib.parse import quote
+
+    if online.startswith(("redis://", "rediss://")):
+        return online
+    if not online or online == "sqlite" or "://" in online:
+        return ""
+    node, *params = online.split(",")
+    options = dict(p.split("=", 1) for p in params if "=" in p)
+    if ":" not in node:
+        node = f"{node}:6379"
+    scheme = "rediss" if options.get("ssl", "").lower() == "true" else "redis"
+    auth = f":{quote(options['password'], safe='')}@" if options.get("password") else ""
+    return f"{scheme}://{auth}{node}/{options.get('db', '0')}"
 
 
 def pit_chunk_rows() -> int:

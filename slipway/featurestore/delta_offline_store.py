@@ -70,9 +70,11 @@ _UTC = dt.UTC
 class DeltaOfflineStoreConfig(FeastConfigBaseModel):
     """``offline_store:`` block of feature_store.yaml.
 
-    ``lakehouse_root`` None means ``SLIPWAY_LAKEHOUSE_ROOT``, else ``<repo>/data/lakehouse``
-    (``slipway.settings``), so one feature repo runs locally and in production unchanged.
-    A relative root is taken relative to the feature repo directory.
+    ``lakehouse_root`` None means the lakehouse of ``usecase`` in this environment:
+    ``SLIPWAY_LAKEHOUSE_ROOT/<usecase>``, else ``<repo>/data/lakehouse/<usecase>``
+    (``slipway.settings``), so one feature repo runs locally and in production unchanged, and
+    the CLI run in ``feature_repo/flights`` reads flights' tables (``usecase`` None: the default
+    use case, ``SLIPWAY_USECASE``). A relative root is taken relative to the feature repo.
     """
 
     type: Literal[
@@ -80,6 +82,7 @@ class DeltaOfflineStoreConfig(FeastConfigBaseModel):
         "slipway.featurestore.DeltaOfflineStore",
     ] = "slipway.featurestore.delta_offline_store.DeltaOfflineStore"
     lakehouse_root: StrictStr | None = None
+    usecase: StrictStr | None = None
 
 
 # -- the retrieval job ------------------------------------------------------------------------

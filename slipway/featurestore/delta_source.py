@@ -38,11 +38,14 @@ def lakehouse_from_config(config: RepoConfig | None) -> Lakehouse:
 
     A relative ``lakehouse_root`` is taken relative to the feature repo (``config.repo_path``),
     not the process's working directory, so ``feast`` CLI calls and Dagster assets agree.
-    The settings fallback is the lakehouse of ``SLIPWAY_USECASE`` (default: the default use case)
-    under ``SLIPWAY_LAKEHOUSE_ROOT`` (default ``data/lakehouse``): ``<root>/<usecase>``.
+    The settings fallback is the lakehouse of ``offline_store.usecase`` (else ``SLIPWAY_USECASE``,
+    else the default use case) under ``SLIPWAY_LAKEHOUSE_ROOT`` (default ``data/lakehouse``):
+    ``<root>/<usecase>``.
     """
     root: str | None = None
+    usecase: str | None = None
     if config is not None:
+        usecase = getattr(getattr(config, "offline_store", None), "usecase", None)
         root = getattr(getattr(config, "offline_store", None), "lakehouse_root", None)
         repo_path = getattr(config, "repo_path", None)
         if root and "://" not in root and not Path(root).is_absolute() and repo_path:
@@ -51,7 +54,7 @@ def lakehouse_from_config(config: RepoConfig | None) -> Lakehouse:
         from slipway.settings import load_settings
         from slipway.usecases import get_usecase
 
-        root = load_settings(get_usecase().name).lakehouse_root
+        root = load_settings(usecase or get_usecase().name).lakehouse_root
     return Lakehouse(root)
 
 
@@ -153,6 +156,19 @@ class DeltaSource(DataSource):
         return DataSourceProto.CUSTOM_SOURCE
 
     # -- registry (de)serialisation ------------------------------------------------------------
+    def to_proto(self) -> DataSourceProto:
+        """The source's declaration, without Feast's created/updated bookkeeping timestamps.
+
+        Feast stamps every ``DataSource`` with the time it was *constructed* and embeds that in
+        each feature view's spec. A freshly parsed repo therefore never matches a materialized
+        view's registered spec, and `feast plan` reports every materialized view as "Updated"
+        (with only those timestamps differing). A source is a name for a table: its identity is
+        what it declares, so the timestamps are left out and plan compares declarations.
+        """
+        proto = super().to_proto()
+        proto.ClearField("meta")
+        return proto
+
     def _to_proto_impl(self) -> DataSourceProto:
         options = DataSourceProto.CustomSourceOptions(
             configuration=json.dumps({"table": self.table}).encode("utf-8")

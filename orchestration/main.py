@@ -124,6 +124,7 @@ NOISY_LOGGERS = ("mlflow", "alembic", "feast", "urllib3", "httpx")
 
 def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level on import
+    os.environ.setdefault("SLIPWAY_DBT_LOG_LEVEL", "warn")  # in-process dbt: its log file keeps all
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -333,6 +333,17 @@ def _reraise_interrupt(exception: BaseException | None) -> None:
 
 
 # -- invoking -------------------------------------------------------------------------------------
+CONSOLE_LEVEL_ENV = "SLIPWAY_DBT_LOG_LEVEL"
+
+
+def _console_log_level() -> str | None:
+    """dbt's console log level for in-process runs (``SLIPWAY_DBT_LOG_LEVEL``), None: dbt's own."""
+    level = os.environ.get(CONSOLE_LEVEL_ENV, "").strip().lower()
+    if level and level not in ("debug", "info", "warn", "error", "none"):
+        raise ValueError(f"{CONSOLE_LEVEL_ENV} must be debug, info, warn, error or none: {level!r}")
+    return level or None
+
+
 def invoke(
     args: Sequence[str],
     *,
@@ -349,8 +360,10 @@ def invoke(
     ``args`` is the command and its options (``["build", "--select", ...]``) without
     ``--vars``/``--project-dir``/``--profiles-dir``/``--target-path``: pass ``vars`` (the
     manifest is chosen by them) and the other keywords instead. ``env`` is set in ``os.environ``
-    for the invocation. dbt's own log lines go to stdout as usual; the structured result events
-    come back in :attr:`DbtInvocation.events`. Raises :class:`DbtParseError` when the project does
+    for the invocation. dbt's own log lines go to stdout as usual (at the console level
+    ``SLIPWAY_DBT_LOG_LEVEL`` names, e.g. ``warn`` on ``make run``'s terminal; the log file under
+    the target path keeps everything); the structured result events come back in
+    :attr:`DbtInvocation.events` whatever the console shows. Raises :class:`DbtParseError` when the project does
     not parse, re-raises interrupts; any other dbt failure is ``success=False`` with its errors.
     """
     from dbt.cli.main import dbtRunner
@@ -369,6 +382,11 @@ def invoke(
         "--target-path", os.fspath(target_path),
         "--log-path", os.fspath(target_path),
         "--no-use-colors",
+        *(
+            ["--log-level", console_level, "--log-level-file", "debug"]
+            if (console_level := _console_log_level())
+            else []
+        ),
         *(["--profile", profile] if profile else []),
         *(["--target", target] if target else []),
         *(["--vars", cli_vars] if cli_vars else []),

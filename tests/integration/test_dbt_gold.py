@@ -348,6 +348,23 @@ def test_build_all_marts(gold: Lakehouse, tmp_path: Path) -> None:
     assert gold.read("gold.drift_daily").num_rows == 0
 
 
+def test_a_quiet_console_keeps_every_result_event(
+    gold: Lakehouse, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """``make run`` sets SLIPWAY_DBT_LOG_LEVEL=warn: dbt's per-node lines leave the terminal,
+    the result events (what the assets report) and the log file do not."""
+    loud = dbt(tmp_path / "loud", "build")
+    assert "START sql" in capfd.readouterr().out
+    monkeypatch.setenv("SLIPWAY_DBT_LOG_LEVEL", "warn")
+    quiet = dbt(tmp_path / "quiet", "build")
+    assert "START sql" not in capfd.readouterr().out
+    assert quiet == loud and quiet
+    assert "START sql" in (tmp_path / "quiet" / "dbt-target" / "dbt.log").read_text()
+    monkeypatch.setenv("SLIPWAY_DBT_LOG_LEVEL", "loud")
+    with pytest.raises(ValueError, match="SLIPWAY_DBT_LOG_LEVEL"):
+        dbt(tmp_path / "bad", "build")
+
+
 def test_drift_mart_summarises_monitoring_rows(gold: Lakehouse, tmp_path: Path) -> None:
     import pyarrow as pa
 

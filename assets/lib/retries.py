@@ -42,7 +42,8 @@ _LASTING_OS_ERRORS = (
 )
 # Exception class names (of the clients' own hierarchies, matched by name so this module imports
 # none of them) that mean "try again": grpc/Spark Connect, redis, SQLAlchemy/psycopg, botocore,
-# delta-rs commit conflicts, HTTP clients.
+# delta-rs commit conflicts and the lakehouse's own ConcurrentWriteError (a streamed write that
+# lost a commit race: the step's retry replays it against the new version), HTTP clients.
 _TRANSIENT_NAMES = (
     "timeout",
     "connection",
@@ -52,6 +53,7 @@ _TRANSIENT_NAMES = (
     "operationalerror",
     "throttl",
     "commitfailed",
+    "concurrentwrite",
     "serviceerror",
     "endpointconnection",
 )

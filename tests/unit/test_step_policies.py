@@ -14,6 +14,7 @@ import yaml
 from assets.lib.retries import REMOTE_RETRY_POLICY, is_transient, retry_transient_only
 from assets.training.assets import retrain_pool
 from orchestration.definitions import defs
+from slipway.lakehouse import ConcurrentWriteError
 from slipway.usecases import deployed_usecases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,7 @@ class SparkConnectGrpcException(Exception):
         (TimeoutError("read timed out"), True),
         (OSError("network is unreachable"), True),
         (SparkConnectGrpcException("UNAVAILABLE"), True),
+        (ConcurrentWriteError("silver.transactions: another writer committed first"), True),
         (ValueError("column amount has nulls"), False),
         (KeyError("champion"), False),
         (FileNotFoundError("landing/2026-08-01"), False),

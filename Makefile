@@ -17,7 +17,7 @@ USECASE ?=
 # e.g. `make run RUN_ARGS=--verbose` (Dagster's whole event log) or `RUN_ARGS="--days 20"`
 RUN_ARGS ?=
 
-.PHONY: help env run test test-fast lint format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-shadow bench-flights clean
+.PHONY: help env run test test-fast lint check-defs format ui mlflow serve prod-up prod-down bench bench-ingest bench-features bench-pit bench-training bench-serving bench-monitoring bench-streaming bench-windows bench-shadow bench-flights clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: env ## run the test suite
 lint: env ## ruff check and format check
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+
+check-defs: env ## load and validate the code location `make ui` serves (dg check defs)
+	$(UV) run --frozen dg check defs
 
 format: env
 	$(UV) run --frozen ruff format .

@@ -9,6 +9,7 @@ import dagster as dg
 from assets.lib.keys import asset_key, scoped_name
 from assets.lib.metadata import read_versions
 from assets.lib.partitions import daily_partitions
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.featurestore.online import materialize_online, online_consistency
 from slipway.featurestore.store import apply_repo, feature_repo
 from slipway.lakehouse import TableRef
@@ -37,8 +38,10 @@ def feast_definitions(usecase: UseCase) -> list:
         group_name=scoped_name(usecase, FEAST),
         kinds={"feast"},
         description=f"`feast plan` + `feast apply` of {repo}/: entities, Delta sources, feature views, services.",
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"feast"},
     )
+    @retry_transient_only
     def feast_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         store = context.resources.feast.store(usecase)
         report = apply_repo(store)
@@ -66,8 +69,10 @@ def feast_definitions(usecase: UseCase) -> list:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"feast", "sqlite", "redis"},
         description="Latest feature values per entity in the online store (SQLite locally, Redis in production).",
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"feast", "lakehouse"},
     )
+    @retry_transient_only
     def online_store(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start = context.partition_time_window.start.date()
         lakehouse = context.resources.lakehouse.get(usecase.name)

@@ -13,8 +13,18 @@ import datetime as dt
 import dagster as dg
 
 from assets.lib.keys import asset_key, scoped_name, table_key
-from assets.lib.metadata import column_schema, preview, read_versions, written
+from assets.lib.metadata import (
+    add_partition_metadata,
+    column_schema,
+    data_version,
+    day_rows,
+    preview,
+    range_written,
+    read_versions,
+    written,
+)
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.features.build import build_feature_table, check_feature_table, feature_table_name
 from slipway.usecase import FeatureTable, UseCase
 
@@ -76,8 +86,10 @@ def feature_asset(table: FeatureTable, usecase: UseCase) -> list:
         automation_condition=None if partitions else dg.AutomationCondition.eager(),
         kinds={"spark", "delta"},
         description=f"{table.description} Entity `{table.entity}`, timestamp `{table.timestamp}`.",
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse", "spark"},
     )
+    @retry_transient_only
     def _feature(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = _range(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
@@ -88,16 +100,24 @@ def feature_asset(table: FeatureTable, usecase: UseCase) -> list:
             start,
             end,
         )
+        if partitions is not None and start is not None and end is not None:
+            counts = lakehouse.rows_per_date(
+                result.written.name, (start, end), version=result.written.version
+            )
+            add_partition_metadata(context, lambda day: day_rows(counts, day))
+            written_meta = range_written(result.written, start, end)
+        else:
+            written_meta = {**written(result.written), "dagster/row_count": result.rows}
         return dg.MaterializeResult(
             metadata={
-                **written(result.written),
-                "dagster/row_count": result.rows,
+                **written_meta,
                 "input_versions": read_versions(result.inputs),
                 "preview": preview(result.preview),
                 "dagster/column_schema": column_schema(
                     lakehouse.dataset(feature_table_name(table)).schema
                 ),
-            }
+            },
+            data_version=data_version(result.written),
         )
 
     @dg.asset_check(

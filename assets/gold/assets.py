@@ -11,8 +11,10 @@ marts and the plugin's receipts, and this module only
   ``--vars {"usecase": <name>, ...}`` so its manifests are its own,
 * passes a partitioned run's time window to dbt as ``--vars`` (a backfill over a range is ONE dbt
   invocation that replaces exactly those dates),
-* attaches the Delta version each mart was written at, the rows written and the silver versions
-  read (from the plugin's receipts file) to every materialization.
+* attaches the Delta version each mart was written at (also its data version), the rows written
+  and the silver versions read (from the plugin's receipts file) to every materialization; a
+  partitioned mart's event for each day carries that day's rows, the range's total is
+  ``range_rows_written``.
 
 dbt tests become asset checks (dagster-dbt's default), including on the partitioned mart, where
 they test the rows written for the run's window.
@@ -47,7 +49,9 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from packaging import version
 
 from assets.lib.keys import asset_key, scoped_name
+from assets.lib.metadata import add_partition_metadata, data_version, day_rows
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.gold import dbt_project, dbt_runner
 from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV, SCRATCH_ENV
 from slipway.gold.marts import (
@@ -134,17 +138,58 @@ def dbt_resource() -> DbtCliResource:
 
 
 # -- running dbt ----------------------------------------------------------------------------------
-def _mart_metadata(facts: Mapping[str, Any]) -> dict[str, Any]:
+def _mart_metadata(facts: Mapping[str, Any], partitioned: bool) -> dict[str, Any]:
+    """The mart's write; a partitioned run's rows are the range's (each day's go on its event)."""
     meta: dict[str, Any] = {
         "table_uri": dg.MetadataValue.path(facts["table_uri"]),
         "read_versions": dg.MetadataValue.json(facts["read_versions"]),
         "table_version": facts["table_version"],
     }
     if "rows_written" in facts:
-        meta["rows_written"] = facts["rows_written"]
-        meta["dagster/row_count"] = facts["rows_written"]
+        if partitioned:
+            meta["range_rows_written"] = facts["rows_written"]
+        else:
+            meta["rows_written"] = facts["rows_written"]
+            meta["dagster/row_count"] = facts["rows_written"]
         meta["replaced_dates"] = facts["replaced_dates"]
     return meta
+
+
+def _with_mart_facts(
+    context: dg.AssetExecutionContext,
+    event: dg.Output,
+    mart: Mart,
+    facts: Mapping[str, Any],
+    lakehouse: Lakehouse,
+    date_column: str | None,
+) -> dg.Output:
+    """``event`` with the mart's Delta facts, its data version, and each day's own rows."""
+    partitioned = date_column is not None and context.has_partition_key_range
+    if partitioned and facts.get("table_version") is not None:
+        start, end = partition_dates(context)
+        counts = lakehouse.rows_per_date(
+            mart.table, (start, end), version=facts["table_version"], date_column=date_column
+        )
+        add_partition_metadata(
+            context,
+            lambda day: day_rows(counts, day),
+            asset_key=context.asset_key_for_output(event.output_name),
+        )
+    metadata = {**event.metadata, **_mart_metadata(facts, partitioned)}
+    if partitioned:
+        start, end = partition_dates(context)
+        metadata.update(range_start=start.isoformat(), range_end=end.isoformat())
+    return dg.Output(
+        value=event.value,
+        output_name=event.output_name,
+        metadata=metadata,
+        data_version=(
+            data_version(facts["table_version"])
+            if facts.get("table_version") is not None
+            else event.data_version
+        ),
+        tags=event.tags,
+    )
 
 
 def run_dbt(
@@ -153,12 +198,17 @@ def run_dbt(
     command: str,
     marts: Mapping[str, Mart],
     dbt_vars: Mapping[str, Any] | None = None,
+    date_columns: Mapping[str, str] | None = None,
 ) -> Iterator[Any]:
     """Run ``dbt <command>`` for the selected assets and yield its events, with Delta metadata.
 
     In this process (:mod:`slipway.gold.dbt_runner`) unless ``SLIPWAY_DBT_SUBPROCESS=1`` asks for
     dagster-dbt's subprocess; either way the Dagster events are dagster-dbt's own translation of
     dbt's result events (outputs, asset checks), and a failed dbt fails the step with dbt's errors.
+    ``date_columns`` (model -> column) marks the partitioned marts whose rows are split by day.
+
+    A failed dbt is not retried by the step's retry policy: what dbt reports (a failed test, a
+    SQL error) fails the same way again.
     """
     lakehouse: Lakehouse = context.resources.lakehouse.get(usecase.name)
     env = dbt_project.dbt_env(lakehouse.root, usecase.name)
@@ -174,8 +224,18 @@ def run_dbt(
                 model = context.asset_key_for_output(event.output_name).path[-1]
                 if model in marts:
                     facts = mart_write(model, marts[model], read_receipts(receipts_path), lakehouse)
-                    event = event.with_metadata({**event.metadata, **_mart_metadata(facts)})
+                    event = _with_mart_facts(
+                        context,
+                        event,
+                        marts[model],
+                        facts,
+                        lakehouse,
+                        (date_columns or {}).get(model),
+                    )
             yield event
+    except DagsterDbtCliRuntimeError as err:
+        err.allow_retries = False
+        raise
     finally:
         cleanup(receipts_path)
 
@@ -277,6 +337,12 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
     models = marts(manifest)
     translator = GoldTranslator(usecase)
     selection = manifest_selection(usecase.dbt.selection)
+    # the column each mart's date range is replaced on (the plugin's ``date_column``)
+    date_columns = {
+        node["name"]: node.get("config", {}).get("date_column") or "date"
+        for node in manifest["nodes"].values()
+        if node.get("resource_type") == "model"
+    }
 
     @dbt_assets(
         manifest=manifest,
@@ -285,13 +351,17 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
         partitions_def=daily_partitions(usecase),
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=translator,
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"dbt", "lakehouse"},
     )
+    @retry_transient_only
     def gold_daily_marts(context: dg.AssetExecutionContext):
         """Date-partitioned marts: one dbt build for the run's whole partition range."""
         window = _window_vars(context)
         context.log.info(f"dbt build for dates {window['start_date']} .. {window['end_date']}")
-        yield from run_dbt(context, usecase, "build", models, dbt_vars=window)
+        yield from run_dbt(
+            context, usecase, "build", models, dbt_vars=window, date_columns=date_columns
+        )
 
     @dbt_assets(
         manifest=manifest,
@@ -299,8 +369,10 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
         exclude=f"{DAILY_SELECT} {MONITORING_SELECT}",
         name=scoped_name(usecase, "gold_marts"),
         dagster_dbt_translator=translator,
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"dbt", "lakehouse"},
     )
+    @retry_transient_only
     def gold_marts(context: dg.AssetExecutionContext):
         """Full-refresh marts (every date: late labels can change any past day)."""
         yield from run_dbt(context, usecase, "build", models)
@@ -313,8 +385,10 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
             select=f"{selection},{MONITORING_SELECT}",
             name=scoped_name(usecase, "gold_monitoring_marts"),
             dagster_dbt_translator=translator,
+            retry_policy=REMOTE_RETRY_POLICY,
             required_resource_keys={"dbt", "lakehouse"},
         )
+        @retry_transient_only
         def gold_monitoring_marts(context: dg.AssetExecutionContext):
             """Marts over the monitoring tables (drift and performance history), rebuilt in full."""
             yield from run_dbt(context, usecase, "build", models)

@@ -9,8 +9,17 @@ UI says why.
 import dagster as dg
 
 from assets.lib.keys import asset_key, scoped_name
-from assets.lib.metadata import column_schema, preview, written
+from assets.lib.metadata import (
+    add_partition_metadata,
+    column_schema,
+    data_version,
+    day_rows,
+    preview,
+    range_written,
+    written,
+)
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.ingest import pipeline
 from slipway.usecase import Reference, Stream, UseCase
 
@@ -37,9 +46,11 @@ def bronze_asset(stream: Stream, usecase: UseCase) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"delta", "python"},
         pool=writer_pool(usecase, pipeline.bronze_table(stream.name)),
+        retry_policy=REMOTE_RETRY_POLICY,
         description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
         required_resource_keys={"lakehouse", "landing"},
     )
+    @retry_transient_only
     def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         result = pipeline.land_to_bronze(
@@ -54,15 +65,28 @@ def bronze_asset(stream: Stream, usecase: UseCase) -> dg.AssetsDefinition:
             context.log.warning(
                 "files that do not match their manifest: " + "; ".join(result.problems)
             )
+        by_day = {d.day: d for d in result.days}
+
+        def day_figures(day):
+            d = by_day.get(day)
+            rows = d.rows if d else 0
+            return {
+                "rows_written": rows,
+                "dagster/row_count": rows,
+                "files": d.files if d else 0,
+                "file_problems": dg.MetadataValue.json(
+                    [f"{f} ({s})" for f, s, _, _ in d.statuses if s != "ok"] if d else []
+                ),
+            }
+
+        add_partition_metadata(context, day_figures)
         return dg.MaterializeResult(
             metadata={
-                **written(result.bronze),
+                **range_written(result.bronze, start, end),
                 "files_table_version": result.files.version,
-                "files": sum(d.files for d in result.days),
-                "rows_in": result.rows,
-                "dagster/row_count": result.rows,
-                "file_problems": dg.MetadataValue.json(result.problems),
-            }
+                "range_files": sum(d.files for d in result.days),
+            },
+            data_version=data_version(result.bronze),
         )
 
     return _bronze
@@ -96,8 +120,10 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=writer_pool(usecase, pipeline.silver_table(stream.name)),
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse", "spark"},
     )
+    @retry_transient_only
     def _silver(context: dg.AssetExecutionContext):
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
@@ -120,12 +146,39 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
             context.log.error(
                 f"{stream.name} {held.day} held back by the circuit breaker: {held.breaker_reason}"
             )
+        verdicts = {v.day: v for v in result.verdicts}
+        silver_rows = lakehouse.rows_per_date(
+            result.silver.name, (start, end), version=result.silver.version
+        )
+        quarantine_rows = lakehouse.rows_per_date(
+            result.quarantine.name, (start, end), version=result.quarantine.version
+        )
+
+        def silver_day(day):
+            v = verdicts.get(day)
+            return {
+                **day_rows(silver_rows, day),
+                "rows_landed": v.rows_landed if v else 0,
+                "rows_silver": v.rows_silver if v else 0,
+                "rows_quarantined": v.rows_quarantined if v else 0,
+                "duplicates_dropped": v.duplicates_dropped if v else 0,
+                "held_back": (v.breaker_reason or "") if v else "",
+            }
+
+        def quarantine_day(day):
+            v = verdicts.get(day)
+            return {
+                **day_rows(quarantine_rows, day),
+                "rules": dg.MetadataValue.json(v.rule_counts if v else {}),
+            }
+
+        add_partition_metadata(context, silver_day, asset_key=silver_key)
+        add_partition_metadata(context, quarantine_day, asset_key=quarantine_key)
         yield dg.MaterializeResult(
             asset_key=silver_key,
             metadata={
-                **written(result.silver),
-                **totals,
-                "dagster/row_count": totals["rows_silver"],
+                **range_written(result.silver, start, end),
+                **{f"range_{k}": n for k, n in totals.items()},
                 "bronze_version_read": result.bronze_read.version,
                 "audit_table_version": result.audit.version,
                 # The audit commit is the publish record: these versions belong together.
@@ -139,16 +192,15 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
                     lakehouse.dataset(pipeline.silver_table(stream.name)).schema
                 ),
             },
+            data_version=data_version(result.silver),
         )
         yield dg.MaterializeResult(
             asset_key=quarantine_key,
             metadata={
-                **written(result.quarantine),
-                "rows_quarantined": totals["rows_quarantined"],
-                "rules": dg.MetadataValue.json(
-                    {str(v.day): v.rule_counts for v in result.verdicts if v.rule_counts}
-                ),
+                **range_written(result.quarantine, start, end),
+                "range_rows_quarantined": totals["rows_quarantined"],
             },
+            data_version=data_version(result.quarantine),
         )
 
     @dg.asset_check(
@@ -226,8 +278,10 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
             ),
         ],
         pool=writer_pool(usecase, pipeline.silver_table(reference.name)),
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse", "landing", "spark"},
     )
+    @retry_transient_only
     def _reference(context: dg.AssetExecutionContext):
         result = pipeline.reference_to_silver(
             context.resources.lakehouse.get(usecase.name),
@@ -249,10 +303,16 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
         if result.silver is not None:
             meta.update(written(result.silver))
             meta["dagster/row_count"] = v.rows_silver
-        yield dg.MaterializeResult(asset_key=silver_key, metadata=meta)
+        yield dg.MaterializeResult(
+            asset_key=silver_key,
+            metadata=meta,
+            # a snapshot the contract held back wrote nothing: the data version stays unset
+            data_version=data_version(result.silver) if result.silver is not None else None,
+        )
         yield dg.MaterializeResult(
             asset_key=quarantine_key,
             metadata={**written(result.quarantine), "rules": dg.MetadataValue.json(v.rule_counts)},
+            data_version=data_version(result.quarantine),
         )
         yield dg.AssetCheckResult(
             asset_key=silver_key,

@@ -12,8 +12,15 @@ import dagster as dg
 import pandas as pd
 
 from assets.lib.keys import asset_key, scoped_name, table_key
-from assets.lib.metadata import preview, written
+from assets.lib.metadata import (
+    add_partition_metadata,
+    data_version,
+    day_rows,
+    preview,
+    range_written,
+)
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from assets.scoring.assets import predictions_key
 from slipway.lakehouse import Lakehouse
 from slipway.monitoring.alerts import contract_failures, drift_check
@@ -32,6 +39,11 @@ def drift_key(usecase: UseCase) -> dg.AssetKey:
 
 def performance_key(usecase: UseCase) -> dg.AssetKey:
     return asset_key(usecase, "monitoring", "performance")
+
+
+def _number(value) -> float:
+    """A metric for the UI: rounded, NaN (not computable that day) as -1."""
+    return -1.0 if value is None or pd.isna(value) else round(float(value), 4)
 
 
 def _file_url(uri: str) -> str:
@@ -100,8 +112,10 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             f"of {mon.drift_share} or on prediction drift. Rows in `{DRIFT_METRICS}`, an HTML "
             "report per day under `reports/monitoring/`."
         ),
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
@@ -112,16 +126,36 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         chart_md, chart_uri = _chart(lakehouse, usecase)
         days = _days_table(run)
         last = run.days[-1] if run.days else None
+        counts = lakehouse.rows_per_date(
+            run.written.name, (start, end), version=run.written.version
+        )
+        by_day: dict = {}
+        for d in run.days:  # a day scored by two champions has one entry per version
+            by_day.setdefault(d.date, []).append(d)
+
+        def day_figures(day):
+            measured = by_day.get(day, [])
+            return {
+                **day_rows(counts, day),
+                "scored_rows": sum(d.rows for d in measured),
+                "drifted": any(d.outcome.drifted for d in measured),
+                "drift_share": round(max((d.outcome.share for d in measured), default=0.0), 4),
+                "drifted_features": dg.MetadataValue.json(
+                    sorted({f for d in measured for f in d.outcome.drifted_features})
+                ),
+                "day_reports": dg.MetadataValue.json([d.report_uri for d in measured]),
+            }
+
+        add_partition_metadata(context, day_figures)
         metadata = {
-            **written(run.written),
-            "dagster/row_count": run.written.rows_written,
+            **range_written(run.written, start, end),
             "days_monitored": len(run.days),
             "days_without_scores": dg.MetadataValue.json([str(d) for d in run.empty_days]),
             "drifted_days": dg.MetadataValue.json(
                 [str(d.date) for d in run.days if d.outcome.drifted]
             ),
             "contract_failed_days": dg.MetadataValue.json({str(k): v for k, v in failed.items()}),
-            "drift_share": round(last.outcome.share, 4) if last else 0.0,
+            "last_day_drift_share": round(last.outcome.share, 4) if last else 0.0,
             "max_drift_share": round(max((d.outcome.share for d in run.days), default=0.0), 4),
             "days": preview(days.drop(columns=["report"]), 31),
             "reports": dg.MetadataValue.md(
@@ -150,7 +184,7 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
         if chart_md and chart_uri:
             metadata["drift_share_chart"] = dg.MetadataValue.md(chart_md)
             metadata["drift_share_png"] = dg.MetadataValue.path(chart_uri)
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, data_version=data_version(run.written))
 
     @dg.asset_check(
         asset=DRIFT_KEY,
@@ -192,8 +226,10 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             f"{mon.min_recall_drop} below); PR-AUC shown against a median validation day. Days "
             "not yet matured are skipped (re-run them later)."
         ),
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
@@ -225,8 +261,37 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             if not frame.empty
             else frame
         )
+        rows_by_day: dict = {}
+        for r in run.rows:  # a day scored by two champions is judged once per version
+            rows_by_day.setdefault(r["date"], []).append(r)
+
+        def day_figures(day):
+            judged = rows_by_day.get(day, [])
+            return {
+                "dagster/row_count": len(judged),
+                "status": ", ".join(r["status"] for r in judged)
+                or "not judged (labels not matured)",
+                "degraded": any(bool(r["degraded"]) for r in judged),
+                "judgements": dg.MetadataValue.json(
+                    [
+                        {
+                            "model_version": int(r["model_version"]),
+                            "status": r["status"],
+                            "positives": int(r["positives"]),
+                            "caught": int(r["caught"]),
+                            "recall_at_threshold": _number(r["recall_at_threshold"]),
+                            "pr_auc": _number(r["pr_auc"]),
+                        }
+                        for r in judged
+                    ]
+                ),
+            }
+
+        add_partition_metadata(context, day_figures)
         metadata = {
-            "dagster/row_count": len(run.rows),
+            "range_rows_written": len(run.rows),
+            "range_start": start.isoformat(),
+            "range_end": end.isoformat(),
             "evaluated_days": dg.MetadataValue.json([str(d) for d in run.evaluated_days]),
             "skipped_days": dg.MetadataValue.json([str(d) for d in run.skipped]),
             "note": note,
@@ -236,7 +301,10 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             "read_versions": dg.MetadataValue.json(run.read_versions),
         }
         if run.written is not None:
-            metadata.update(written(run.written))
-        return dg.MaterializeResult(metadata=metadata)
+            metadata.update(range_written(run.written, start, end))
+        return dg.MaterializeResult(
+            metadata=metadata,
+            data_version=data_version(run.written) if run.written is not None else None,
+        )
 
     return [drift, performance], [no_drift]

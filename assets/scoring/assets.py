@@ -4,8 +4,16 @@ import dagster as dg
 
 from assets.feast.assets import registry_key
 from assets.lib.keys import asset_key, scoped_name, table_key
-from assets.lib.metadata import preview, read_versions, written
+from assets.lib.metadata import (
+    add_partition_metadata,
+    data_version,
+    day_rows,
+    preview,
+    range_written,
+    read_versions,
+)
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from assets.training.assets import champion_key
 from slipway.lakehouse import TableRef
 from slipway.scoring.batch import score_days
@@ -35,8 +43,10 @@ def scoring_definitions(usecase: UseCase) -> list:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"lightgbm", "delta"},
         description="Each day's examples scored by the champion (and the challenger in shadow), with inputs kept.",
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse", "feast"},
     )
+    @retry_transient_only
     def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
@@ -48,15 +58,18 @@ def scoring_definitions(usecase: UseCase) -> list:
             end,
             run_id=context.run.run_id,
         )
+        counts = lakehouse.rows_per_date(
+            result.predictions.name, (start, end), version=result.predictions.version
+        )
+        add_partition_metadata(context, lambda day: day_rows(counts, day))
         return dg.MaterializeResult(
             metadata={
-                **written(result.predictions),
-                "dagster/row_count": result.rows,
+                **range_written(result.predictions, start, end),
+                "range_flagged": result.flagged,
                 "champion_version": result.champion_version,
                 "challenger_version": result.challenger_version
                 if result.challenger_version is not None
                 else -1,
-                "flagged": result.flagged,
                 "shadow_agreement": result.shadow_agreement
                 if result.shadow_agreement is not None
                 else -1.0,
@@ -65,7 +78,8 @@ def scoring_definitions(usecase: UseCase) -> list:
                     [TableRef(n, lakehouse.uri(n), v) for n, v in result.source_versions.items()]
                 ),
                 "preview": preview(result.preview),
-            }
+            },
+            data_version=data_version(result.predictions),
         )
 
     return [predictions]

@@ -11,8 +11,15 @@ import dagster as dg
 import pandas as pd
 
 from assets.lib.keys import asset_key, scoped_name
-from assets.lib.metadata import preview, written
+from assets.lib.metadata import (
+    add_partition_metadata,
+    data_version,
+    day_rows,
+    preview,
+    range_written,
+)
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from assets.scoring.assets import predictions_key
 from slipway.streaming.consistency import ConsistencyRun, check_consistency
 from slipway.usecase import UseCase
@@ -63,8 +70,11 @@ def streaming_definitions(usecase: UseCase) -> list:
             "Every online decision (stream consumer and HTTP), drained from the served-decision "
             "log into Delta, one row per event id, partitioned by day."
         ),
+        # the drain is idempotent on the event id: a retried drain skips what it already wrote
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def served(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from slipway.streaming.served import SERVED, drain_served
         from slipway.streaming.streams import open_streams
@@ -98,7 +108,10 @@ def streaming_definitions(usecase: UseCase) -> list:
         if result.version is not None:
             metadata["table_uri"] = dg.MetadataValue.path(lakehouse.uri(SERVED))
             metadata["dagster/row_count"] = lakehouse.read(SERVED, columns=["date"]).num_rows
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(
+            metadata=metadata,
+            data_version=data_version(result.version) if result.version is not None else None,
+        )
 
     @dg.asset(
         key=CONSISTENCY_KEY,
@@ -122,8 +135,10 @@ def streaming_definitions(usecase: UseCase) -> list:
                 ),
             )
         ],
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def online_offline_consistency(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         lakehouse = context.resources.lakehouse.get(usecase.name)
@@ -159,7 +174,15 @@ def streaming_definitions(usecase: UseCase) -> list:
             "per_feature": preview(table, rows=200),
         }
         if run.written is not None:
-            metadata.update(written(run.written))
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+            counts = lakehouse.rows_per_date(
+                run.written.name, (start, end), version=run.written.version
+            )
+            add_partition_metadata(context, lambda day: day_rows(counts, day))
+            metadata.update(range_written(run.written, start, end))
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[check],
+            data_version=data_version(run.written) if run.written is not None else None,
+        )
 
     return [served, online_offline_consistency]

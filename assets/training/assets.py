@@ -14,7 +14,8 @@ import dagster as dg
 
 from assets.feast.assets import registry_key
 from assets.lib.keys import asset_key, scoped_name, table_key
-from assets.lib.metadata import preview
+from assets.lib.metadata import data_version, preview
+from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.registry.lifecycle import evaluate_challenger, promote_challenger, train_candidate
 from slipway.registry.store import ModelRegistry
 from slipway.training.dataset import build_training_set
@@ -22,6 +23,18 @@ from slipway.usecase import UseCase
 
 TRAINING = "training"
 REGISTRY = "registry"
+
+
+def retrain_pool(usecase: UseCase) -> str:
+    """The concurrency pool of ``usecase``'s retraining steps: ``<usecase>_retrain``.
+
+    Training set, candidate, promotion gate and champion share it, and the instance gives every
+    pool one slot (``concurrency: pools: default_limit: 1``), so two retrains of one use case
+    (a schedule and a drift-triggered run, a hand launch) never run a retraining step at the same
+    time: one builds its training set, trains, is judged and promoted step by step while the
+    other's steps wait for the slot. Other use cases retrain side by side.
+    """
+    return scoped_name(usecase, "retrain")
 
 
 def training_set_key(usecase: UseCase) -> dg.AssetKey:
@@ -74,6 +87,7 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
     TRAINING_SET_KEY = training_set_key(usecase)
     CANDIDATE_KEY = candidate_key(usecase)
     CHAMPION_KEY = champion_key(usecase)
+    POOL = retrain_pool(usecase)
 
     @dg.asset(
         key=TRAINING_SET_KEY,
@@ -89,8 +103,11 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
             f"Matured, labelled examples with point-in-time features from Feast service "
             f"`{spec.feature_service}`; every source version is recorded in the Delta commit."
         ),
+        pool=POOL,
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse", "feast"},
     )
+    @retry_transient_only
     def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         lakehouse = context.resources.lakehouse.get(usecase.name)
         result = build_training_set(lakehouse, context.resources.feast.store(usecase), usecase)
@@ -104,7 +121,8 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
                 "as_of": result.as_of.isoformat(),
                 "feature_service": result.feature_service,
                 "source_versions": dg.MetadataValue.json(result.versions),
-            }
+            },
+            data_version=data_version(result.written),
         )
 
     @dg.asset(
@@ -113,8 +131,11 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
         group_name=scoped_name(usecase, TRAINING),
         kinds={"lightgbm"},
         description="LightGBM trained on the latest training-set version, registered as the challenger.",
+        pool=POOL,
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def model_candidate(
         context: dg.AssetExecutionContext, config: TrainingConfig
     ) -> dg.MaterializeResult:
@@ -153,7 +174,9 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
                 "mlflow_run_id": result.version.mlflow_run_id,
                 "mlflow_store": result.store_uri,
                 "git_commit": result.version.git_commit,
-            }
+            },
+            # the registered model version: a new candidate is new data for the gate and champion
+            data_version=data_version(result.version.version),
         )
 
     @dg.asset_check(
@@ -164,8 +187,11 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
             f"Blocking: the candidate beats the champion on the same holdout by "
             f"{spec.promotion.margin} {spec.promotion.metric} (first model: clears the floors)."
         ),
+        pool=POOL,
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         decision = evaluate_challenger(
             context.resources.lakehouse.get(usecase.name), usecase, context.run.run_id
@@ -195,8 +221,11 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
         group_name=scoped_name(usecase, REGISTRY),
         kinds={"lightgbm"},
         description="The production model: the challenger, promoted only after it passed the gate.",
+        pool=POOL,
+        retry_policy=REMOTE_RETRY_POLICY,
         required_resource_keys={"lakehouse"},
     )
+    @retry_transient_only
     def champion(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         lakehouse = context.resources.lakehouse.get(usecase.name)
         promotion = promote_challenger(lakehouse, usecase, context.run.run_id)
@@ -214,7 +243,8 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
                 "mlflow_run_id": record.mlflow_run_id,
                 "metrics": dg.MetadataValue.json(record.metrics),
                 "training_set": dg.MetadataValue.json(record.training_set),
-            }
+            },
+            data_version=data_version(promotion.champion),
         )
 
     return [training_set, model_candidate, champion], [promotion_gate]

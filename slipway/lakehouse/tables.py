@@ -34,6 +34,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -278,6 +279,33 @@ class Lakehouse:
             columns=list(columns) if columns else None, filter=expr
         )
         return normalise_arrow(data)
+
+    def rows_per_date(
+        self,
+        name: str,
+        dates: tuple[dt.date | str, dt.date | str],
+        *,
+        version: int | None = None,
+        date_column: str = "date",
+    ) -> dict[dt.date, int]:
+        """Rows of each date of the closed range ``dates`` in one table version (0 for a date
+        without rows).
+
+        A write that replaced a date range holds, at the version it produced, exactly the rows it
+        wrote for each date: this splits one commit's figure into the days it covers, reading only
+        the date column (partition-pruned where the table is partitioned by it).
+        """
+        start, end = (dt.date.fromisoformat(_date_literal(d)) for d in dates)
+        counts = dict.fromkeys(days_between(start, end), 0)
+        column = self.read(name, version=version, columns=[date_column], dates=(start, end))[
+            date_column
+        ]
+        if pa.types.is_timestamp(column.type):
+            column = pc.cast(column, pa.date32())
+        for item in pc.value_counts(column).to_pylist():
+            if item["values"] in counts:
+                counts[item["values"]] = item["counts"]
+        return counts
 
     def read_pandas(self, name: str, **kwargs: Any):
         """``read`` as a pandas DataFrame (timestamps stay tz-aware UTC)."""

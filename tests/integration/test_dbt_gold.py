@@ -574,15 +574,25 @@ def test_dagster_assets_partition_range_metadata_and_checks(
     assert len(result.get_step_success_events()) == 1  # one step: one dbt invocation for the range
     materializations = result.get_asset_materialization_events()
     assert {m.partition for m in materializations} == {"2026-08-01", "2026-08-02"}
-    meta = {k: v.value for k, v in materializations[0].materialization.metadata.items()}
-    assert meta["table_version"] == gold.version("gold.enriched_transactions") == 0
-    assert meta["rows_written"] == meta["dagster/row_count"] == 6
-    assert meta["replaced_dates"] == "2026-08-01 .. 2026-08-02"
-    assert meta["read_versions"] == {
-        "silver.transactions": 0,
-        "silver.customers": 0,
-        "silver.merchants": 0,
-    }
+    mart = gold.read("gold.enriched_transactions").to_pylist()
+    for m in materializations:
+        meta = {k: v.value for k, v in m.materialization.metadata.items()}
+        # each day's event carries that day's rows (4 and 2), the range's total is labelled so
+        day_rows = sum(1 for r in mart if r["date"].isoformat() == m.partition)
+        assert meta["rows_written"] == meta["dagster/row_count"] == day_rows
+        assert meta["range_rows_written"] == len(mart) == 6
+        assert meta["table_version"] == gold.version("gold.enriched_transactions") == 0
+        assert m.materialization.tags["dagster/data_version"] == "0"  # the Delta version
+        assert meta["replaced_dates"] == "2026-08-01 .. 2026-08-02"
+        assert meta["read_versions"] == {
+            "silver.transactions": 0,
+            "silver.customers": 0,
+            "silver.merchants": 0,
+        }
+    assert sorted(m.materialization.metadata["rows_written"].value for m in materializations) == [
+        2,
+        4,
+    ]
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == checks and all(e.passed for e in evaluations)
     assert not list((data_dir / "dbt" / "scratch").glob("*")), (

@@ -166,10 +166,15 @@ def test_drift_rows_reports_and_reference(world: World) -> None:
 
 def test_asset_metadata_and_drift_check(world: World) -> None:
     events = materializations(world.result, "drift")
-    assert len(events) == DAYS  # one event per partition of the range, all with the same metadata
+    assert len(events) == DAYS  # one event per partition of the range
+    metrics = world.lakehouse.read_pandas(DRIFT_METRICS)
+    for event in events:  # each day's event counts that day's metric rows; the range's is labelled
+        day_rows = int((metrics["date"].astype(str) == event.partition).sum())
+        assert event.metadata["dagster/row_count"].value == day_rows > 0
+        assert event.metadata["range_rows_written"].value == len(metrics)
+        assert event.tags["dagster/data_version"] == str(world.lakehouse.version(DRIFT_METRICS))
     meta = events[-1].metadata
     assert meta["days_monitored"].value == DAYS
-    assert meta["dagster/row_count"].value == len(world.lakehouse.read_pandas(DRIFT_METRICS))
     assert Path(meta["report_path"].value).exists()
     assert meta["report_url"].value.startswith("file://")
     assert meta["drift_share_chart"].value.startswith(

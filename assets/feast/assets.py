@@ -9,6 +9,7 @@ import dagster as dg
 from assets.lib.keys import asset_key, scoped_name
 from assets.lib.metadata import read_versions
 from assets.lib.partitions import daily_partitions
+from assets.lib.resources import FeastResource, LakehouseResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.featurestore.online import materialize_online, online_consistency
 from slipway.featurestore.store import apply_repo, feature_repo
@@ -39,11 +40,12 @@ def feast_definitions(usecase: UseCase) -> list:
         kinds={"feast"},
         description=f"`feast plan` + `feast apply` of {repo}/: entities, Delta sources, feature views, services.",
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"feast"},
     )
     @retry_transient_only
-    def feast_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        store = context.resources.feast.store(usecase)
+    def feast_registry(
+        context: dg.AssetExecutionContext, feast: FeastResource
+    ) -> dg.MaterializeResult:
+        store = feast.store(usecase)
         report = apply_repo(store)
         context.log.info(f"feast apply: {report.diff}")
         return dg.MaterializeResult(
@@ -70,13 +72,14 @@ def feast_definitions(usecase: UseCase) -> list:
         kinds={"feast", "sqlite", "redis"},
         description="Latest feature values per entity in the online store (SQLite locally, Redis in production).",
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"feast", "lakehouse"},
     )
     @retry_transient_only
-    def online_store(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def online_store(
+        context: dg.AssetExecutionContext, feast: FeastResource, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
         start = context.partition_time_window.start.date()
-        lakehouse = context.resources.lakehouse.get(usecase.name)
-        store = context.resources.feast.store(usecase)
+        lakehouse = lakehouse.get(usecase.name)
+        store = feast.store(usecase)
         report = materialize_online(store, lakehouse, start)
         consistency = online_consistency(store, lakehouse)
         if not consistency.consistent:  # never a silent mix of loads

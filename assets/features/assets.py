@@ -24,6 +24,7 @@ from assets.lib.metadata import (
     written,
 )
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.resources import LakehouseResource, SparkResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.features.build import build_feature_table, check_feature_table, feature_table_name
 from slipway.usecase import FeatureTable, UseCase
@@ -87,15 +88,16 @@ def feature_asset(table: FeatureTable, usecase: UseCase) -> list:
         kinds={"spark", "delta"},
         description=f"{table.description} Entity `{table.entity}`, timestamp `{table.timestamp}`.",
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse", "spark"},
     )
     @retry_transient_only
-    def _feature(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _feature(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, spark: SparkResource
+    ) -> dg.MaterializeResult:
         start, end = _range(context)
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         result = build_feature_table(
             lakehouse,
-            context.resources.spark.session(),
+            spark.session(),
             table,
             start,
             end,
@@ -126,13 +128,12 @@ def feature_asset(table: FeatureTable, usecase: UseCase) -> list:
         blocking=True,
         partitions_def=partitions,
         description="Blocking: the stored rows pass the feature contract (types, nulls, ranges, invariants).",
-        required_resource_keys={"lakehouse"},
     )
-    def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def _contract(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.AssetCheckResult:
         start, end = _range(context)
-        result = check_feature_table(
-            context.resources.lakehouse.get(usecase.name), table, start, end
-        )
+        result = check_feature_table(lakehouse.get(usecase.name), table, start, end)
         summary = (
             result.failures.groupby(["column", "check"], dropna=False)
             .size()

@@ -51,6 +51,7 @@ from packaging import version
 from assets.lib.keys import asset_key, scoped_name
 from assets.lib.metadata import add_partition_metadata, data_version, day_rows
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.resources import LakehouseResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.gold import dbt_project, dbt_runner
 from slipway.gold.dbt_delta_plugin import RECEIPTS_ENV, SCRATCH_ENV
@@ -194,6 +195,8 @@ def _with_mart_facts(
 
 def run_dbt(
     context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    lakehouses: LakehouseResource,
     usecase: UseCase,
     command: str,
     marts: Mapping[str, Mart],
@@ -210,7 +213,7 @@ def run_dbt(
     A failed dbt is not retried by the step's retry policy: what dbt reports (a failed test, a
     SQL error) fails the same way again.
     """
-    lakehouse: Lakehouse = context.resources.lakehouse.get(usecase.name)
+    lakehouse: Lakehouse = lakehouses.get(usecase.name)
     env = dbt_project.dbt_env(lakehouse.root, usecase.name)
     dbt_vars = dbt_project.usecase_vars(usecase.name, **(dbt_vars or {}))
     scratch = Path(env[SCRATCH_ENV])
@@ -219,7 +222,7 @@ def run_dbt(
     env[RECEIPTS_ENV] = os.fspath(receipts_path)
     run = _dbt_subprocess if dbt_runner.use_subprocess() else _dbt_in_process
     try:
-        for event in run(context, command, dbt_vars, env):
+        for event in run(context, dbt, command, dbt_vars, env):
             if isinstance(event, dg.Output):
                 model = context.asset_key_for_output(event.output_name).path[-1]
                 if model in marts:
@@ -242,12 +245,12 @@ def run_dbt(
 
 def _dbt_subprocess(
     context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
     command: str,
     dbt_vars: Mapping[str, Any] | None,
     env: Mapping[str, str],
 ) -> Iterator[Any]:
     """dagster-dbt's path: a ``dbt`` subprocess per invocation, its JSON log lines streamed."""
-    dbt: DbtCliResource = context.resources.dbt
     args = [command, *(["--vars", json.dumps(dict(dbt_vars))] if dbt_vars else [])]
     # DbtCliResource copies os.environ when it starts the dbt process (inside .cli()), so the
     # lakehouse root of *this* resource reaches dbt even when the environment says otherwise.
@@ -258,12 +261,12 @@ def _dbt_subprocess(
 
 def _dbt_in_process(
     context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
     command: str,
     dbt_vars: Mapping[str, Any] | None,
     env: Mapping[str, str],
 ) -> Iterator[Any]:
     """dbt in this process; its result events translated exactly as dagster-dbt translates them."""
-    dbt: DbtCliResource = context.resources.dbt
     # the selection dagster-dbt would pass (subsets of the assets and checks, indirect selection)
     params = get_updated_cli_invocation_params_for_context(
         context=context, manifest={}, dagster_dbt_translator=DagsterDbtTranslator()
@@ -352,16 +355,15 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=translator,
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"dbt", "lakehouse"},
     )
     @retry_transient_only
-    def gold_daily_marts(context: dg.AssetExecutionContext):
+    def gold_daily_marts(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
+    ):
         """Date-partitioned marts: one dbt build for the run's whole partition range."""
         window = _window_vars(context)
         context.log.info(f"dbt build for dates {window['start_date']} .. {window['end_date']}")
-        yield from run_dbt(
-            context, usecase, "build", models, dbt_vars=window, date_columns=date_columns
-        )
+        yield from run_dbt(context, dbt, lakehouse, usecase, "build", models, window, date_columns)
 
     @dbt_assets(
         manifest=manifest,
@@ -370,12 +372,13 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
         name=scoped_name(usecase, "gold_marts"),
         dagster_dbt_translator=translator,
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"dbt", "lakehouse"},
     )
     @retry_transient_only
-    def gold_marts(context: dg.AssetExecutionContext):
+    def gold_marts(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
+    ):
         """Full-refresh marts (every date: late labels can change any past day)."""
-        yield from run_dbt(context, usecase, "build", models)
+        yield from run_dbt(context, dbt, lakehouse, usecase, "build", models)
 
     built = [gold_daily_marts, gold_marts]
     if _selects_any(manifest, selection, MONITORING_SELECT):
@@ -386,12 +389,13 @@ def gold_definitions(usecase: UseCase) -> tuple[list[dg.AssetsDefinition], list]
             name=scoped_name(usecase, "gold_monitoring_marts"),
             dagster_dbt_translator=translator,
             retry_policy=REMOTE_RETRY_POLICY,
-            required_resource_keys={"dbt", "lakehouse"},
         )
         @retry_transient_only
-        def gold_monitoring_marts(context: dg.AssetExecutionContext):
+        def gold_monitoring_marts(
+            context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseResource
+        ):
             """Marts over the monitoring tables (drift and performance history), rebuilt in full."""
-            yield from run_dbt(context, usecase, "build", models)
+            yield from run_dbt(context, dbt, lakehouse, usecase, "build", models)
 
         built.append(gold_monitoring_marts)
     return built, []

@@ -19,6 +19,7 @@ from assets.lib.metadata import (
     written,
 )
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.resources import LakehouseResource, LandingResource, SparkResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.ingest import pipeline
 from slipway.usecase import Reference, Stream, UseCase
@@ -48,14 +49,15 @@ def bronze_asset(stream: Stream, usecase: UseCase) -> dg.AssetsDefinition:
         pool=writer_pool(usecase, pipeline.bronze_table(stream.name)),
         retry_policy=REMOTE_RETRY_POLICY,
         description=f"Every landed line of `{stream.name}` verbatim, with source file, line and ingest run. {stream.description}",
-        required_resource_keys={"lakehouse", "landing"},
     )
     @retry_transient_only
-    def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _bronze(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, landing: LandingResource
+    ) -> dg.MaterializeResult:
         start, end = partition_dates(context)
         result = pipeline.land_to_bronze(
-            context.resources.lakehouse.get(usecase.name),
-            context.resources.landing.root_for(usecase.name),
+            lakehouse.get(usecase.name),
+            landing.root_for(usecase.name),
             stream,
             start,
             end,
@@ -121,15 +123,16 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=writer_pool(usecase, pipeline.silver_table(stream.name)),
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse", "spark"},
     )
     @retry_transient_only
-    def _silver(context: dg.AssetExecutionContext):
+    def _silver(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, spark: SparkResource
+    ):
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         result = pipeline.bronze_to_silver(
             lakehouse,
-            context.resources.spark.session(),
+            spark.session(),
             stream,
             usecase.ingest,
             start,
@@ -212,13 +215,12 @@ def silver_assets(stream: Stream, usecase: UseCase) -> list:
             "Blocking: every landed row is in silver or quarantine (or a counted exact duplicate), "
             "no day was held back by the circuit breaker, and published rows pass the contract."
         ),
-        required_resource_keys={"lakehouse"},
     )
-    def _contract(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def _contract(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.AssetCheckResult:
         start, end = partition_dates(context)
-        days = pipeline.check_silver(
-            context.resources.lakehouse.get(usecase.name), stream, start, end
-        )
+        days = pipeline.check_silver(lakehouse.get(usecase.name), stream, start, end)
         failed = [d for d in days if not d.passed]
         lines = []
         for d in failed:
@@ -279,14 +281,18 @@ def reference_assets(reference: Reference, usecase: UseCase) -> list:
         ],
         pool=writer_pool(usecase, pipeline.silver_table(reference.name)),
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse", "landing", "spark"},
     )
     @retry_transient_only
-    def _reference(context: dg.AssetExecutionContext):
+    def _reference(
+        context: dg.AssetExecutionContext,
+        lakehouse: LakehouseResource,
+        landing: LandingResource,
+        spark: SparkResource,
+    ):
         result = pipeline.reference_to_silver(
-            context.resources.lakehouse.get(usecase.name),
-            context.resources.spark.session(),
-            context.resources.landing.root_for(usecase.name),
+            lakehouse.get(usecase.name),
+            spark.session(),
+            landing.root_for(usecase.name),
             reference,
             usecase.ingest,
             run_id=context.run.run_id,

@@ -20,6 +20,7 @@ from assets.lib.metadata import (
     range_written,
 )
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.resources import LakehouseResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from assets.scoring.assets import predictions_key
 from slipway.lakehouse import Lakehouse
@@ -113,12 +114,13 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             "report per day under `reports/monitoring/`."
         ),
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
-    def drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def drift(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         run = monitor_drift(lakehouse, usecase, start, end, run_id=context.run.run_id)
         failed = contract_failures(lakehouse, usecase, {d.date for d in run.days})
         for day, reason in sorted(failed.items()):
@@ -194,12 +196,11 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             f"Warns when a monitored day drifted (share of drifted features >= {mon.drift_share} "
             "or prediction drift) and names the drifted features."
         ),
-        required_resource_keys={"lakehouse"},
     )
-    def no_drift(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        verdict = drift_check(
-            context.resources.lakehouse.get(usecase.name), usecase, context.run.run_id
-        )
+    def no_drift(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.AssetCheckResult:
+        verdict = drift_check(lakehouse.get(usecase.name), usecase, context.run.run_id)
         return dg.AssetCheckResult(
             passed=verdict.passed,
             severity=dg.AssetCheckSeverity.WARN,
@@ -227,12 +228,13 @@ def monitoring_definitions(usecase: UseCase) -> tuple[list, list]:
             "not yet matured are skipped (re-run them later)."
         ),
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
-    def performance(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def performance(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         run = evaluate_performance(lakehouse, usecase, start, end, run_id=context.run.run_id)
         note = (
             f"{len(run.skipped)} day(s) skipped: labels not matured (latest "

@@ -13,6 +13,7 @@ from assets.lib.metadata import (
     read_versions,
 )
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.resources import FeastResource, LakehouseResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from assets.training.assets import champion_key
 from slipway.lakehouse import TableRef
@@ -44,15 +45,16 @@ def scoring_definitions(usecase: UseCase) -> list:
         kinds={"lightgbm", "delta"},
         description="Each day's examples scored by the champion (and the challenger in shadow), with inputs kept.",
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse", "feast"},
     )
     @retry_transient_only
-    def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def predictions(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, feast: FeastResource
+    ) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         result = score_days(
             lakehouse,
-            context.resources.feast.store(usecase),
+            feast.store(usecase),
             usecase,
             start,
             end,

@@ -19,6 +19,7 @@ from assets.lib.metadata import (
     range_written,
 )
 from assets.lib.partitions import daily_partitions, partition_dates
+from assets.lib.resources import LakehouseResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from assets.scoring.assets import predictions_key
 from slipway.streaming.consistency import ConsistencyRun, check_consistency
@@ -72,14 +73,15 @@ def streaming_definitions(usecase: UseCase) -> list:
         ),
         # the drain is idempotent on the event id: a retried drain skips what it already wrote
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
-    def served(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def served(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
         from slipway.streaming.served import SERVED, drain_served
         from slipway.streaming.streams import open_streams
 
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         streams = open_streams(usecase)
         try:
             result = drain_served(
@@ -136,12 +138,13 @@ def streaming_definitions(usecase: UseCase) -> list:
             )
         ],
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
-    def online_offline_consistency(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def online_offline_consistency(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
         start, end = partition_dates(context)
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         run = check_consistency(lakehouse, usecase, start, end, run_id=context.run.run_id)
         for day in run.days:
             (context.log.info if day.passed else context.log.error)(day.summary())

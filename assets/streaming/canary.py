@@ -10,6 +10,7 @@ shadow`` clears it.
 
 import dagster as dg
 
+from assets.lib.resources import LakehouseResource
 from assets.streaming.assets import served_key
 from slipway.usecase import UseCase
 
@@ -29,14 +30,13 @@ def canary_checks(usecase: UseCase) -> list:
             "flag rate, error rate or latency of the challenger against the champion on the "
             "same events), with the reason and the figures."
         ),
-        required_resource_keys={"lakehouse"},
     )
-    def canary_guard(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def canary_guard(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.AssetCheckResult:
         from slipway.serving.canary import guard_served
 
-        report = guard_served(
-            context.resources.lakehouse.get(usecase.name), spec.name, context.run.run_id
-        )
+        report = guard_served(lakehouse.get(usecase.name), spec.name, context.run.run_id)
         return dg.AssetCheckResult(
             passed=report.passed,
             severity=dg.AssetCheckSeverity.WARN,

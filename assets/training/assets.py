@@ -15,6 +15,7 @@ import dagster as dg
 from assets.feast.assets import registry_key
 from assets.lib.keys import asset_key, scoped_name, table_key
 from assets.lib.metadata import data_version, preview
+from assets.lib.resources import FeastResource, LakehouseResource
 from assets.lib.retries import REMOTE_RETRY_POLICY, retry_transient_only
 from slipway.registry.lifecycle import evaluate_challenger, promote_challenger, train_candidate
 from slipway.registry.store import ModelRegistry
@@ -105,12 +106,13 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
         ),
         pool=POOL,
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse", "feast"},
     )
     @retry_transient_only
-    def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        lakehouse = context.resources.lakehouse.get(usecase.name)
-        result = build_training_set(lakehouse, context.resources.feast.store(usecase), usecase)
+    def training_set(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, feast: FeastResource
+    ) -> dg.MaterializeResult:
+        lakehouse = lakehouse.get(usecase.name)
+        result = build_training_set(lakehouse, feast.store(usecase), usecase)
         return dg.MaterializeResult(
             metadata={
                 "table_version": result.written.version,
@@ -133,13 +135,12 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
         description="LightGBM trained on the latest training-set version, registered as the challenger.",
         pool=POOL,
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
     def model_candidate(
-        context: dg.AssetExecutionContext, config: TrainingConfig
+        context: dg.AssetExecutionContext, config: TrainingConfig, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+        lakehouse = lakehouse.get(usecase.name)
         result = train_candidate(
             lakehouse,
             usecase,
@@ -189,13 +190,12 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
         ),
         pool=POOL,
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
-    def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        decision = evaluate_challenger(
-            context.resources.lakehouse.get(usecase.name), usecase, context.run.run_id
-        )
+    def promotion_gate(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.AssetCheckResult:
+        decision = evaluate_challenger(lakehouse.get(usecase.name), usecase, context.run.run_id)
         return dg.AssetCheckResult(
             passed=decision.passed,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -223,11 +223,12 @@ def training_definitions(usecase: UseCase) -> tuple[list, list]:
         description="The production model: the challenger, promoted only after it passed the gate.",
         pool=POOL,
         retry_policy=REMOTE_RETRY_POLICY,
-        required_resource_keys={"lakehouse"},
     )
     @retry_transient_only
-    def champion(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        lakehouse = context.resources.lakehouse.get(usecase.name)
+    def champion(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.MaterializeResult:
+        lakehouse = lakehouse.get(usecase.name)
         promotion = promote_challenger(lakehouse, usecase, context.run.run_id)
         record = ModelRegistry(lakehouse).get(spec.name, promotion.champion)
         context.log.info(

@@ -70,3 +70,16 @@ def test_each_capability_folder_ends_in_definitions(capability: str) -> None:
     definitions = getattr(module, "definitions", None)
     assert callable(definitions), f"assets/{capability}/ has no definitions(usecase)"
     assert list(inspect.signature(definitions).parameters) == ["usecase"]
+
+
+def test_assets_take_typed_resources() -> None:
+    """Assets, checks and sensors name their resources as typed parameters (what the UI shows
+    and Dagster validates when the definitions load), never ``required_resource_keys`` and
+    ``context.resources`` lookups that fail only when a run reaches them."""
+    found = {
+        path.relative_to(ROOT).as_posix(): needle
+        for path in sorted((ROOT / "assets").rglob("*.py"))
+        for needle in ("required_resource_keys", "context.resources")
+        if needle in path.read_text(encoding="utf-8")
+    }
+    assert not found, found

@@ -2,9 +2,10 @@
 
 The retraining steps (training set, candidate, promotion gate, champion) share the use case's
 one-slot pool (``assets.training.assets.retrain_pool``). Two processes share one Dagster instance
-configured like the project's own (``.dagster/dagster.yaml``, copied), create the pools as
-``make run`` does (``orchestration.main.ensure_pools``), meet at a barrier and each run the
-``retrain`` job on a copy of the small world. Both succeed, each registers its own MLflow
+configured like the project's own (``.dagster/dagster.yaml``, copied), whose pools were created
+up front as ``make run`` does (``orchestration.main.ensure_pools``: two SQLite-backed processes
+creating a pool at the same instant can both insert its slot), meet at a barrier and each run
+the ``retrain`` job on a copy of the small world. Both succeed, each registers its own MLflow
 version, and the steps of one run never overlap in time with the steps of the other.
 """
 
@@ -35,14 +36,13 @@ def _retrain(data_dir: str, home: str, barrier, results) -> None:
         with slipway_env(Path(data_dir)):
             from assets.training.assets import retrain_pool
             from orchestration.definitions import build_definitions
-            from orchestration.main import ensure_pools
             from slipway.usecases.fraud import FRAUD
 
             instance = dg.DagsterInstance.get()
             job = build_definitions().get_job_def("fraud_retrain")
             pool = retrain_pool(FRAUD)
+            steps = sorted(n.name for n in job.graph.node_defs)
             pooled = sorted(n.name for n in job.graph.node_defs if pool in (n.pools or set()))
-            ensure_pools(instance, job)
             barrier.wait(timeout=300)  # definitions loaded, pools created: the runs overlap
             result = job.execute_in_process(instance=instance, raise_on_error=False)
             failures = [
@@ -50,9 +50,9 @@ def _retrain(data_dir: str, home: str, barrier, results) -> None:
                 for e in result.all_events
                 if e.event_type_value == "STEP_FAILURE"
             ]
-            results.put((result.success, failures, result.run_id, pooled))
+            results.put((result.success, failures, result.run_id, steps, pooled))
     except BaseException as err:  # say why instead of leaving the parent waiting
-        results.put((False, [f"{type(err).__name__}: {err}"], None, []))
+        results.put((False, [f"{type(err).__name__}: {err}"], None, [], []))
         raise
 
 
@@ -83,6 +83,11 @@ def test_two_simultaneous_retrains_take_turns(pipeline: PipelineData, tmp_path: 
     home.mkdir()
     shutil.copy(ROOT / ".dagster" / "dagster.yaml", home / "dagster.yaml")
     before = ModelRegistry(Lakehouse(data / "lakehouse" / "fraud")).versions(FRAUD.model.name)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        from orchestration.definitions import defs
+        from orchestration.main import ensure_pools
+
+        ensure_pools(instance, defs.get_job_def("fraud_retrain"))
 
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)
@@ -96,27 +101,26 @@ def test_two_simultaneous_retrains_take_turns(pipeline: PipelineData, tmp_path: 
     outcomes = [results.get(timeout=1200) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    for _ok, failures, run_id, _ in outcomes:
+    for _ok, failures, run_id, *_ in outcomes:
         assert run_id is not None, failures
         # a candidate that does not beat the champion fails the blocking gate: that is a verdict,
         # not a fault; nothing else may fail
         assert all("promotion_gate" in f.split(":")[0] for f in failures), failures
 
-    (pooled,) = {tuple(steps) for *_, steps in outcomes}
-    # every retraining step is in the pool: the three assets and the gate
-    assert len(pooled) == 4, pooled
+    # the retrain job's steps: training set, candidate, promotion gate, champion
+    (steps,) = {tuple(o[3]) for o in outcomes}
+    assert len(steps) == 4, steps
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        info = instance.event_log_storage.get_concurrency_info("fraud_retrain")
-        assert info.slot_count == 1
-        first, second = (
-            _step_windows(instance, run_id, list(pooled)) for _, _, run_id, _ in outcomes
-        )
-    ran = set(first) & set(second)
-    assert len(ran) >= 3, (first, second)  # training set, candidate, gate (champion if promoted)
-    # no step of one run ran while a step of the other held the slot
-    for a_start, a_end in first.values():
-        for b_start, b_end in second.values():
-            assert a_end <= b_start or b_end <= a_start, (first, second)
+        first, second = (_step_windows(instance, o[2], list(steps)) for o in outcomes)
+        ran = set(first) & set(second)
+        assert len(ran) >= 3, (first, second)  # training set, candidate, gate (+ champion)
+        # no step of one run ran while a step of the other held the slot
+        for a_start, a_end in first.values():
+            for b_start, b_end in second.values():
+                assert a_end <= b_start or b_end <= a_start, (first, second)
+        # because every one of them is in the use case's pool, and the pool has one slot
+        assert all(tuple(o[4]) == steps for o in outcomes), outcomes
+        assert instance.event_log_storage.get_concurrency_info("fraud_retrain").slot_count == 1
 
     after = ModelRegistry(Lakehouse(data / "lakehouse" / "fraud")).versions(FRAUD.model.name)
     new = sorted({v.version for v in after} - {v.version for v in before})

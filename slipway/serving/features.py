@@ -237,8 +237,10 @@ class GuardedCall:
         self.cooldown_s = cooldown_s
         self._down_until = float("-inf")
         self._down_reason = ""
+        self.cpu_s = 0.0  # CPU time the last call's helper thread spent (0 when skipped)
 
     def __call__(self, fn: Callable[[], Any]) -> Any:
+        self.cpu_s = 0.0
         now = time.monotonic()
         if now < self._down_until:
             raise StoreUnavailable(
@@ -248,15 +250,19 @@ class GuardedCall:
         outcome: dict[str, Any] = {}
 
         def run() -> None:
+            started = time.thread_time()
             try:
                 outcome["value"] = fn()
             except BaseException as exc:  # handed back to the caller below
                 outcome["error"] = exc
             finally:
+                outcome["cpu_s"] = time.thread_time() - started
                 done.set()
 
         threading.Thread(target=run, name="slipway-online-read", daemon=True).start()
-        if not done.wait(self.deadline_s):
+        finished = done.wait(self.deadline_s)
+        self.cpu_s = outcome.get("cpu_s", 0.0)
+        if not finished:
             self._trip(f"online store did not answer within {self.deadline_s * 1000:.0f} ms")
         if "error" in outcome:
             exc = outcome["error"]

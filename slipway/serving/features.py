@@ -588,14 +588,18 @@ def make_reader(
     enforce_ttl: bool = True,
     guard: GuardedCall | None = None,
     provided: Sequence[str] = (),
+    keep_rows: bool = True,
 ) -> FeastFeatureReader | DirectFeatureReader:
     """``direct`` (default for serving) or ``feast`` (the reference path); ``provided`` names
-    the views the caller supplies (window features)."""
+    the views the caller supplies (window features); ``keep_rows=False`` makes the direct
+    reader read every entity on every call (benchmarks time the store that way)."""
     plan = plan_service(store, service_name, transforms, provided)
     if kind == "feast":
         return FeastFeatureReader(store, plan, guard=guard)
     if kind == "direct":
-        return DirectFeatureReader(store, plan, enforce_ttl=enforce_ttl, guard=guard)
+        return DirectFeatureReader(
+            store, plan, enforce_ttl=enforce_ttl, guard=guard, probe=keep_rows
+        )
     raise ValueError(f"unknown feature path {kind!r}: use 'direct' or 'feast'")
 
 

@@ -258,7 +258,7 @@ def stage_costs(lakehouse: Any, days: list[dt.date]) -> dict[str, float]:
         return {}
     rows = timings["pass_rows"].clip(lower=1)
     out = {"mean pass rows": round(float(rows.mean()), 1)}
-    for stage in ("windows", "features", "model", "total"):
+    for stage in ("windows", "features", "model", "total", "cpu"):
         if stage in timings:
             out[f"scorer {stage} ms/event"] = round(float((timings[stage] / rows).mean()), 3)
     return out

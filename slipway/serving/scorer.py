@@ -341,7 +341,7 @@ class OnlineScorer:
         model: the champion's, and the challenger's on the same frame while one exists)."""
         if not prepared:
             return []
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         lineup = self.champions.lineup()
         champion: Champion = lineup.champion
         t_model = time.perf_counter()
@@ -349,7 +349,9 @@ class OnlineScorer:
         with self._lock:  # one online-store and one window-store connection per scorer
             windowed = self.windows.read([p.values for p in prepared])
             t_windows = time.perf_counter()
+            self.guard.cpu_s = 0.0
             fetched = self._features(rows, windowed.values)
+            store_cpu = self.guard.cpu_s  # the guarded read runs on a helper thread
         t_features = time.perf_counter()
         # The model's input, assembled column-wise: window features from the aggregator, stored
         # and request-time features from the store, the transaction's own fields from the
@@ -384,6 +386,9 @@ class OnlineScorer:
             "model": _ms(t_scored - t_features),
             "shadow": _ms(t_shadow - t_scored),
             "total": _ms(t_shadow - started),
+            # CPU time of the pass (this thread's, plus the store read's helper thread): what
+            # the pass costs, apart from waiting for a core on a busy machine.
+            "cpu": _ms(time.thread_time() - cpu_started + store_cpu),
         }
         ch_version = challenger.version if challenger else None
         entity = routing.entity or (self.entity_columns[0] if self.entity_columns else self.row_key)

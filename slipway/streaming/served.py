@@ -115,6 +115,17 @@ def entity_keys(usecase: UseCase) -> list[str]:
     return [k for k in dict.fromkeys(keys) if k in names]
 
 
+_ENTITY_KEYS: dict[int, tuple[UseCase, list[str]]] = {}
+
+
+def _entity_keys_of(usecase: UseCase) -> list[str]:
+    """``entity_keys`` once per use case object (it is asked for every decision)."""
+    held = _ENTITY_KEYS.get(id(usecase))
+    if held is None or held[0] is not usecase:
+        held = _ENTITY_KEYS[id(usecase)] = (usecase, entity_keys(usecase))
+    return held[1]
+
+
 @dataclass(frozen=True)
 class EventMeta:
     """Where a decided event came from."""
@@ -137,8 +148,11 @@ def _iso(value: Any) -> str | None:
 
 def _plain(value: Any) -> Any:
     """A feature value as JSON: NaN as null, numpy scalars as Python numbers."""
-    if value is None:
-        return None
+    kind = type(value)
+    if kind is float:  # the common case first: it runs for every feature of every decision
+        return None if math.isnan(value) else value
+    if value is None or kind is int or kind is str or kind is bool:
+        return value
     if hasattr(value, "item") and not isinstance(value, list | tuple):
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
@@ -177,7 +191,7 @@ def decision_record(
         "received_at": _iso(values.get("received_at")),
         "appended_at": _iso(meta.appended_at),
         "decided_at": decided.isoformat(),
-        "entities": {k: values.get(k) for k in entity_keys(usecase)},
+        "entities": {k: values.get(k) for k in _entity_keys_of(usecase)},
         "model_name": result.model_name,
         "model_version": int(result.model_version),
         "score": float(result.score),

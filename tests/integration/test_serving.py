@@ -726,3 +726,51 @@ def test_redis_online_store_gives_the_same_features(
             on_sqlite.values[name], on_redis.values[name], feast_redis.values[name], strict=True
         ):
             assert same(a, b) and same(b, c), (name, a, b, c)
+
+
+def test_kept_online_rows_follow_every_write_to_the_online_store(
+    day_world: DayWorld, tmp_path: Path
+) -> None:
+    """The direct reader keeps the slow rows it read (a second pass reads nothing from the
+    store) and drops them as soon as the online store is written: after the store is emptied
+    and loaded as of ten days earlier, through the reader's own Feast store, it serves what a
+    fresh reader reads, not what it kept."""
+    world = copy_built_world(day_world.data_dir, tmp_path / "world")
+    parser = fraud_parser()
+    rows = []
+    for record in day_world.records[:200]:
+        p = parser.parse(record)
+        rows.append({**p.request, **{k: p.values[k] for k in ("customer_id", "merchant_id")}})
+    windows = offline_windows(day_world, 200)
+    with slipway_env(world):
+        from slipway.featurestore.store import open_store
+
+        store = open_store()
+        reader = make_reader("direct", store, MODEL.feature_service, provided=PROVIDED)
+        assert reader.probe is not None  # SQLite online store: rows are kept
+        first = reader.read(rows, windows)
+        read_once = reader.reads
+        again = reader.read(rows, windows)
+        assert read_once > 0 and reader.reads == read_once  # answered from the kept rows
+        assert all(
+            same(a, b)
+            for n in first.values
+            for a, b in zip(first.values[n], again.values[n], strict=True)
+        )
+        reset_online_store(store)
+        materialize_until(store, day_world.day - dt.timedelta(days=10))
+        after = reader.read(rows, windows)
+        assert reader.reads == 2 * read_once  # every entity read again
+        fresh = make_reader("direct", open_store(), MODEL.feature_service, provided=PROVIDED)
+        expected = fresh.read(rows, windows)
+    changed = [
+        name
+        for name in first.values
+        if not all(same(a, b) for a, b in zip(first.values[name], after.values[name], strict=True))
+    ]
+    assert changed, "the older load should change some slow feature"
+    for name in expected.values:
+        assert all(
+            same(a, b) for a, b in zip(expected.values[name], after.values[name], strict=True)
+        ), name
+    assert after.reasons == expected.reasons and after.notes == expected.notes

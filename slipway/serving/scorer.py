@@ -204,10 +204,9 @@ class OnlineScorer:
         ``SLIPWAY_SERVING_FEATURE_PATH`` (``direct``/``feast``) and
         ``SLIPWAY_SERVING_RELOAD_SECONDS`` override the defaults when arguments are not given;
         ``SLIPWAY_SERVING_STORE_DEADLINE_MS`` (250) and ``SLIPWAY_SERVING_STORE_COOLDOWN_S`` (5)
-        bound how long a request waits on a sick online store.
+        bound how long a request waits on a sick online store (all read once, into
+        :class:`slipway.settings.Settings`).
         """
-        import os
-
         from slipway.featurestore.store import repo_config
         from slipway.settings import load_settings
 
@@ -216,12 +215,8 @@ class OnlineScorer:
 
             usecase = get_usecase()
         settings = load_settings(usecase.name)
-        path = feature_path or os.environ.get("SLIPWAY_SERVING_FEATURE_PATH", "direct")
-        every = (
-            reload_every
-            if reload_every is not None
-            else float(os.environ.get("SLIPWAY_SERVING_RELOAD_SECONDS", "5"))
-        )
+        path = feature_path or settings.serving_feature_path
+        every = reload_every if reload_every is not None else settings.serving_reload_seconds
         # The configuration is read now, from this environment; the store opens on first use.
         config = repo_config(settings, usecase)
         if config.online_store.type == "redis":
@@ -229,8 +224,8 @@ class OnlineScorer:
                 config.online_store.connection_string
             )
         guard = GuardedCall(
-            deadline_s=float(os.environ.get("SLIPWAY_SERVING_STORE_DEADLINE_MS", "250")) / 1000,
-            cooldown_s=float(os.environ.get("SLIPWAY_SERVING_STORE_COOLDOWN_S", "5")),
+            deadline_s=settings.serving_store_deadline_ms / 1000,
+            cooldown_s=settings.serving_store_cooldown_s,
         )
 
         def open_store() -> Any:

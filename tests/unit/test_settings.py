@@ -38,9 +38,13 @@ FULL = {
 }
 
 
-def _clear(monkeypatch: pytest.MonkeyPatch) -> None:
+def _profile_without_feast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production profile with every variable but Feast's (the case the issue names)."""
     for name in PROD_REQUIRED:
         monkeypatch.delenv(name, raising=False)
+    for name, value in FULL.items():
+        if "FEAST" not in name:
+            monkeypatch.setenv(name, value)
 
 
 def test_the_list_names_every_location_a_production_process_would_otherwise_guess() -> None:
@@ -57,10 +61,7 @@ def test_the_list_names_every_location_a_production_process_would_otherwise_gues
 def test_prod_resources_refuse_a_partial_profile_and_hold_env_vars(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clear(monkeypatch)
-    for name, value in FULL.items():
-        if "FEAST" not in name:
-            monkeypatch.setenv(name, value)
+    _profile_without_feast(monkeypatch)
     with pytest.raises(RuntimeError) as refused:
         build_resources()
     assert "SLIPWAY_FEAST_ONLINE" in str(refused.value)
@@ -85,10 +86,7 @@ def test_prod_resources_refuse_a_partial_profile_and_hold_env_vars(
 def test_a_hand_started_production_scorer_without_feast_variables_refuses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clear(monkeypatch)
-    for name, value in FULL.items():
-        if "FEAST" not in name:
-            monkeypatch.setenv(name, value)
+    _profile_without_feast(monkeypatch)
     security = ServingSecurity((secrets.token_urlsafe(24),), "127.0.0.1", 8000, 1024, 32)
     with pytest.raises(InsecureConfiguration, match="SLIPWAY_FEAST_REGISTRY"):
         check_startup(security, is_prod=True)

@@ -105,9 +105,9 @@ def streaming_definitions(usecase: UseCase) -> list:
             "logs_unavailable": dg.MetadataValue.json(result.unavailable),
             "decisions_by_day": dg.MetadataValue.json(result.days),
             "served_log": streams.names.served,
-            "table_version": result.version if result.version is not None else -1,
         }
-        if result.version is not None:
+        if result.version is not None:  # no decision yet: no table, no version to show
+            metadata["table_version"] = result.version
             metadata["table_uri"] = dg.MetadataValue.path(lakehouse.uri(SERVED))
             metadata["dagster/row_count"] = lakehouse.read(SERVED, columns=["date"]).num_rows
         return dg.MaterializeResult(

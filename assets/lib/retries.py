@@ -14,6 +14,7 @@ run at once with its own message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterator
@@ -85,6 +86,19 @@ def _no_retry(err: Exception) -> dg.Failure:
     )
 
 
+@contextlib.contextmanager
+def _only_transient_retried() -> Iterator[None]:
+    """Let transient errors (and Dagster's own) through; turn any other into a no-retry Failure."""
+    try:
+        yield
+    except (dg.Failure, dg.DagsterError):
+        raise
+    except Exception as err:
+        if is_transient(err):
+            raise
+        raise _no_retry(err) from err
+
+
 def retry_transient_only(fn: F) -> F:
     """Wrap an asset's compute function so only transient errors are retried by its policy.
 
@@ -95,26 +109,14 @@ def retry_transient_only(fn: F) -> F:
 
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            try:
+            with _only_transient_retried():
                 yield from fn(*args, **kwargs)
-            except (dg.Failure, dg.DagsterError):
-                raise
-            except Exception as err:
-                if is_transient(err):
-                    raise
-                raise _no_retry(err) from err
 
         return generator  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def function(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with _only_transient_retried():
             return fn(*args, **kwargs)
-        except (dg.Failure, dg.DagsterError):
-            raise
-        except Exception as err:
-            if is_transient(err):
-                raise
-            raise _no_retry(err) from err
 
     return function  # type: ignore[return-value]

@@ -39,6 +39,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from slipway.featurestore.on_demand import ColumnarTransform, run_columnar
+
 log = logging.getLogger(__name__)
 
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
@@ -202,7 +204,9 @@ def apply_transforms(
 
     The input is the one Feast builds: keys, request data and the source views' features,
     through a python dict -> arrow -> pandas conversion (lists become arrays, null ints become
-    NaN floats), so the function sees identical inputs online and in the point-in-time join.
+    NaN floats), so the function sees identical inputs online and in the point-in-time join. A
+    ``ColumnarTransform`` takes the lists directly: its conversions give the same inputs without
+    building the frames (tests/unit/test_on_demand.py holds the two entrances equal).
     """
     for transform in plan.transforms:
         inputs: dict[str, list[Any]] = {}
@@ -213,6 +217,11 @@ def apply_transforms(
         for source in transform.sources:
             for name in plan.source_features(source):
                 inputs[name] = values[name]
+        if isinstance(transform.fn, ColumnarTransform):  # no frame either way (see on_demand)
+            arrays = run_columnar(transform.fn, inputs)
+            for name in transform.outputs:
+                values[name] = [_python_float(v) for v in arrays[name].tolist()]
+            continue
         out = transform.fn(pa.Table.from_pydict(inputs).to_pandas())
         for name in transform.outputs:
             values[name] = [_python_float(v) for v in out[name].tolist()]

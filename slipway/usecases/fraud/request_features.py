@@ -1,6 +1,6 @@
 """Request-time features: the incoming transaction combined with the customer's stored state.
 
-Defined once, as a pandas function, and used everywhere through Feast's on-demand feature view
+Defined once, on columns, and used everywhere through Feast's on-demand feature view
 ``transaction_context``: by the point-in-time training set, by batch scoring and by the online
 scorer. The window features (``customer_behaviour``) describe the customer's transactions that
 arrived before this one (offline: the transaction's own row; online: the window aggregator), so
@@ -15,8 +15,19 @@ novelty (everything is new to a customer we know nothing about).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+
+from slipway.featurestore.on_demand import (
+    Columns,
+    columnar,
+    is_null,
+    numeric,
+    objects,
+    values_of,
+)
 
 SECONDS_PER_DAY = 86_400.0
 NIGHT_HOURS = 6  # 00:00-05:59 UTC
@@ -33,59 +44,50 @@ OUTPUTS: dict[str, str] = {
 }
 
 
-def _novelty(values: pd.Series, seen: pd.Series) -> np.ndarray:
-    out = np.ones(len(values), dtype="float64")
-    for i, (value, known) in enumerate(zip(values.tolist(), seen.tolist(), strict=True)):
-        if (
-            known is not None
-            and not (isinstance(known, float) and np.isnan(known))
-            and len(known) > 0
-        ):
+def _novelty(values: Any, seen: Any, n: int) -> np.ndarray:
+    """1.0 where the value is not among the customer's recent values (or nothing is known)."""
+    out = np.ones(n, dtype="float64")
+    for i, (value, known) in enumerate(zip(values_of(values), values_of(seen), strict=True)):
+        if not is_null(known) and len(known) > 0:
             out[i] = 0.0 if value in set(known) else 1.0
     return out
 
 
-def _num(df: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in df:
-        return np.full(len(df), np.nan)
-    return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+def _num(inputs: Columns, name: str, n: int) -> np.ndarray:
+    return numeric(inputs[name]) if name in inputs else np.full(n, np.nan)
 
 
-def transaction_context(inputs: pd.DataFrame) -> pd.DataFrame:
-    """The request-time features for each row of ``inputs`` (same index, float columns).
+def _obj(inputs: Columns, name: str, n: int) -> np.ndarray:
+    return objects(inputs[name]) if name in inputs else np.full(n, None, dtype=object)
 
-    Computed on numpy arrays and assembled once: it runs inside every online request.
+
+@columnar
+def transaction_context(inputs: Columns, n: int) -> dict[str, np.ndarray]:
+    """The request-time features for each of the ``n`` rows of ``inputs`` (float columns).
+
+    Written on columns (``ColumnarTransform``): Feast calls it with a frame, the live path with
+    the pass's lists; it runs inside every online request.
     """
-    n = len(inputs)
-    t = _num(inputs, "event_epoch")
+    t = _num(inputs, "event_epoch", n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        since = t - _num(inputs, "last_txn_epoch")
-        avg = _num(inputs, "amount_avg_30d")
-        ratio = np.round(_num(inputs, "amount_eur") / np.where(avg > 0, avg, np.nan), 6)
+        since = t - _num(inputs, "last_txn_epoch", n)
+        avg = _num(inputs, "amount_avg_30d", n)
+        ratio = np.round(_num(inputs, "amount_eur", n) / np.where(avg > 0, avg, np.nan), 6)
         hour = np.floor((t % SECONDS_PER_DAY) / 3600.0)
-    country = (
-        inputs["country"].to_numpy(dtype=object)
-        if "country" in inputs
-        else np.full(n, None, dtype=object)
-    )
-    home = (
-        inputs["home_country"].to_numpy(dtype=object)
-        if "home_country" in inputs
-        else np.full(n, None, dtype=object)
-    )
+    country = _obj(inputs, "country", n)
+    home = _obj(inputs, "home_country", n)
     home_known = pd.notna(home)
-    out = {
+    return {
         "seconds_since_last_txn": np.where(since >= 0, since, np.nan),
         "amount_to_avg_30d": ratio,
-        "is_new_country": _novelty(inputs["country"], inputs["countries_30d"])
+        "is_new_country": _novelty(inputs["country"], inputs["countries_30d"], n)
         if "countries_30d" in inputs
         else np.ones(n),
-        "is_new_device": _novelty(inputs["device_id"], inputs["devices_30d"])
+        "is_new_device": _novelty(inputs["device_id"], inputs["devices_30d"], n)
         if "devices_30d" in inputs
         else np.ones(n),
         "is_foreign": np.where(home_known, (country != home).astype("float64"), np.nan),
-        "account_age_days": np.round((t - _num(inputs, "signup_epoch")) / SECONDS_PER_DAY, 4),
+        "account_age_days": np.round((t - _num(inputs, "signup_epoch", n)) / SECONDS_PER_DAY, 4),
         "hour_of_day": hour,
         "is_night": np.where(np.isnan(hour), np.nan, (hour < NIGHT_HOURS).astype("float64")),
     }
-    return pd.DataFrame(out, index=inputs.index)

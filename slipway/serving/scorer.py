@@ -37,8 +37,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from slipway.lakehouse import Lakehouse
 from slipway.serving.canary import CanaryMonitor
 from slipway.serving.champion import Champion, ChampionWatcher, Encoded, record_dict
@@ -360,7 +358,7 @@ class OnlineScorer:
                 columns[name] = windowed.values[name]
             else:
                 columns[name] = fetched.values.get(name) or [None] * n
-        encoded = Encoded(pd.DataFrame(columns), self.spec)  # once, for both models
+        encoded = Encoded.from_columns(columns, self.spec)  # once, for both models
         scores = champion.predict_encoded(encoded)
         t_scored = time.perf_counter()
         challenger, routing = lineup.challenger, lineup.routing

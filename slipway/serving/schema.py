@@ -91,6 +91,22 @@ ScoreOut = create_model(
 )
 
 
+_SCORE_FIELDS = frozenset(ScoreOut.model_fields)
+
+
+def score_body(result: Any, include_features: bool) -> dict[str, Any]:
+    """``ScoreOut`` of ``result`` as plain data, without building the model: what FastAPI's
+    response-model pass gives for ``result.as_dict`` (its fields only, timings as floats)."""
+    data = {k: v for k, v in result.as_dict(include_features).items() if k in _SCORE_FIELDS}
+    data["timing_ms"] = {k: float(v) for k, v in data["timing_ms"].items()}
+    data["score"] = float(data["score"])
+    data["threshold"] = float(data["threshold"])
+    for missing in data["missing_features"]:
+        if missing["used"] is not None:
+            missing["used"] = float(missing["used"])
+    return data
+
+
 # A batch body is ``{"<primary stream name>": [...]}`` (or a bare JSON list).
 BATCH_KEY = _USECASE.primary.name
 BatchIn = create_model(

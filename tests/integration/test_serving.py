@@ -15,6 +15,7 @@ lives in a per-module directory here); tests that change data work on a copy.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import subprocess
@@ -37,6 +38,7 @@ from slipway.registry.store import ModelRegistry
 from slipway.serving.app import create_app
 from slipway.serving.features import make_reader
 from slipway.serving.request import spark_round
+from slipway.serving.schema import ScoreOut, score_body
 from slipway.serving.scorer import OnlineScorer
 from slipway.usecases.fraud import CUSTOMER_WINDOWS, MODEL
 from slipway.usecases.fraud.landing import TRANSACTION_FIELDS
@@ -210,6 +212,31 @@ def test_http_score_batch_health_and_model(
     assert model["version"] == record.version
     assert model["model_sha256"] == record.model_sha256
     assert model["metrics"]["threshold_at_precision"] == record.metrics["threshold_at_precision"]
+
+
+def test_score_body_is_what_the_response_model_gives(
+    client: TestClient, pipeline: PipelineData, sample: list[dict[str, Any]]
+) -> None:
+    """/score encodes ScoreOut's fields directly; they must equal FastAPI's response-model pass
+    (validate ``as_dict``, dump its set fields), with and without features, missing features
+    (an unknown customer) included."""
+    unknown = {**sample[1], "customer_id": f"C9{uuid.uuid4().int % 10**9:09d}"}  # no state
+    with slipway_env(pipeline.data_dir):
+        scorer = OnlineScorer.from_env()
+        results = scorer.score_many([sample[0], unknown], include_features=True)
+    assert results[1].missing_features  # the case that has them
+    for result in results:
+        for features in (False, True):
+            expected = ScoreOut.model_validate(result.as_dict(features)).model_dump(
+                mode="json", exclude_unset=True
+            )
+            assert json.loads(json.dumps(score_body(result, features))) == expected
+    for record, query in ((sample[2], ""), (unknown, "?features=true")):
+        answer = client.post(f"/score{query}", json={**record, "transaction_id": uuid.uuid4().hex})
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        body = answer.json()
+        assert body == ScoreOut.model_validate(body).model_dump(mode="json", exclude_unset=True)
+        assert ("features" in body) == bool(query) and "window_features" not in body
 
 
 def test_unknown_customer_and_merchant_are_scored_with_defaults_flagged(

@@ -22,7 +22,9 @@ def test_rows_of_different_kinds_get_their_own_columns() -> None:
     ]
     lines = render_tables(rows, serving.table_of)
 
-    http = _table(lines, "HTTP POST /score, open loop at 100 req/s")
+    http = _table(
+        lines, "HTTP POST /score, open loop: repeated at 100 req/s, then a sweep of rates"
+    )
     assert http[0] == "| measure | p99_ms | achieved_rps |"
     assert len(http) == 3  # header, rule, one row
     lookups = _table(

@@ -317,10 +317,12 @@ def _split_contract(schema, sample: pd.DataFrame):
     """The contract as two schemas: row rules (valid over many days at once) and day rules.
 
     A row rule's verdict on a row does not depend on which other rows are validated with it,
-    so it runs once over a whole chunk of days; Pandera's fixed cost per validation then paid
-    once instead of once per day. Uniqueness and batch rules (one boolean for the frame) are
-    about the day, so they run per day, on a schema that holds only them. Returns the two
-    schemas (the second None when the contract has no day rule) and, for each, the map from
+    so it runs once over a whole chunk of days; Pandera's fixed cost per validation is then paid
+    once instead of once per day. (A contract's check that returns a boolean per row is taken to
+    judge each row on its own; one that compares a row with the others of its day, such as
+    ``~s.duplicated()``, belongs in ``unique=True`` or in a batch check, which stay per day.)
+    Uniqueness and batch rules (one boolean for the frame) are about the day, so they run per
+    day, on a schema that holds only them. Returns the two schemas (the second None when the contract has no day rule) and, for each, the map from
     its check numbers to the full contract's.
     """
     import copy

@@ -364,39 +364,55 @@ def _split_contract(schema, sample: pd.DataFrame):
     return rows, rows_origin, (days if any_day_rule else None), days_origin
 
 
+CONTRACT_ROWS = 250_000  # rows per Pandera call: amortises its fixed cost, bounds pandas' memory
+
+
 def contract_failures_by_day(
     tables: Sequence[pa.Table], stream: Stream
 ) -> list[dict[int, list[Failure]]]:
     """The contract's failures for several days' typed rows: row rules once, day rules per day.
 
     Says the same as ``_contract_failures`` on each day alone (same rules, same names, same
-    order of a row's failures); it validates the row rules in one Pandera call for all the
-    days, which is where the per-day cost went (measured in docs/benchmarks.md, "ingest").
+    order of a row's failures); it validates the row rules in one Pandera call for a group of
+    days (up to ``CONTRACT_ROWS`` rows, so the pandas copy stays small), which is where the
+    per-day cost went (measured in docs/benchmarks.md, "ingest").
     """
     results: list[dict[int, list[Failure]]] = [{} for _ in tables]
-    sizes = [t.num_rows for t in tables]
-    if not sum(sizes):
+    filled = [i for i, t in enumerate(tables) if t.num_rows]
+    if not filled:
         return results
     schema = stream.contract()
-    frame = contract_frame(pa.concat_tables([t for t in tables if t.num_rows]))
-    rows, rows_origin, days, days_origin = _split_contract(schema, frame.head(64))
     order = list(schema.columns)
-    ranked: list[dict[int, Ranked]] = [{} for _ in tables]
-    bounds = np.cumsum([0, *[s for s in sizes if s]])
-    filled = [i for i, s in enumerate(sizes) if s]
-    for pos, found in _validate(frame, rows, rows_origin, order).items():
-        day = int(np.searchsorted(bounds, pos, side="right")) - 1
-        ranked[filled[day]][pos - int(bounds[day])] = found
-    if days is not None:
-        for day, i in enumerate(filled):
-            part = frame.iloc[int(bounds[day]) : int(bounds[day + 1])].reset_index(drop=True)
-            for pos, found in _validate(part, days, days_origin, order).items():
-                ranked[i].setdefault(pos, []).extend(found)
-    for i, day_ranked in enumerate(ranked):
-        results[i] = {
-            pos: [f for _, f in sorted(found, key=lambda rf: rf[0])]
-            for pos, found in day_ranked.items()
-        }
+    groups: list[list[int]] = []
+    size = 0
+    for i in filled:
+        if groups and size + tables[i].num_rows <= CONTRACT_ROWS:
+            groups[-1].append(i)
+            size += tables[i].num_rows
+        else:
+            groups.append([i])
+            size = tables[i].num_rows
+    split = None
+    for group in groups:
+        frame = contract_frame(pa.concat_tables([tables[i] for i in group]))
+        if split is None:
+            split = _split_contract(schema, frame.head(64))
+        rows, rows_origin, days, days_origin = split
+        ranked: dict[int, dict[int, Ranked]] = {i: {} for i in group}
+        bounds = np.cumsum([0, *[tables[i].num_rows for i in group]])
+        for pos, found in _validate(frame, rows, rows_origin, order).items():
+            day = int(np.searchsorted(bounds, pos, side="right")) - 1
+            ranked[group[day]][pos - int(bounds[day])] = found
+        if days is not None:
+            for day, i in enumerate(group):
+                part = frame.iloc[int(bounds[day]) : int(bounds[day + 1])].reset_index(drop=True)
+                for pos, found in _validate(part, days, days_origin, order).items():
+                    ranked[i].setdefault(pos, []).extend(found)
+        for i, day_ranked in ranked.items():
+            results[i] = {
+                pos: [f for _, f in sorted(found, key=lambda rf: rf[0])]
+                for pos, found in day_ranked.items()
+            }
     return results
 
 

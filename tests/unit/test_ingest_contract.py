@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from slipway.ingest import contract
 from slipway.ingest.contract import CIRCUIT_BREAKER_RULE, apply_contract
 from slipway.ingest.parse import silver_candidates
 from slipway.ingest.pipeline import silver_columns
@@ -298,8 +299,12 @@ def test_the_documented_rules_are_the_stored_ones(spark) -> None:
     }, documented - stored
 
 
-def test_contracting_several_days_at_once_says_what_each_day_alone_says(spark) -> None:
+@pytest.mark.parametrize("group_rows", [250_000, 130])  # all days in one Pandera call, or 2+1
+def test_contracting_several_days_at_once_says_what_each_day_alone_says(
+    spark, monkeypatch, group_rows: int
+) -> None:
     """Row rules run once for a chunk of days; uniqueness and batch rules stay per day."""
+    monkeypatch.setattr(contract, "CONTRACT_ROWS", group_rows)
 
     def day_lines(day: dt.date, lines: list[str]) -> pa.Table:
         lines = [text.replace("2026-08-01", day.isoformat()) for text in lines]
@@ -324,7 +329,7 @@ def test_contracting_several_days_at_once_says_what_each_day_alone_says(spark) -
     policy = IngestPolicy(max_bad_share=0.5, unique_key_scope="day")
     statuses = {d: [(f"transactions/{d}/part-001.jsonl", "ok", 0, 0)] for d in days}
 
-    def contract(which: list[dt.date]):
+    def run(which: list[dt.date]):
         return apply_contract(
             candidates.filter(pa.compute.is_in(candidates["date"], pa.array(which, pa.date32()))),
             TRANSACTIONS,
@@ -344,8 +349,8 @@ def test_contracting_several_days_at_once_says_what_each_day_alone_says(spark) -
         ]
         return quarantined, verdicts, sorted(out.silver["transaction_id"].to_pylist())
 
-    together = said(contract(days))
-    alone = [said(contract([d])) for d in days]
+    together = said(run(days))
+    alone = [said(run([d])) for d in days]
     assert together[0] == sorted(q for a in alone for q in a[0])
     assert together[1] == [v for a in alone for v in a[1]]
     assert together[2] == sorted(t for a in alone for t in a[2])

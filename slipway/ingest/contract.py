@@ -238,13 +238,33 @@ def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Fa
     if frame.empty:
         return {}
     schema = stream.contract()
+    return {pos: [f for _, f in found] for pos, found in _validate(frame, schema).items()}
+
+
+Ranked = list[tuple[tuple[int, int], Failure]]
+
+
+def _validate(
+    frame: pd.DataFrame,
+    schema,
+    origin: Mapping[tuple[str | None, int], int] | None = None,
+    order: Sequence[str] | None = None,
+) -> dict[int, Ranked]:
+    """Run ``schema`` lazily over ``frame``: every failure per row position, with its rank.
+
+    The rank (column position, then not-null, unique, dtype, then the check's position in the
+    full contract) is the order Pandera reports a row's failures in when it validates the whole
+    contract at once; ``origin`` maps a reduced schema's check numbers back to the full one's,
+    and ``order`` lists the full one's columns.
+    """
     try:
         schema.validate(frame, lazy=True)
         return {}
     except SchemaErrors as err:
         cases = err.failure_cases
-    result: dict[int, list[Failure]] = {}
-    frame_level: dict[int, list[Failure]] = {}
+    columns = {name: i for i, name in enumerate(order or schema.columns)}
+    result: dict[int, Ranked] = {}
+    frame_level: dict[int, Ranked] = {}
     all_rows = range(len(frame))
     for case in cases.itertuples(index=False):
         rule = _rule_name(schema, case)
@@ -254,21 +274,146 @@ def _contract_failures(frame: pd.DataFrame, stream: Stream) -> dict[int, list[Fa
             if index is None or (isinstance(index, float) and np.isnan(index))
             else [int(index)]
         )
+        column = None if pd.isna(case.column) else str(case.column)
+        number = case.check_number
+        if number is None or (isinstance(number, float) and np.isnan(number)):
+            kind = {"not_nullable": 0, "field_uniqueness": 1}.get(str(case.check), 2)
+        else:
+            scope = None if case.schema_context == "DataFrameSchema" else column
+            kind = 3 + (origin or {}).get((scope, int(number)), int(number))
         if case.schema_context == "DataFrameSchema":
             # A row-wise rule over several columns: Pandera reports it once per column; keep it
             # once per row, without pretending one column is to blame.
+            rank = (len(columns), kind)
             for pos in targets:
                 found = frame_level.setdefault(pos, [])
-                if all(f.rule != rule for f in found):
-                    found.append(Failure(rule, None, None))
+                if all(f.rule != rule for _, f in found):
+                    found.append((rank, Failure(rule, None, None)))
             continue
-        column = None if pd.isna(case.column) else str(case.column)
+        rank = (columns.get(column, len(columns)), kind)
         value = _short(case.failure_case)
         for pos in targets:
-            result.setdefault(pos, []).append(Failure(rule, column, value))
+            result.setdefault(pos, []).append((rank, Failure(rule, column, value)))
     for pos, found in frame_level.items():
         result.setdefault(pos, []).extend(found)
     return result
+
+
+def _is_row_rule(check, target: pd.Series | pd.DataFrame) -> bool:
+    """Whether a check answers per row (a boolean per row) rather than once for the batch.
+
+    Asked of a few rows: a batch rule (a median, a count) returns one boolean whatever the size.
+    A check that cannot say on a sample is treated as a batch rule (validated per day, as it
+    always was).
+    """
+    try:
+        output = check(target).check_output
+    except Exception:  # any failure here only means "keep it per day"
+        return False
+    return isinstance(output, pd.Series | pd.DataFrame) and len(output) == len(target)
+
+
+def _split_contract(schema, sample: pd.DataFrame):
+    """The contract as two schemas: row rules (valid over many days at once) and day rules.
+
+    A row rule's verdict on a row does not depend on which other rows are validated with it,
+    so it runs once over a whole chunk of days; Pandera's fixed cost per validation is then paid
+    once instead of once per day. (A contract's check that returns a boolean per row is taken to
+    judge each row on its own; one that compares a row with the others of its day, such as
+    ``~s.duplicated()``, belongs in ``unique=True`` or in a batch check, which stay per day.)
+    Uniqueness and batch rules (one boolean for the frame) are about the day, so they run per
+    day, on a schema that holds only them. Returns the two schemas (the second None when the contract has no day rule) and, for each, the map from
+    its check numbers to the full contract's.
+    """
+    import copy
+
+    rows, days = copy.deepcopy(schema), copy.deepcopy(schema)
+    rows_origin: dict[tuple[str | None, int], int] = {}
+    days_origin: dict[tuple[str | None, int], int] = {}
+    without_day_rules: list[str] = []
+    for name, column in schema.columns.items():
+        target = sample[name] if name in sample.columns else None
+        row_checks, day_checks = [], []
+        for i, check in enumerate(column.checks):
+            if target is not None and _is_row_rule(check, target):
+                rows_origin[(name, len(row_checks))] = i
+                row_checks.append(check)
+            else:
+                days_origin[(name, len(day_checks))] = i
+                day_checks.append(check)
+        rows.columns[name].checks = row_checks
+        rows.columns[name].unique = False
+        if day_checks or column.unique:
+            day = days.columns[name]
+            day.checks, day.dtype, day.nullable = day_checks, None, True
+        else:
+            without_day_rules.append(name)
+    row_frame_checks, day_frame_checks = [], []
+    for i, check in enumerate(schema.checks):
+        if _is_row_rule(check, sample):
+            rows_origin[(None, len(row_frame_checks))] = i
+            row_frame_checks.append(check)
+        else:
+            days_origin[(None, len(day_frame_checks))] = i
+            day_frame_checks.append(check)
+    rows.checks, rows.unique = row_frame_checks, None
+    # Only the columns with a day rule: Pandera's cost per day is mostly per column validated.
+    days = days.remove_columns(without_day_rules)
+    days.checks = day_frame_checks
+    any_day_rule = bool(days.columns) or bool(day_frame_checks) or bool(schema.unique)
+    return rows, rows_origin, (days if any_day_rule else None), days_origin
+
+
+CONTRACT_ROWS = 250_000  # rows per Pandera call: amortises its fixed cost, bounds pandas' memory
+
+
+def contract_failures_by_day(
+    tables: Sequence[pa.Table], stream: Stream
+) -> list[dict[int, list[Failure]]]:
+    """The contract's failures for several days' typed rows: row rules once, day rules per day.
+
+    Says the same as ``_contract_failures`` on each day alone (same rules, same names, same
+    order of a row's failures); it validates the row rules in one Pandera call for a group of
+    days (up to ``CONTRACT_ROWS`` rows, so the pandas copy stays small), which is where the
+    per-day cost went (measured in docs/benchmarks.md, "ingest").
+    """
+    results: list[dict[int, list[Failure]]] = [{} for _ in tables]
+    filled = [i for i, t in enumerate(tables) if t.num_rows]
+    if not filled:
+        return results
+    schema = stream.contract()
+    order = list(schema.columns)
+    groups: list[list[int]] = []
+    size = 0
+    for i in filled:
+        if groups and size + tables[i].num_rows <= CONTRACT_ROWS:
+            groups[-1].append(i)
+            size += tables[i].num_rows
+        else:
+            groups.append([i])
+            size = tables[i].num_rows
+    split = None
+    for group in groups:
+        frame = contract_frame(pa.concat_tables([tables[i] for i in group]))
+        if split is None:
+            split = _split_contract(schema, frame.head(64))
+        rows, rows_origin, days, days_origin = split
+        ranked: dict[int, dict[int, Ranked]] = {i: {} for i in group}
+        bounds = np.cumsum([0, *[tables[i].num_rows for i in group]])
+        for pos, found in _validate(frame, rows, rows_origin, order).items():
+            day = int(np.searchsorted(bounds, pos, side="right")) - 1
+            ranked[group[day]][pos - int(bounds[day])] = found
+        if days is not None:
+            for day, i in enumerate(group):
+                part = frame.iloc[int(bounds[day]) : int(bounds[day + 1])].reset_index(drop=True)
+                for pos, found in _validate(part, days, days_origin, order).items():
+                    ranked[i].setdefault(pos, []).extend(found)
+        for i, day_ranked in ranked.items():
+            results[i] = {
+                pos: [f for _, f in sorted(found, key=lambda rf: rf[0])]
+                for pos, found in day_ranked.items()
+            }
+    return results
 
 
 def _manifest_breaker(
@@ -359,9 +504,18 @@ def apply_contract(
     silver_parts: list[pa.Table] = []
     quarantine_rows: list[dict[str, object]] = []
     verdicts: list[DayVerdict] = []
-    for day in all_days:
-        part = candidates.filter(pc.equal(candidates["date"], pa.scalar(day, pa.date32())))
-        verdict, silver_part, bad = _one_day(part, day, stream, policy, file_statuses.get(day, ()))
+    screens = [
+        _screen_day(
+            candidates.filter(pc.equal(candidates["date"], pa.scalar(day, pa.date32()))), stream
+        )
+        for day in all_days
+    ]
+    # The contract's row rules run once for every day here, its day rules day by day.
+    contracted = contract_failures_by_day([screen.typed for screen in screens], stream)
+    for day, screen, found in zip(all_days, screens, contracted, strict=True):
+        verdict, silver_part, bad = _finish_day(
+            screen, found, day, stream, policy, file_statuses.get(day, ())
+        )
         verdicts.append(verdict)
         silver_parts.append(silver_part.select(list(silver_columns)))
         for row, failures in bad:
@@ -391,13 +545,20 @@ def apply_contract(
     return ContractOutcome(silver=silver, quarantine=quarantine, verdicts=verdicts)
 
 
-def _one_day(
-    part: pa.Table,
-    day: dt.date,
-    stream: Stream,
-    policy: IngestPolicy,
-    statuses: Sequence[tuple[str, str, int, int | None]],
-) -> tuple[DayVerdict, pa.Table, list[tuple[dict[str, object], list[Failure]]]]:
+@dataclass
+class _Screened:
+    """One day after the duplicate and structural screen, before the contract."""
+
+    landed: int
+    kept: pa.Table
+    duplicates: int
+    failures: dict[int, list[Failure]]
+    ok_positions: np.ndarray
+    typed: pa.Table
+
+
+def _screen_day(part: pa.Table, stream: Stream) -> _Screened:
+    """Drop a day's exact duplicates, find its structural failures, keep its rows to contract."""
     landed = part.num_rows
     exact = (
         part["_exact_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
@@ -439,12 +600,25 @@ def _one_day(
                     structurally_ok[pos] = False
 
     ok_positions = np.flatnonzero(structurally_ok)
-    if len(ok_positions):
-        typed = kept.take(pa.array(ok_positions)).drop_columns(
-            [c for c in (*FLAG_COLUMNS, "raw") if c in kept.column_names]
-        )
-        for local, found in _contract_failures(contract_frame(typed), stream).items():
-            failures.setdefault(int(ok_positions[local]), []).extend(found)
+    typed = kept.take(pa.array(ok_positions)).drop_columns(
+        [c for c in (*FLAG_COLUMNS, "raw") if c in kept.column_names]
+    )
+    return _Screened(landed, kept, duplicates, failures, ok_positions, typed)
+
+
+def _finish_day(
+    screen: _Screened,
+    contracted: Mapping[int, list[Failure]],
+    day: dt.date,
+    stream: Stream,
+    policy: IngestPolicy,
+    statuses: Sequence[tuple[str, str, int, int | None]],
+) -> tuple[DayVerdict, pa.Table, list[tuple[dict[str, object], list[Failure]]]]:
+    """Merge a day's structural and contract failures, apply the breaker, split the rows."""
+    landed, kept, duplicates = screen.landed, screen.kept, screen.duplicates
+    failures = screen.failures
+    for local, found in contracted.items():
+        failures.setdefault(int(screen.ok_positions[local]), []).extend(found)
 
     bad_mask = np.zeros(kept.num_rows, dtype=bool)
     if failures:

@@ -254,7 +254,11 @@ def payload_hash(fields: Sequence[Field]) -> Column:
 
 
 def flag_duplicates(
-    parsed: DataFrame, key: str, fields: Sequence[Field], across_days: bool = True
+    parsed: DataFrame,
+    key: str,
+    fields: Sequence[Field],
+    across_days: bool = True,
+    with_payload: bool = False,
 ) -> DataFrame:
     """Flag exact duplicates (same values as an earlier line) and conflicting ones (same key).
 
@@ -265,23 +269,37 @@ def flag_duplicates(
     one version would hide an upstream defect. ``_first_copy_date`` says where the first copy
     lives. One window keyed on the record key (and a hash of the values), not on every column.
     ``across_days=False`` keys the window on (date, key): uniqueness within each day only.
+
+    Both window functions are evaluated in one ``select`` and the flags read their results as
+    plain columns: written inline in each flag, Spark (and Sail) plan one window operator per
+    flag, each sorting every row again (measured at 100k rows: 8.4 s against 5.6 s).
+    ``with_payload`` keeps the values' hash as ``_payload``.
     """
     order = [F.col("date"), F.col("source_file"), F.col("source_line")]
-    eligible = F.col("_json_ok") & F.col(key).isNotNull()
     by_key = Window.partitionBy(key).orderBy(*order)
     if not across_days:
         by_key = Window.partitionBy("date", key).orderBy(*order)
     earlier = by_key.rowsBetween(Window.unboundedPreceding, -1)
-    hashed = parsed.withColumn("_payload", payload_hash(fields))
-    seen = F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>"))
+    windowed = parsed.select(
+        "*",
+        payload_hash(fields).alias("_payload"),
+    ).select(
+        "*",
+        F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>")).alias(
+            "_seen"
+        ),
+        F.first("date").over(earlier).alias("_first_date"),
+    )
+    seen = F.col("_seen")
+    eligible = F.col("_json_ok") & F.col(key).isNotNull()
     exact = eligible & F.array_contains(seen, F.col("_payload"))
     conflicting = eligible & ~exact & (F.size(seen) > F.lit(0))
-    first_date = F.first("date").over(earlier)
-    return (
-        hashed.withColumn("_exact_duplicate", exact)
-        .withColumn("_conflicting_duplicate", conflicting)
-        .withColumn("_first_copy_date", F.when(exact | conflicting, first_date))
-        .drop("_payload")
+    return windowed.select(
+        *parsed.columns,
+        exact.alias("_exact_duplicate"),
+        conflicting.alias("_conflicting_duplicate"),
+        F.when(exact | conflicting, F.col("_first_date")).alias("_first_copy_date"),
+        *(["_payload"] if with_payload else []),
     )
 
 
@@ -303,5 +321,4 @@ def silver_candidates(
     parsed = parse_lines(bronze, stream.fields)
     if stream.derive is not None:
         parsed = derive_columns(parsed, stream.derive())
-    flagged = flag_duplicates(parsed, stream.key, stream.fields, across_days)
-    return flagged.withColumn("_payload", payload_hash(stream.fields)) if with_payload else flagged
+    return flag_duplicates(parsed, stream.key, stream.fields, across_days, with_payload)

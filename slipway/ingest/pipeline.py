@@ -267,21 +267,30 @@ def bronze_to_silver(
     verdicts: list[DayVerdict] = []
     previews: list[pa.Table] = []
 
-    def contract_day(day: dt.date, candidates: pa.Table) -> pa.Table:
-        day_statuses = statuses.get(day) or [(f"{stream.name}/{day}/", "no_files", 0, None)]
+    def day_statuses(day: dt.date) -> list:
+        found = statuses.get(day) or [(f"{stream.name}/{day}/", "no_files", 0, None)]
         if not policy.require_manifest:
-            day_statuses = [s for s in day_statuses if s[1] not in ("no_manifest", "no_files")]
+            found = [s for s in found if s[1] not in ("no_manifest", "no_files")]
+        return found
+
+    def contract_days(days: list[dt.date], candidates: pa.Table) -> pa.Table:
+        """The contract for several days at once (its row rules in one pass, see contract.py);
+        verdicts, the breaker and quarantine stay per day."""
+        chunk_statuses = {day: day_statuses(day) for day in days}
         outcome = apply_contract(
             candidates,
             stream,
             policy,
             silver_columns=columns,
-            file_statuses={day: day_statuses},
-            days=[day],
+            file_statuses=chunk_statuses,
+            days=days,
             now=now,
         )
         quarantines.append(outcome.quarantine)
-        quarantines.append(file_quarantine_rows(day_statuses, day, stream.name, run_id, now))
+        for day in days:
+            quarantines.append(
+                file_quarantine_rows(chunk_statuses[day], day, stream.name, run_id, now)
+            )
         audits.append(outcome.audit_rows(stream.name, run_id, now))
         verdicts.extend(outcome.verdicts)
         if sum(p.num_rows for p in previews) < 10:
@@ -289,7 +298,7 @@ def bronze_to_silver(
         for v in outcome.verdicts:
             held = f" HELD: {v.breaker_reason}" if v.breaker_reason else ""
             log.info(
-                f"silver {stream.name} {day}: landed {v.rows_landed}, silver {v.rows_silver}, "
+                f"silver {stream.name} {v.day}: landed {v.rows_landed}, silver {v.rows_silver}, "
                 f"quarantined {v.rows_quarantined}, duplicates {v.duplicates_dropped}{held}"
             )
         return outcome.silver
@@ -310,7 +319,7 @@ def bronze_to_silver(
 
     def chunk_days(chunk: list[dt.date]) -> Iterator[pa.Table]:
         """One Spark query for several days (Sail's per-query cost dominates small days), then
-        the contract day by day (its batch rules and the breaker are per day)."""
+        one contract pass over them (its batch rules and the breaker stay per day)."""
         rows = bronze.where(
             (F.col("date") >= F.lit(chunk[0].isoformat()).cast("date"))
             & (F.col("date") <= F.lit(chunk[-1].isoformat()).cast("date"))
@@ -320,9 +329,7 @@ def bronze_to_silver(
         ).toArrow()
         if ledger is not None:
             candidates = ledger.mark(candidates, stream.key)
-        for day in chunk:
-            day_rows = candidates.filter(pc.equal(candidates["date"], pa.scalar(day, pa.date32())))
-            yield contract_day(day, day_rows)
+        yield contract_days(chunk, candidates)
 
     days = _chunks(days_between(start, end), statuses, CHUNK_ROWS)
     parts_iter = (part for chunk in days for part in chunk_days(chunk))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from slipway.ingest import contract
 from slipway.ingest.contract import CIRCUIT_BREAKER_RULE, apply_contract
 from slipway.ingest.parse import silver_candidates
 from slipway.ingest.pipeline import silver_columns
@@ -296,3 +297,74 @@ def test_the_documented_rules_are_the_stored_ones(spark) -> None:
         "field_uniqueness",
         "parseable_values",
     }, documented - stored
+
+
+@pytest.mark.parametrize("group_rows", [250_000, 130])  # all days in one Pandera call, or 2+1
+def test_contracting_several_days_at_once_says_what_each_day_alone_says(
+    spark, monkeypatch, group_rows: int
+) -> None:
+    """Row rules run once for a chunk of days; uniqueness and batch rules stay per day."""
+    monkeypatch.setattr(contract, "CONTRACT_ROWS", group_rows)
+
+    def day_lines(day: dt.date, lines: list[str]) -> pa.Table:
+        lines = [text.replace("2026-08-01", day.isoformat()) for text in lines]
+        return bronze(lines, day, f"transactions/{day}/part-001.jsonl")
+
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    good = [line(tx(i)) for i in range(60)]
+    several = line(tx(900, channel="x", country="germany", customer_id="X1"))
+    cents = [line(tx(i, amount=int(tx(i)["amount"] * 100))) for i in range(60)]
+    # day 3 repeats day 1's ids (allowed with per-day uniqueness) and one id within the day
+    twice = [line(tx(901)), line(tx(901, amount=1.0)), line(tx(902, currency="XXX"))]
+    table = pa.concat_tables(
+        [
+            day_lines(days[0], [*good, several]),
+            day_lines(days[1], cents),
+            day_lines(days[2], [*good, *twice]),
+        ]
+    )
+    candidates = silver_candidates(
+        spark.createDataFrame(table.to_pandas()), TRANSACTIONS, across_days=False
+    ).toArrow()
+    policy = IngestPolicy(max_bad_share=0.5, unique_key_scope="day")
+    statuses = {d: [(f"transactions/{d}/part-001.jsonl", "ok", 0, 0)] for d in days}
+
+    def run(which: list[dt.date]):
+        return apply_contract(
+            candidates.filter(pa.compute.is_in(candidates["date"], pa.array(which, pa.date32()))),
+            TRANSACTIONS,
+            policy,
+            silver_columns=silver_columns(TRANSACTIONS),
+            file_statuses=statuses,
+            days=which,
+        )
+
+    def said(out) -> tuple[list, list, list]:
+        quarantined = sorted(
+            (r["date"], r["source_line"], r["rule"], r["column"], r["value"], r["failures"])
+            for r in out.quarantine.to_pylist()
+        )
+        verdicts = [
+            (v.day, v.rows_silver, v.rows_quarantined, v.breaker_reason) for v in out.verdicts
+        ]
+        return quarantined, verdicts, sorted(out.silver["transaction_id"].to_pylist())
+
+    together = said(run(days))
+    alone = [said(run([d])) for d in days]
+    assert together[0] == sorted(q for a in alone for q in a[0])
+    assert together[1] == [v for a in alone for v in a[1]]
+    assert together[2] == sorted(t for a in alone for t in a[2])
+    quarantined, verdicts, _ = together
+    rules = {(q[0], q[1]): q[2] for q in quarantined}
+    first_day_row = next(q for q in quarantined if q[:2] == (days[0], 61))
+    assert {f["column"] for f in json.loads(first_day_row[5])} == {
+        "channel",
+        "country",
+        "customer_id",
+    }
+    assert verdicts[1][3] and "batch_median_amount_eur_plausible" in verdicts[1][3]
+    assert verdicts[0][3] is None and verdicts[2][3] is None
+    assert rules[(days[2], 62)] == "unique_transaction_id" and (days[2], 61) not in rules
+    assert rules[(days[2], 63)].startswith("isin(")
+    # tx_000000 lands on day 1 and day 3: unique within each day, so both are published
+    assert (days[2], 1) not in rules and (days[0], 1) not in rules

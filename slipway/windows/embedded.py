@@ -43,6 +43,7 @@ STATE_SCHEMA = 2
 RUNNING_SCHEMA = 3
 NO_PRUNING = -(2**62)
 PRUNE_SLACK_US = 3600 * 1_000_000
+WAL_CHECKPOINT_PAGES = 8_000
 CACHE_ENTITIES = 100_000  # entities whose running state one process keeps (LRU)
 
 
@@ -123,15 +124,30 @@ class EmbeddedAggregator:
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
         c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # A commit appends a few pages to the WAL (no fsync under synchronous=NORMAL); the
+        # checkpoint that copies them back fsyncs, and at SQLite's default (every 1,000 pages:
+        # ~250 events applied one by one) that was most of an event's cost. Every 8,000 pages
+        # it is an eighth of that (journal_size_limit keeps the WAL file under 64 MiB).
+        c.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        c.execute(f"PRAGMA journal_size_limit={64 * 2**20}")
         columns = "".join(f", v{i}" for i in range(n))
         c.execute("BEGIN IMMEDIATE")
         try:
             c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS events (entity TEXT NOT NULL, event_id TEXT PRIMARY KEY,"
-                f" t_us INTEGER NOT NULL, a_us INTEGER NOT NULL{columns})"
-            )
-            c.execute("CREATE INDEX IF NOT EXISTS events_by_entity ON events (entity, t_us)")
+            exists = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+            if not exists:
+                # A new file clusters each entity's events by (entity, t_us) in the table
+                # itself (no rowid): an insert touches two B-trees (the table, the id index)
+                # instead of three, so fewer pages per commit. Files made before keep their
+                # rowid layout; every statement below reads and writes both alike.
+                c.execute(
+                    "CREATE TABLE events (entity TEXT NOT NULL, event_id TEXT NOT NULL,"
+                    f" t_us INTEGER NOT NULL, a_us INTEGER NOT NULL{columns},"
+                    " PRIMARY KEY (entity, t_us, event_id)) WITHOUT ROWID"
+                )
+                c.execute("CREATE UNIQUE INDEX events_by_id ON events (event_id)")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS entities (entity TEXT PRIMARY KEY,"
                 " pruned_below INTEGER NOT NULL)"
@@ -140,7 +156,7 @@ class EmbeddedAggregator:
             # running state of that entity is stale (another process wrote since).
             c.execute(
                 "CREATE TABLE IF NOT EXISTS versions (entity TEXT PRIMARY KEY,"
-                " version INTEGER NOT NULL)"
+                " version INTEGER NOT NULL) WITHOUT ROWID"
             )
             fingerprint = state_fingerprint(self.feature_set)
             row = c.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()

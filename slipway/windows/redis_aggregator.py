@@ -44,6 +44,9 @@ from slipway.windows.semantics import (
 FIELD_SEP = "\x1f"
 NULL = "\x1e"
 SOCKET_TIMEOUT_S = 0.5
+# Events per script call in apply_many/seed: Redis runs one call at a time, so a call should
+# stay short (100 events: ~10 ms of Lua) and its reply well within the socket timeout.
+BATCH_EVENTS = 100
 
 _PRELUDE = r"""
 local ek, ik, mk = KEYS[1], KEYS[2], KEYS[3]
@@ -553,6 +556,36 @@ def lua_script(fs: WindowFeatureSet, incremental: bool = True) -> str:
     return "\n".join([prelude, running["load"], compute, insert])
 
 
+def batch_lua_script(fs: WindowFeatureSet, incremental: bool = True) -> str:
+    """:func:`lua_script` over several events in one call: each event's keys and its three
+    arguments follow the previous event's; the reply is one entry per event, in order.
+
+    The per-event script runs unchanged as a function per event, in order, so an event sees
+    every earlier one of the call (the same entity twice included), exactly as separate calls
+    would. One call saves, per event, redis-py's packing of a command and parsing of its reply,
+    and Redis' dispatch of a script. The call is atomic as a whole (a stronger guarantee than
+    per event). Its keys span entities, so this needs a single Redis (the client here is
+    ``redis.Redis``), not a Cluster, whose scripts must keep to one hash slot.
+    """
+    own, n_max = key_layout(WindowPlan.of(fs))
+    body = lua_script(fs, incremental).replace("KEYS[", "EK[").replace("ARGV[", "EA[")
+    return "\n".join(
+        [
+            f"local NK, NA = {3 + len(own) + n_max}, 3",
+            "local results = {}",
+            "for i = 0, #ARGV / NA - 1 do",
+            "  local EK, EA = {}, {}",
+            "  for k = 1, NK do EK[k] = KEYS[i * NK + k] end",
+            "  for a = 1, NA do EA[a] = ARGV[i * NA + a] end",
+            "  results[i + 1] = (function()",
+            body,
+            "  end)()",
+            "end",
+            "return results",
+        ]
+    )
+
+
 def _text(value: Any) -> str:
     if value is None:
         return NULL
@@ -598,6 +631,7 @@ class RedisAggregator:
             retry=Retry(NoBackoff(), 0),
         )
         self.script = self.client.register_script(lua_script(feature_set, incremental))
+        self.batch_script = self.client.register_script(batch_lua_script(feature_set, incremental))
         self._reply_format, self._reply_strings = reply_layout(feature_set)
         self._reply_numbers = struct.calcsize(self._reply_format)
         self._ops = tuple(
@@ -656,10 +690,16 @@ class RedisAggregator:
             if len(events) == 1:
                 e = events[0]
                 return [self.script(keys=self.keys(e.entity), args=self._args(e, mode))]
+            # One script per BATCH_EVENTS events (see batch_lua_script), the calls pipelined.
             pipe = self.client.pipeline(transaction=False)
-            for e in events:
-                self.script(keys=self.keys(e.entity), args=self._args(e, mode), client=pipe)
-            return pipe.execute()
+            for start in range(0, len(events), BATCH_EVENTS):
+                keys: list[str] = []
+                args: list[str] = []
+                for e in events[start : start + BATCH_EVENTS]:
+                    keys += self.keys(e.entity)
+                    args += self._args(e, mode)
+                self.batch_script(keys=keys, args=args, client=pipe)
+            return [reply for batch in pipe.execute() for reply in batch]
         except self._errors as exc:
             raise WindowStoreUnavailable(
                 f"window state on Redis: {type(exc).__name__}: {exc}"

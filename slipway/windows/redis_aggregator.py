@@ -19,6 +19,12 @@ keys' expiry. Redis runs a script atomically, so concurrent consumers never lose
 Python side finalizes the integers with the reference code. The running hash also counts the
 events it covers: if that ever disagrees with the sorted set (keys lost one by one), the script
 rebuilds the running aggregates from the events before answering.
+
+The script takes three arguments (mode, event time, and the member, which carries the arrival,
+the id and the inputs) and answers one bulk string (:func:`reply_layout`): the cheapest shapes
+for redis-py to pack and parse. ``apply_many`` and ``seed`` send one call per ``BATCH_EVENTS``
+events (:func:`batch_lua_script`: the same script per event, in order, inside one call),
+pipelined.
 """
 
 from __future__ import annotations

@@ -545,6 +545,31 @@ def test_running_structure_against_brute_force_in_any_insertion_order() -> None:
     assert bag.top == 3
 
 
+def test_redis_scripts_missing_on_the_server_are_loaded_and_the_call_sent_again(
+    redis_url,
+) -> None:
+    """After a Redis restart or SCRIPT FLUSH the server knows neither script: the first call
+    (single or batched) gets NOSCRIPT for every reply, applies nothing, loads, and is resent:
+    every event is applied once and gets the definition."""
+    from slipway.windows.redis_aggregator import batch_lua_script, lua_script
+
+    agg = open_aggregator(
+        METERS, f"redis://{redis_url}/0", namespace=f"slipway:test:{uuid.uuid4().hex}"
+    )
+    try:
+        fresh = f"\n-- {uuid.uuid4().hex}: a script this server has never seen"
+        agg.script = agg.client.register_script(lua_script(METERS) + fresh)
+        agg.batch_script = agg.client.register_script(batch_lua_script(METERS) + fresh)
+        assert agg.client.script_exists(agg.script.sha, agg.batch_script.sha) == [False, False]
+        results = [agg.apply(EVENTS[0]), *agg.apply_many(EVENTS[1:])]
+        assert_definition(results, EVENTS)
+        assert not any(r.duplicate for r in results)
+        assert agg.client.script_exists(agg.script.sha, agg.batch_script.sha) == [True, True]
+    finally:
+        agg.delete_state()
+        agg.close()
+
+
 def test_redis_outage_is_reported_as_unavailable(tmp_path: Path) -> None:
     agg = open_aggregator(METERS, "redis://127.0.0.1:1/0")
     with pytest.raises(WindowStoreUnavailable, match="Redis"):

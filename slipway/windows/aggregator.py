@@ -2,7 +2,8 @@
 
 ``apply(event)`` returns the event's window features computed from the state *before* it, then
 adds the event to the state, atomically (Redis: one Lua script; embedded: one SQLite
-transaction) and idempotently by event id: a redelivered event changes nothing and is answered
+transaction; ``apply_many`` batches several events into one such step) and idempotently by
+event id: a redelivered event changes nothing and is answered
 from the same earlier events, so it gets the features it got the first time.
 
 Callers that must never fail (the online scorer) catch :class:`WindowStoreUnavailable`: the
@@ -50,7 +51,11 @@ class WindowAggregator(Protocol):
         ...
 
     def apply_many(self, events: Sequence[Mapping[str, Any]]) -> list[WindowResult]:
-        """``apply`` for each event in order (one round trip where the store allows)."""
+        """``apply`` for each event in order: each event's features are what ``apply`` would
+        give it after the earlier events of the call. Cheaper per event than ``apply``, and
+        atomic in larger steps: embedded, the whole call is one SQLite transaction (all its
+        events or none); Redis, one script call per 100 events (each call all or none). A
+        redelivered event is still answered as first computed and changes nothing."""
         ...
 
     def seed(self, events: Iterable[Mapping[str, Any]]) -> int:

@@ -545,6 +545,31 @@ def test_running_structure_against_brute_force_in_any_insertion_order() -> None:
     assert bag.top == 3
 
 
+def test_redis_scripts_missing_on_the_server_are_loaded_and_the_call_sent_again(
+    redis_url,
+) -> None:
+    """After a Redis restart or SCRIPT FLUSH the server knows neither script: the first call
+    (single or batched) gets NOSCRIPT for every reply, applies nothing, loads, and is resent:
+    every event is applied once and gets the definition."""
+    from slipway.windows.redis_aggregator import batch_lua_script, lua_script
+
+    agg = open_aggregator(
+        METERS, f"redis://{redis_url}/0", namespace=f"slipway:test:{uuid.uuid4().hex}"
+    )
+    try:
+        fresh = f"\n-- {uuid.uuid4().hex}: a script this server has never seen"
+        agg.script = agg.client.register_script(lua_script(METERS) + fresh)
+        agg.batch_script = agg.client.register_script(batch_lua_script(METERS) + fresh)
+        assert agg.client.script_exists(agg.script.sha, agg.batch_script.sha) == [False, False]
+        results = [agg.apply(EVENTS[0]), *agg.apply_many(EVENTS[1:])]
+        assert_definition(results, EVENTS)
+        assert not any(r.duplicate for r in results)
+        assert agg.client.script_exists(agg.script.sha, agg.batch_script.sha) == [True, True]
+    finally:
+        agg.delete_state()
+        agg.close()
+
+
 def test_redis_outage_is_reported_as_unavailable(tmp_path: Path) -> None:
     agg = open_aggregator(METERS, "redis://127.0.0.1:1/0")
     with pytest.raises(WindowStoreUnavailable, match="Redis"):
@@ -559,6 +584,81 @@ def test_embedded_state_of_another_declaration_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(ValueError, match="another declaration"):
         open_aggregator(changed, None, path=path)
+
+
+def test_an_embedded_file_of_the_earlier_rowid_layout_still_gives_the_definition(
+    tmp_path: Path,
+) -> None:
+    """Files made before the clustered layout (a rowid table, an entity index) are opened as
+    they are, not rewritten, and answer every event as the definition says."""
+    import sqlite3
+
+    from slipway.windows.embedded import state_fingerprint
+
+    path = tmp_path / "old.sqlite"
+    columns = "".join(f", v{i}" for i in range(len(METERS.inputs)))
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        c.execute(
+            "CREATE TABLE events (entity TEXT NOT NULL, event_id TEXT PRIMARY KEY,"
+            f" t_us INTEGER NOT NULL, a_us INTEGER NOT NULL{columns})"
+        )
+        c.execute("CREATE INDEX events_by_entity ON events (entity, t_us)")
+        c.execute("CREATE TABLE entities (entity TEXT PRIMARY KEY, pruned_below INTEGER NOT NULL)")
+        c.execute("CREATE TABLE versions (entity TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        c.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (state_fingerprint(METERS),))
+    agg = open_aggregator(METERS, None, path=path)
+    try:
+        results = [agg.apply(e) for e in EVENTS[:100]] + agg.apply_many(EVENTS[100:])
+        assert_definition(results, EVENTS)
+        assert agg.apply(EVENTS[3]).duplicate
+    finally:
+        agg.close()
+    with sqlite3.connect(path) as c:
+        (sql,) = c.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+    assert "WITHOUT ROWID" not in sql  # still the old layout
+
+
+def test_a_new_embedded_file_is_clustered_by_entity(tmp_path: Path) -> None:
+    import sqlite3
+
+    open_aggregator(METERS, None, path=tmp_path / "new.sqlite").close()
+    with sqlite3.connect(tmp_path / "new.sqlite") as c:
+        (sql,) = c.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+    assert "WITHOUT ROWID" in sql and "PRIMARY KEY (entity, t_us, event_id)" in sql
+
+
+def test_timestamps_encode_to_the_same_microseconds_whatever_their_type() -> None:
+    """The scorer hands datetimes, replays hand pandas Timestamps (nanoseconds, other units,
+    other zones, naive = UTC), tests hand ISO text: one microsecond count, floored."""
+    from slipway.windows.semantics import EPOCH, ONE_MICROSECOND, micros
+
+    rng = random.Random(3)
+    for _ in range(2_000):
+        nanos = rng.randrange(0, 4 * 10**18)
+        ts = pd.Timestamp(nanos, tz="UTC")
+        want = nanos // 1000
+        exact = ts.to_pydatetime(warn=False)
+        assert (exact - EPOCH) // ONE_MICROSECOND == want
+        for value in (
+            ts,
+            ts.tz_convert("America/St_Johns"),
+            ts.tz_localize(None),
+            exact,
+            exact.replace(tzinfo=None),
+            exact.astimezone(dt.timezone(dt.timedelta(hours=-3, minutes=-30))),
+            exact.isoformat(),
+            ts.as_unit("us"),
+        ):
+            assert micros(value) == want, (value, micros(value), want)
+    codec = EventCodec(METERS)
+    for e in EVENTS[:50]:
+        as_pandas = {
+            **e,
+            "read_at": pd.Timestamp(e["read_at"]),
+            "logged_at": pd.Timestamp(e["logged_at"]),
+        }
+        assert codec.encode(as_pandas) == codec.encode(e)
 
 
 # -- the Spark backfill ------------------------------------------------------------------------

@@ -48,9 +48,7 @@ def objects(column: Any) -> np.ndarray:
     """``column`` as a 1-D object array (strings, None for nulls)."""
     if isinstance(column, pd.Series):
         return column.to_numpy(dtype=object)
-    out = np.empty(len(column), dtype=object)
-    out[:] = list(column)
-    return out
+    return np.fromiter(column, dtype=object, count=len(column))  # lists stay cells, never rows
 
 
 def is_null(value: Any) -> bool:

@@ -7,13 +7,25 @@ through the Delta offline store (DuckDB ASOF join over pinned versions), side by
 plain pandas ``merge_asof`` of the same entity rows and tables. Online lookup latencies are
 measured by the serving benchmark (Feast's own online read beside the serving path) and copied
 here.
+
+Switches for the point-in-time part alone (``make bench-pit``, ``BENCH_FEATURES_PIT_ONLY=1``):
+``SLIPWAY_BENCH_PIT_WORLD=1m`` joins over the 1M world instead of the 10M one (the 10M world
+takes ~100 min to build here; its feature tables are built once if missing), and
+``SLIPWAY_BENCH_PIT_BASELINE_REF=<git ref>`` adds that commit's ``slipway`` package as a
+same-run baseline of the streamed path (extracted with ``git archive``, put first on the
+child's ``PYTHONPATH``). Rows of other worlds from the last run are kept, marked with their date.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import statistics
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import RESULTS, ROOT, run_child
@@ -131,6 +143,31 @@ def _prepared(label: str, total: int) -> tuple[str, str, str]:
     return str(data), start.isoformat(), end.isoformat()
 
 
+def _with_features(data: str, start: str, end: str) -> None:
+    """The world's feature tables, built once (the point-in-time-only run needs them)."""
+    marker = Path(data) / ".features"
+    if not marker.exists():
+        result = run_child(BUILD, argv=[data + "/lakehouse/fraud", start, end], timeout=7200)
+        marker.write_text(json.dumps(result))
+
+
+def _baseline_code(ref: str) -> str:
+    """``slipway`` and ``feature_repo`` (found beside the package) as of git ``ref``, extracted
+    into a temporary folder kept for the run."""
+    folder = Path(tempfile.mkdtemp(prefix=f"pit-baseline-{ref[:12]}-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "slipway", "feature_repo"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tempfile.TemporaryFile() as tar:
+        tar.write(archive)
+        tar.seek(0)
+        with tarfile.open(fileobj=tar) as bundle:
+            bundle.extractall(folder, filter="data")
+    return str(folder)
+
+
 LOOKUP = "feature lookup"
 
 
@@ -163,34 +200,59 @@ def doc_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 PIT_LABELS = {
     "feast": "point-in-time training set (Feast, Delta offline store), streamed into one Delta commit",
+    "feast@base": "same-run baseline: the streamed path as of {ref}",
     "feast_df": "the same through Feast's to_df (whole frame in memory, no write)",
     "pandas": "baseline: plain pandas merge_asof (no TTL, no on-demand features)",
 }
 
 
 def _pit_rows(
-    data: str, entity_rows: int, repeats: int, paths: list[str], everything: bool = False
+    data: str,
+    entity_rows: int,
+    repeats: int,
+    paths: list[str],
+    everything: bool = False,
+    world: str = "",
+    baseline: tuple[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each path in its own child, alternating, so each peak RSS is that path's alone."""
+    """Each path in its own child, alternating, so each peak RSS is that path's alone.
+
+    ``feast@base`` is the ``feast`` path run on ``baseline`` = (git ref, extracted code).
+    """
     pits: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
     for _ in range(repeats):
         for path, results in pits.items():
+            env = None
+            if path == "feast@base":
+                assert baseline is not None, "feast@base needs SLIPWAY_BENCH_PIT_BASELINE_REF"
+                env = {"PYTHONPATH": os.pathsep.join([baseline[1], str(ROOT)])}
             result = run_child(
                 PIT,
-                argv=[data, str(entity_rows), path, "all" if everything else "matured"],
+                argv=[
+                    data,
+                    str(entity_rows),
+                    path.split("@")[0],
+                    "all" if everything else "matured",
+                ],
+                env=env,
                 timeout=7200,
             )
+            result["load_avg_1m"] = round(os.getloadavg()[0], 2)
             print(
-                f"  pit {path} {result['entity_rows']:,}: {result['seconds']:.1f}s, {result['peak_rss_mib']:.0f} MiB",
+                f"  pit {path} {result['entity_rows']:,}: {result['seconds']:.1f}s, "
+                f"{result['peak_rss_mib']:.0f} MiB, load {result['load_avg_1m']}",
                 flush=True,
             )
             results.append(result)
     rows = []
     for path, results in pits.items():
         times = sorted(r["seconds"] for r in results)
+        loads = sorted(r["load_avg_1m"] for r in results)
         rows.append(
             {
-                "measure": PIT_LABELS[path],
+                "measure": PIT_LABELS[path].format(ref=baseline[0] if baseline else ""),
+                "world": world,
+                "load avg 1m (min-max)": f"{loads[0]:.1f}-{loads[-1]:.1f}",
                 "entity rows": results[0]["entity_rows"],
                 "rows out": results[0]["rows"],
                 "runs": len(results),
@@ -207,14 +269,26 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     pit_only = os.environ.get("BENCH_FEATURES_PIT_ONLY", "") == "1"
+    pit_world = os.environ.get("SLIPWAY_BENCH_PIT_WORLD", "")  # e.g. "1m": the PIT over that world
+    baseline_ref = os.environ.get("SLIPWAY_BENCH_PIT_BASELINE_REF", "")
     if pit_only:  # `make bench-pit`: keep the feature-table rows of the last full run
         previous = json.loads((RESULTS / "features.json").read_text())
+        when = previous.get("measured_at", "?")
         rows = [r for r in previous["rows"] if str(r["measure"]).startswith("feature table")]
         notes.append(
-            f"Feature-table rows are from the full run of {previous.get('measured_at', '?')}; "
+            f"Feature-table rows are from the full run of {when}; "
             "the point-in-time rows were re-measured alone (BENCH_FEATURES_PIT_ONLY=1)."
         )
-        sizes = sizes[-1:]
+        sizes = [s for s in sizes if s[0] == pit_world] if pit_world else sizes[-1:]
+        if not sizes:
+            raise ValueError(f"SLIPWAY_BENCH_PIT_WORLD={pit_world!r}: not one of 1m, 10m")
+        # Point-in-time rows over other worlds stay, marked as not re-measured in this run.
+        for r in previous["rows"]:
+            if str(r["measure"]).startswith("feature table") or r.get("world") == sizes[-1][0]:
+                continue
+            world = r.get("world") or "10m"  # rows before the world column were over 10m
+            measured = r.get("measured") or when
+            rows.append(r | {"world": world, "measured": measured})
     for label, total, repeats in [] if pit_only else sizes:
         data, start, end = _prepared(label, total)
         runs = [
@@ -237,29 +311,48 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"  features {label}: {[round(r[n]['s'], 1) for r in runs for n in ('customer_behaviour',)]}",
             flush=True,
         )
-    pit_label = sizes[-1][0]
-    data, _, _ = _prepared(pit_label, sizes[-1][1])
+        Path(data, ".features").write_text(json.dumps(runs[-1]))
+    pit_label, pit_total = sizes[-1][0], sizes[-1][1]
+    data, start, end = _prepared(pit_label, pit_total)
+    _with_features(data, start, end)
     entity_rows = 20_000 if quick else 1_000_000
-    rows += _pit_rows(data, entity_rows, 3, ["feast", "pandas"])
-    rows += _pit_rows(data, entity_rows, 1, ["feast_df"])  # for comparison only
-    if not quick and os.environ.get("BENCH_PIT_10M", "1") != "0":
+    # Over the 1M world, 1M matured transactions do not exist (the last 7 days are not matured):
+    # every transaction of the world is an entity row, as on the 10M-entity-row run.
+    every = pit_label == "1m"
+    baseline = (baseline_ref, _baseline_code(baseline_ref)) if baseline_ref else None
+    paths = ["feast", *(["feast@base"] if baseline else []), "pandas"]
+    measured_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    new_rows = _pit_rows(
+        data, entity_rows, 3, paths, everything=every, world=pit_label, baseline=baseline
+    )
+    new_rows += _pit_rows(data, entity_rows, 1, ["feast_df"], everything=every, world=pit_label)
+    if pit_label == "10m" and not quick and os.environ.get("BENCH_PIT_10M", "1") != "0":
         # Every transaction of the 10M world as an entity row; pandas cannot hold it here.
-        rows += _pit_rows(data, 10**9, 1, ["feast"], everything=True)
+        new_rows += _pit_rows(data, 10**9, 1, ["feast"], everything=True, world=pit_label)
+    rows += [r | {"measured": f"{measured_at} (this run)"} for r in new_rows]
+    sampled = "transactions" if every else "matured transactions"
     notes.append(
-        f"Point-in-time join: {entity_rows:,} matured transactions sampled from the {pit_label} world as "
-        "entity rows (and, on the last row, every transaction of that world), joined to "
+        f"Point-in-time join: {entity_rows:,} {sampled} sampled from the {pit_label} world as "
+        "entity rows (on the 10m world's last row, every transaction of that world), joined to "
         "customer_behaviour, merchant_risk and customer_profile, plus the on-demand request-time "
         "features; the pandas baseline does the same three joins without TTL or on-demand "
-        "features. Target: 1M entity rows in < 10 s at < 3 GiB peak, 10M completing on 24 GiB."
+        "features. Target: 1M entity rows in < 10 s at < 3 GiB peak, 10M completing on 24 GiB. "
+        "The 'world' and 'measured' columns say over which world and in which run a row was taken."
     )
     notes.append(
         "Each point-in-time path runs in its own process (alternating, 3 each), so a peak RSS is "
-        "that path's alone; it includes reading the world's matured transactions to sample the "
+        "that path's alone; it includes reading the world's transactions to sample the "
         "entity rows (untimed). The streamed path is build_training_set's: a two-pass join (keys "
         "and times, then each row group's feature columns once) consumed 200k entity rows at a "
         "time and written with Lakehouse.write_batches as one Delta commit; its seconds include "
-        "that write."
+        "that write. The load average is the machine's 1-minute figure when each run ended "
+        "(2 cores, shared with other jobs)."
     )
+    if baseline:
+        notes.append(
+            f"Same-run baseline: the streamed path with slipway as of {baseline_ref} "
+            "(SLIPWAY_BENCH_PIT_BASELINE_REF), alternating with the current code."
+        )
     notes.append(
         "Online lookup rows come from benchmarks/results/serving.json (same machine, measured there)."
     )

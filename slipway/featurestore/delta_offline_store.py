@@ -26,8 +26,10 @@ needs them. :meth:`DeltaHistoricalRetrievalJob.iter_arrow` hands the result out 
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -165,9 +167,15 @@ class DeltaHistoricalRetrievalJob(DeltaRetrievalJob):
         self._run = run
 
     def iter_arrow(self, chunk_rows: int | None = None) -> Iterator[pa.Table]:
-        """The result, on-demand features applied, as consecutive chunks of entity rows."""
-        for part in self._run(chunk_rows or pit_chunk_rows()):
-            yield self._with_on_demand(part)
+        """The result, on-demand features applied, as consecutive chunks of entity rows.
+
+        The next chunk is computed on a worker thread while the caller consumes this one: the
+        consumer is typically a Delta write, whose parquet encoding releases the GIL, so on two
+        cores the join and the on-demand transform overlap the write instead of taking turns.
+        At most two chunks are alive beyond the caller's (the one queued, the one being built).
+        """
+        rows = chunk_rows or pit_chunk_rows()
+        yield from _prefetched(lambda: (self._with_on_demand(p) for p in self._run(rows)))
 
     def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
         if validation_reference is not None:  # Feast validates the whole frame: its own path
@@ -218,6 +226,53 @@ def _on_demand_inputs(odfv: OnDemandFeatureView, available: Sequence[str]) -> li
         names += [field.name for field in request.schema]
     present = set(available)
     return [n for n in dict.fromkeys(names) if n in present]
+
+
+_T = TypeVar("_T")
+_DONE = object()
+
+
+def _prefetched(make: Callable[[], Iterator[_T]]) -> Iterator[_T]:
+    """``make()``'s items, computed one ahead on a daemon thread; its error is raised here.
+
+    Closing the returned generator early (the consumer failed or stopped) stops the worker
+    after the item it is building, so no thread outlives the retrieval by more than one chunk.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in make():
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+            return
+        put(_DONE)
+
+    worker = threading.Thread(target=work, name="pit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _concat(parts: Iterator[pa.Table]) -> pa.Table:

@@ -15,6 +15,8 @@ novelty (everything is new to a customer we know nothing about).
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 import pandas as pd
 
@@ -33,15 +35,58 @@ OUTPUTS: dict[str, str] = {
 }
 
 
+_VECTOR_ROWS = 1024  # from this many rows on, novelty is computed on flattened arrays
+
+
+_VECTOR_ROWS = 1024  # from this many rows on, novelty is computed on flattened arrays
+
+
 def _novelty(values: pd.Series, seen: pd.Series) -> np.ndarray:
+    """1.0 where the value is not among the row's seen values, 0.0 where it is; 1.0 when
+    nothing was seen (None, NaN or empty). Online (a few rows) the plain loop is cheapest; a
+    training set's 200k rows with ~10 seen devices each take one vectorised comparison."""
+    if len(values) >= _VECTOR_ROWS:
+        try:
+            return _novelty_vectorised(values, seen)
+        except (TypeError, ValueError):  # pd.NA compared, a seen value not a list: the loop
+            pass
+    return _novelty_loop(values.tolist(), seen.tolist())
+
+
+def _novelty_loop(values: list[object], seen: list[object]) -> np.ndarray:
     out = np.ones(len(values), dtype="float64")
-    for i, (value, known) in enumerate(zip(values.tolist(), seen.tolist(), strict=True)):
-        if (
-            known is not None
-            and not (isinstance(known, float) and np.isnan(known))
-            and len(known) > 0
-        ):
-            out[i] = 0.0 if value in set(known) else 1.0
+    for i, (value, known) in enumerate(zip(values, seen, strict=True)):
+        if _seen_count(known) > 0:
+            out[i] = 0.0 if value in set(known) else 1.0  # type: ignore[arg-type]
+    return out
+
+
+def _seen_count(known: object) -> int:
+    if known is None or (isinstance(known, float) and np.isnan(known)):
+        return 0
+    return len(known)  # type: ignore[arg-type]
+
+
+def _novelty_vectorised(values: pd.Series, seen: pd.Series) -> np.ndarray:
+    """The loop's answer, with string values compared to the flattened seen lists at once
+    (``str ==`` is set membership for strings); other values (None, NA) go through the loop."""
+    known = seen.to_numpy(dtype=object)
+    value = values.to_numpy(dtype=object)
+    n = len(known)
+    counts = np.zeros(n, dtype=np.int64)
+    present = ~pd.isna(known)
+    counts[present] = np.fromiter(map(len, known[present]), dtype=np.int64)
+    is_str = np.fromiter(map(isinstance, value, repeat(str, n)), dtype=bool, count=n)
+    out = np.ones(n, dtype="float64")
+    fast = (counts > 0) & is_str
+    if fast.any():
+        flat = np.concatenate(known[fast], dtype=object)
+        hits = np.asarray(flat == np.repeat(value[fast], counts[fast]), dtype=bool)
+        starts = np.concatenate(([0], np.cumsum(counts[fast])[:-1]))
+        out[fast] = np.where(np.logical_or.reduceat(hits, starts), 0.0, 1.0)
+    slow = (counts > 0) & ~is_str
+    if slow.any():
+        out[slow] = _novelty_loop(value[slow].tolist(), known[slow].tolist())
     return out
 
 

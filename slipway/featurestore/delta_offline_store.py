@@ -632,28 +632,34 @@ class _ViewJoin:
             {c: pa.array([], type=_normalise_type(self.schema.field(c).type)) for c in payload_cols}
         )
         pool, pool_ids = empty, np.empty(0, dtype=np.int64)
+        # Where each feature row sits in the pool: a direct lookup per entity row (sorting the
+        # pool's ids and binary-searching them each chunk cost more than the gathers). Slots of
+        # rows dropped from the pool go stale, but no later chunk asks for those rows.
+        slot = np.zeros(total, dtype=np.int64)
         for c, (a, b) in enumerate(bounds):
             new_parts, new_ids = [pool], [pool_ids]
             for u in loads.get(c, []):
                 lo, hi = int(self.offsets[u]), int(self.offsets[u + 1])
                 local = np.flatnonzero(last_needed[lo:hi] >= c)
                 part = self.units[u].to_table(columns=payload_cols, schema=self.schema)
-                new_parts.append(normalise_arrow(part.take(pa.array(local))))
+                if len(local) < hi - lo:  # a unit wholly needed (one row per entity) is kept as is
+                    part = part.take(pa.array(local))
+                new_parts.append(normalise_arrow(part))
                 new_ids.append(local + lo)
             if len(new_parts) > 1:
                 pool = pa.concat_tables(new_parts)
                 pool_ids = np.concatenate(new_ids)
+                slot[pool_ids] = np.arange(len(pool_ids), dtype=np.int64)
             want = ids[a:b]
             missing = want < 0
-            order = np.argsort(pool_ids, kind="stable")
-            pos = np.searchsorted(pool_ids, np.where(missing, 0, want), sorter=order)
-            pos = order[np.minimum(pos, max(len(order) - 1, 0))] if len(order) else pos
+            pos = slot[np.where(missing, 0, want)]  # masked where missing
             picked = pool.take(pa.array(pos, mask=missing))
             yield {name: picked.column(i) for i, name in enumerate(self.names)}
             alive = last_needed[pool_ids] > c
             if not alive.all():
                 pool = pool.filter(pa.array(alive))
                 pool_ids = pool_ids[alive]
+                slot[pool_ids] = np.arange(len(pool_ids), dtype=np.int64)
 
 
 def _normalise_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -455,16 +455,11 @@ def _key_codes(
     t = feature_key.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)):
         return entity_key, feature_key
-    # One hashing pass over the feature keys gives both the distinct values and their codes
-    # (unique + index_in hashed them twice: a third of the cost for a key unique per row).
-    encoded = pc.dictionary_encode(feature_key).unify_dictionaries()
-    if encoded.num_chunks == 0:
-        values = pa.array([], type=t)
-        codes = pa.chunked_array([], type=pa.int32())
-    else:
-        values = encoded.chunk(0).dictionary
-        codes = pa.chunked_array([c.indices for c in encoded.chunks], type=pa.int32())
-    return pc.index_in(entity_key, value_set=values, skip_nulls=True), codes
+    values = pc.unique(feature_key)
+    return (
+        pc.index_in(entity_key, value_set=values, skip_nulls=True),
+        pc.index_in(feature_key, value_set=values, skip_nulls=True),
+    )
 
 
 def _align_key(

@@ -113,9 +113,12 @@ else:
     entities = entities.astype({c: object for c, t in entities.dtypes.items() if isinstance(t, pd.ArrowDtype)})
     t, cpu = time.perf_counter(), time.process_time()
     base = entities.copy()
-    for name, key in (("features.customer_behaviour", "customer_id"), ("features.merchant_risk", "merchant_id")):
-        f = lh.read(name).to_pandas().drop(columns=["date", "transaction_id"], errors="ignore").sort_values("feature_ts")
-        base = pd.merge_asof(base.sort_values("event_timestamp"), f, left_on="event_timestamp", right_on="feature_ts", by=key, direction="backward", suffixes=("", "_" + key))
+    # customer_behaviour is keyed by the transaction (its row stamped at event_time), merchant_risk
+    # by merchant and day (feature_ts): each an as-of merge on its own key and time column.
+    for name, key, ts in (("features.customer_behaviour", "transaction_id", "event_time"), ("features.merchant_risk", "merchant_id", "feature_ts")):
+        f = lh.read(name).to_pandas()
+        f = f.drop(columns=[c for c in ("date", "received_at", "customer_id", "transaction_id", "merchant_id") if c != key and c in f.columns]).sort_values(ts)
+        base = pd.merge_asof(base.sort_values("event_timestamp"), f, left_on="event_timestamp", right_on=ts, by=key, direction="backward", suffixes=("", "_" + key))
     prof = lh.read("features.customer_profile").to_pandas()
     base = base.merge(prof, on="customer_id", how="left", suffixes=("", "_p"))
     seconds, rows, columns = time.perf_counter() - t, len(base), len(base.columns)

@@ -20,7 +20,8 @@ reads only keys and event times (row group by row group, partitions and statisti
 the entity time range minus the TTL); the second reads each needed row group's feature columns
 once, keeps only the rows some entity row picked, and drops them after the last chunk that
 needs them. :meth:`DeltaHistoricalRetrievalJob.iter_arrow` hands the result out chunk by chunk
-(on-demand features applied per chunk), which the training set writes as one streamed commit.
+(on-demand features applied per chunk), which the training set writes as one streamed commit;
+the next chunk is built on a worker thread while the write encodes the current one.
 """
 
 from __future__ import annotations

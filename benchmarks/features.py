@@ -13,7 +13,8 @@ Switches for the point-in-time part alone (``make bench-pit``, ``BENCH_FEATURES_
 takes ~100 min to build here; its feature tables are built once if missing), and
 ``SLIPWAY_BENCH_PIT_BASELINE_REF=<git ref>`` adds that commit's ``slipway`` package as a
 same-run baseline of the streamed path (extracted with ``git archive``, put first on the
-child's ``PYTHONPATH``). Rows of other worlds from the last run are kept, marked with their date.
+child's ``sys.path``; each child reports which code it ran). Rows of other worlds from the last
+run are kept, marked with their date.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ print(json.dumps(out))
 PIT = r"""
 import datetime as dt, json, os, sys, time, warnings
 warnings.filterwarnings("ignore")
+code = os.environ.get("SLIPWAY_BENCH_PIT_CODE")  # a baseline's slipway, ahead of `python -c`'s cwd
+if code:
+    sys.path.insert(0, code)
 os.environ["SLIPWAY_DATA_DIR"] = sys.argv[1]
 os.environ["SLIPWAY_LAKEHOUSE_ROOT"] = sys.argv[1] + "/lakehouse"
 os.environ["SLIPWAY_FEAST_DIR"] = sys.argv[1] + "/feast"
@@ -91,7 +95,8 @@ if everything:  # every transaction of the world as an entity row (10M), not onl
 entities = matured_entities(lh, uc, as_of=as_of).frame
 if n < len(entities):
     entities = entities.sample(n=n, random_state=7).sort_values(["event_timestamp", "transaction_id"]).reset_index(drop=True)
-out = {"entity_rows": len(entities)}
+import slipway
+out = {"entity_rows": len(entities), "code": os.path.dirname(os.path.dirname(slipway.__file__))}
 if path in ("feast", "feast_df"):
     store = open_store(); apply_repo(store)
     t, cpu = time.perf_counter(), time.process_time()
@@ -229,7 +234,7 @@ def _pit_rows(
             env = None
             if path == "feast@base":
                 assert baseline is not None, "feast@base needs SLIPWAY_BENCH_PIT_BASELINE_REF"
-                env = {"PYTHONPATH": os.pathsep.join([baseline[1], str(ROOT)])}
+                env = {"SLIPWAY_BENCH_PIT_CODE": baseline[1]}
             result = run_child(
                 PIT,
                 argv=[
@@ -241,6 +246,9 @@ def _pit_rows(
                 env=env,
                 timeout=7200,
             )
+            expected_code = baseline[1] if path == "feast@base" else str(ROOT)
+            if Path(result["code"]).resolve() != Path(expected_code).resolve():
+                raise RuntimeError(f"{path} ran {result['code']}, not {expected_code}")
             result["load_avg_1m"] = round(os.getloadavg()[0], 2)
             print(
                 f"  pit {path} {result['entity_rows']:,}: {result['seconds']:.1f}s, "
@@ -282,8 +290,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         when = previous.get("measured_at", "?")
         rows = [r for r in previous["rows"] if str(r["measure"]).startswith("feature table")]
         notes.append(
-            f"Feature-table rows are from the full run of {when}; "
-            "the point-in-time rows were re-measured alone (BENCH_FEATURES_PIT_ONLY=1)."
+            f"Feature-table rows are from the full run of {when} "
+            f"({previous.get('machine', 'machine not recorded')}); the point-in-time rows "
+            "marked '(this run)' were re-measured alone (BENCH_FEATURES_PIT_ONLY=1), the others "
+            "are kept from the run their 'measured' column names, on that run's machine."
         )
         sizes = [s for s in sizes if s[0] == pit_world] if pit_world else sizes[-1:]
         if not sizes:
@@ -336,10 +346,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         # Every transaction of the 10M world as an entity row; pandas cannot hold it here.
         new_rows += _pit_rows(data, 10**9, 1, ["feast"], everything=True, world=pit_label)
     rows += [r | {"measured": f"{measured_at} (this run)"} for r in new_rows]
-    sampled = "transactions" if every else "matured transactions"
+    sampled = (
+        "transactions (every one of the 1m world's, as_of past the last day)"
+        if every
+        else "matured transactions (and, on the last row, every transaction)"
+    )
     notes.append(
         f"Point-in-time join: {entity_rows:,} {sampled} sampled from the {pit_label} world as "
-        "entity rows (on the 10m world's last row, every transaction of that world), joined to "
+        "entity rows, joined to "
         "customer_behaviour, merchant_risk and customer_profile, plus the on-demand request-time "
         "features; the pandas baseline does the same three joins without TTL or on-demand "
         "features. Target: 1M entity rows in < 10 s at < 3 GiB peak, 10M completing on 24 GiB. "
@@ -366,7 +380,19 @@ def run(quick: bool = False) -> dict[str, Any]:
     notes.append(
         "Feature tables are built by Sail over the whole 30-day range in one call, as a single-run backfill does."
     )
+    switches = " ".join(
+        f"{k}={os.environ[k]}"
+        for k in (
+            "BENCH_FEATURES_PIT_ONLY",
+            "SLIPWAY_BENCH_PIT_WORLD",
+            "SLIPWAY_BENCH_PIT_BASELINE_REF",
+            "BENCH_PIT_10M",
+        )
+        if os.environ.get(k)
+    )
     return {
+        "command": f"{switches} python -m benchmarks features".strip()
+        + (" --quick" if quick else ""),
         "title": "Feature tables, point-in-time join, online lookups",
         "rows": rows,
         "notes": notes,

@@ -278,6 +278,25 @@ def _pit_rows(
     return rows
 
 
+def _verdict(rows: list[dict[str, Any]], world: str) -> str:
+    """Issue 14's point-in-time targets against this run's streamed row, met or not."""
+    row = next(r for r in rows if r["measure"] == PIT_LABELS["feast"])
+    seconds, mib = row["seconds (median)"], row["peak RSS MiB (max)"]
+    base = next((r for r in rows if r["measure"].startswith("same-run baseline")), None)
+    against = (
+        f" (same-run baseline {base['seconds (median)']} s, {base['peak RSS MiB (max)']:,.0f} MiB)"
+        if base
+        else ""
+    )
+    return (
+        f"Targets, this run over the {world} world: 1M entity rows < 10 s: "
+        f"{'met' if seconds < 10 else 'NOT met'} (median {seconds} s, runs "
+        f"{row['seconds (min-max)']} s); < 3 GiB peak: {'met' if mib < 3072 else 'NOT met'} "
+        f"({mib:,.0f} MiB){against}. 10M entity rows on 24 GiB: "
+        + ("see the 10M-entity-row run." if world == "10m" else "needs the 10m world; not run.")
+    )
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = [("100k", 100_000, 2)] if quick else [("1m", 1_000_000, 3), ("10m", 10_000_000, 2)]
     rows: list[dict[str, Any]] = []
@@ -346,6 +365,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         # Every transaction of the 10M world as an entity row; pandas cannot hold it here.
         new_rows += _pit_rows(data, 10**9, 1, ["feast"], everything=True, world=pit_label)
     rows += [r | {"measured": f"{measured_at} (this run)"} for r in new_rows]
+    notes.append(_verdict(new_rows, pit_label))
     sampled = (
         "transactions (every one of the 1m world's, as_of past the last day)"
         if every

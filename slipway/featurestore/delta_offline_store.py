@@ -20,14 +20,17 @@ reads only keys and event times (row group by row group, partitions and statisti
 the entity time range minus the TTL); the second reads each needed row group's feature columns
 once, keeps only the rows some entity row picked, and drops them after the last chunk that
 needs them. :meth:`DeltaHistoricalRetrievalJob.iter_arrow` hands the result out chunk by chunk
-(on-demand features applied per chunk), which the training set writes as one streamed commit.
+(on-demand features applied per chunk), which the training set writes as one streamed commit;
+the next chunk is built on a worker thread while the write encodes the current one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -165,9 +168,15 @@ class DeltaHistoricalRetrievalJob(DeltaRetrievalJob):
         self._run = run
 
     def iter_arrow(self, chunk_rows: int | None = None) -> Iterator[pa.Table]:
-        """The result, on-demand features applied, as consecutive chunks of entity rows."""
-        for part in self._run(chunk_rows or pit_chunk_rows()):
-            yield self._with_on_demand(part)
+        """The result, on-demand features applied, as consecutive chunks of entity rows.
+
+        The next chunk is computed on a worker thread while the caller consumes this one: the
+        consumer is typically a Delta write, whose parquet encoding releases the GIL, so on two
+        cores the join and the on-demand transform overlap the write instead of taking turns.
+        At most two chunks are alive beyond the caller's (the one queued, the one being built).
+        """
+        rows = chunk_rows or pit_chunk_rows()
+        yield from _prefetched(lambda: (self._with_on_demand(p) for p in self._run(rows)))
 
     def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> pa.Table:
         if validation_reference is not None:  # Feast validates the whole frame: its own path
@@ -218,6 +227,53 @@ def _on_demand_inputs(odfv: OnDemandFeatureView, available: Sequence[str]) -> li
         names += [field.name for field in request.schema]
     present = set(available)
     return [n for n in dict.fromkeys(names) if n in present]
+
+
+_T = TypeVar("_T")
+_DONE = object()
+
+
+def _prefetched(make: Callable[[], Iterator[_T]]) -> Iterator[_T]:
+    """``make()``'s items, computed one ahead on a daemon thread; its error is raised here.
+
+    Closing the returned generator early (the consumer failed or stopped) stops the worker
+    after the item it is building, so no thread outlives the retrieval by more than one chunk.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in make():
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+            return
+        put(_DONE)
+
+    worker = threading.Thread(target=work, name="pit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _concat(parts: Iterator[pa.Table]) -> pa.Table:
@@ -577,28 +633,34 @@ class _ViewJoin:
             {c: pa.array([], type=_normalise_type(self.schema.field(c).type)) for c in payload_cols}
         )
         pool, pool_ids = empty, np.empty(0, dtype=np.int64)
+        # Where each feature row sits in the pool: a direct lookup per entity row (sorting the
+        # pool's ids and binary-searching them each chunk cost more than the gathers). Slots of
+        # rows dropped from the pool go stale, but no later chunk asks for those rows.
+        slot = np.zeros(total, dtype=np.int64)
         for c, (a, b) in enumerate(bounds):
             new_parts, new_ids = [pool], [pool_ids]
             for u in loads.get(c, []):
                 lo, hi = int(self.offsets[u]), int(self.offsets[u + 1])
                 local = np.flatnonzero(last_needed[lo:hi] >= c)
                 part = self.units[u].to_table(columns=payload_cols, schema=self.schema)
-                new_parts.append(normalise_arrow(part.take(pa.array(local))))
+                if len(local) < hi - lo:  # a unit wholly needed (one row per entity) is kept as is
+                    part = part.take(pa.array(local))
+                new_parts.append(normalise_arrow(part))
                 new_ids.append(local + lo)
             if len(new_parts) > 1:
                 pool = pa.concat_tables(new_parts)
                 pool_ids = np.concatenate(new_ids)
+                slot[pool_ids] = np.arange(len(pool_ids), dtype=np.int64)
             want = ids[a:b]
             missing = want < 0
-            order = np.argsort(pool_ids, kind="stable")
-            pos = np.searchsorted(pool_ids, np.where(missing, 0, want), sorter=order)
-            pos = order[np.minimum(pos, max(len(order) - 1, 0))] if len(order) else pos
+            pos = slot[np.where(missing, 0, want)]  # masked where missing
             picked = pool.take(pa.array(pos, mask=missing))
             yield {name: picked.column(i) for i, name in enumerate(self.names)}
             alive = last_needed[pool_ids] > c
             if not alive.all():
                 pool = pool.filter(pa.array(alive))
                 pool_ids = pool_ids[alive]
+                slot[pool_ids] = np.arange(len(pool_ids), dtype=np.int64)
 
 
 def _normalise_chunked(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -15,6 +15,7 @@ novelty (everything is new to a customer we know nothing about).
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -44,12 +45,47 @@ OUTPUTS: dict[str, str] = {
 }
 
 
-def _novelty(values: Any, seen: Any, n: int) -> np.ndarray:
-    """1.0 where the value is not among the customer's recent values (or nothing is known)."""
+_VECTOR_ROWS = 1024  # from this many rows on, novelty is computed on flattened arrays
+
+
+def _novelty(values: Any, seen: Any) -> np.ndarray:
+    """1.0 where the value is not among the row's seen values, 0.0 where it is; 1.0 when
+    nothing was seen (None, NaN or empty). Online (a few rows) the plain loop is cheapest; a
+    training set's 200k rows with ~10 seen devices each take one vectorised comparison."""
+    if len(values) >= _VECTOR_ROWS:
+        try:
+            return _novelty_vectorised(objects(values), objects(seen))
+        except (TypeError, ValueError):  # pd.NA compared, a seen value not a list: the loop
+            pass
+    return _novelty_loop(values_of(values), values_of(seen))
+
+
+def _novelty_loop(values: list[object], seen: list[object]) -> np.ndarray:
+    out = np.ones(len(values), dtype="float64")
+    for i, (value, known) in enumerate(zip(values, seen, strict=True)):
+        if not is_null(known) and len(known) > 0:  # type: ignore[arg-type]
+            out[i] = 0.0 if value in set(known) else 1.0  # type: ignore[arg-type]
+    return out
+
+
+def _novelty_vectorised(value: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The loop's answer, with string values compared to the flattened seen lists at once
+    (``str ==`` is set membership for strings); other values (None, NA) go through the loop."""
+    n = len(known)
+    counts = np.zeros(n, dtype=np.int64)
+    present = ~pd.isna(known)
+    counts[present] = np.fromiter(map(len, known[present]), dtype=np.int64)
+    is_str = np.fromiter(map(isinstance, value, repeat(str, n)), dtype=bool, count=n)
     out = np.ones(n, dtype="float64")
-    for i, (value, known) in enumerate(zip(values_of(values), values_of(seen), strict=True)):
-        if not is_null(known) and len(known) > 0:
-            out[i] = 0.0 if value in set(known) else 1.0
+    fast = (counts > 0) & is_str
+    if fast.any():
+        flat = np.concatenate(known[fast], dtype=object)
+        hits = np.asarray(flat == np.repeat(value[fast], counts[fast]), dtype=bool)
+        starts = np.concatenate(([0], np.cumsum(counts[fast])[:-1]))
+        out[fast] = np.where(np.logical_or.reduceat(hits, starts), 0.0, 1.0)
+    slow = (counts > 0) & ~is_str
+    if slow.any():
+        out[slow] = _novelty_loop(value[slow].tolist(), known[slow].tolist())
     return out
 
 
@@ -80,10 +116,10 @@ def transaction_context(inputs: Columns, n: int) -> dict[str, np.ndarray]:
     return {
         "seconds_since_last_txn": np.where(since >= 0, since, np.nan),
         "amount_to_avg_30d": ratio,
-        "is_new_country": _novelty(inputs["country"], inputs["countries_30d"], n)
+        "is_new_country": _novelty(inputs["country"], inputs["countries_30d"])
         if "countries_30d" in inputs
         else np.ones(n),
-        "is_new_device": _novelty(inputs["device_id"], inputs["devices_30d"], n)
+        "is_new_device": _novelty(inputs["device_id"], inputs["devices_30d"])
         if "devices_30d" in inputs
         else np.ones(n),
         "is_foreign": np.where(home_known, (country != home).astype("float64"), np.nan),

@@ -2,11 +2,17 @@
 
 The retraining steps (training set, candidate, promotion gate, champion) share the use case's
 one-slot pool (``assets.training.assets.retrain_pool``). Two processes share one Dagster instance
-configured like the project's own (``.dagster/dagster.yaml``, copied), whose pools were created
-up front as ``make run`` does (``orchestration.main.ensure_pools``: two SQLite-backed processes
-creating a pool at the same instant can both insert its slot), meet at a barrier and each run
-the ``retrain`` job on a copy of the small world. Both succeed, each registers its own MLflow
-version, and the steps of one run never overlap in time with the steps of the other.
+configured as production's (``deploy/prod/dagster.yaml``: storage in PostgreSQL, on a throwaway
+database), whose pools were created up front as ``make run`` does (``orchestration.main.
+ensure_pools``), meet at a barrier and each run the ``retrain`` job on a copy of the small world.
+Both succeed, each registers its own MLflow version, and the steps of one run never overlap in
+time with the steps of the other.
+
+Why PostgreSQL: Dagster claims a pool slot with ``SELECT ... FOR UPDATE SKIP LOCKED`` and then an
+``UPDATE ... WHERE id = ?``; on SQLite storage (the embedded default) ``FOR UPDATE`` is a no-op and
+two processes claiming at the same instant can both take the one slot (seen: both runs'
+training-set steps started within 1 ms). Runs that must take turns across processes need the
+production storage; docs/operations.md says so.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import shutil
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -70,9 +77,29 @@ def _step_windows(instance, run_id: str, steps: list[str]) -> dict[str, tuple[fl
     return {k: (starts[k], ends[k]) for k in starts if k in ends}
 
 
+@pytest.mark.postgres
 @pytest.mark.timeout(1500)
-def test_two_simultaneous_retrains_take_turns(pipeline: PipelineData, tmp_path: Path) -> None:
+def test_two_simultaneous_retrains_take_turns(
+    pipeline: PipelineData, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dagster as dg
+
+    from tests.support.servers import throwaway_database
+
+    with throwaway_database(postgres_url, "dagster_pools") as url:
+        server = urlsplit(url)
+        for name, value in {
+            "SLIPWAY_PG_HOST": server.hostname or "127.0.0.1",
+            "SLIPWAY_PG_PORT": str(server.port or 5432),
+            "SLIPWAY_PG_USER": unquote(server.username or "postgres"),
+            "SLIPWAY_PG_PASSWORD": unquote(server.password or ""),
+            "SLIPWAY_PG_DB": server.path.lstrip("/"),
+        }.items():
+            monkeypatch.setenv(name, value)  # the spawned runs inherit them
+        _take_turns(pipeline, tmp_path, dg)
+
+
+def _take_turns(pipeline: PipelineData, tmp_path: Path, dg) -> None:
 
     from slipway.lakehouse import Lakehouse
     from slipway.registry.store import ModelRegistry
@@ -81,7 +108,7 @@ def test_two_simultaneous_retrains_take_turns(pipeline: PipelineData, tmp_path: 
     data = copy_world(pipeline.data_dir, tmp_path / "data", ignore=("landing",))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / ".dagster" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "deploy" / "prod" / "dagster.yaml", home / "dagster.yaml")
     before = ModelRegistry(Lakehouse(data / "lakehouse" / "fraud")).versions(FRAUD.model.name)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         from orchestration.definitions import defs

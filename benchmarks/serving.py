@@ -101,8 +101,10 @@ def transactions(day: dt.date, limit: int | None = None) -> list[dict[str, Any]]
 
     frame = Lakehouse(WORLD / "lakehouse" / "fraud").read("silver.transactions", dates=(day, day))
     rows = frame.select(list(LANDED)).to_pandas().head(limit).to_dict("records")
-    for row in rows:
-        row["event_time"] = pd.Timestamp(row["event_time"]).isoformat()
+    for row in rows:  # every timestamp (event_time, received_at) as the upstream writes it
+        for key, value in row.items():
+            if isinstance(value, pd.Timestamp | dt.datetime):
+                row[key] = pd.Timestamp(value).isoformat()
     return rows
 
 

@@ -146,6 +146,8 @@ def entity_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 **p.request,
+                # every view's key: customer_behaviour is keyed by the transaction itself
+                "transaction_id": p.values["transaction_id"],
                 "customer_id": p.values["customer_id"],
                 "merchant_id": p.values["merchant_id"],
             }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -143,6 +143,22 @@ def evaluate_challenger(
         live=live,
         require_live=load_settings().gate_live_evidence,
     )
+    champion_record = registry.get(spec.name, champion) if champion is not None else None
+    if (
+        not decision.passed
+        and champion_record is not None
+        and record.model_sha256
+        and record.model_sha256 == champion_record.model_sha256
+    ):
+        # A re-run retrained the champion itself: same training set, same parameters, the same
+        # model file byte for byte (training is deterministic). Nothing new is being judged, so
+        # the gate does not fail the run over a delta of zero; re-runs converge.
+        decision = replace(
+            decision,
+            passed=True,
+            reason=f"reproduces the champion v{champion} exactly (same model file, sha256 "
+            f"{record.model_sha256[:12]}): nothing new to judge; {decision.reason}",
+        )
     registry.record_decision(spec.name, decision, run_id)
     return decision
 

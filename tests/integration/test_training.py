@@ -206,3 +206,27 @@ def test_lineage_walks_a_prediction_back_to_its_landing_line(world, pipeline) ->
         assert main(["lineage", pid]) == 0
     assert out.getvalue().startswith(f"prediction {pid}") and source_file in out.getvalue()
     assert main(["lineage", "tx_missing:v1"]) == 1
+
+
+def test_a_retrain_that_reproduces_the_champion_passes_the_gate(world) -> None:
+    """Re-running the graph on the same data retrains the champion byte for byte (training is
+    deterministic): the gate says so and passes, so a second ``make run`` converges instead of
+    failing on a delta of zero. A model that differs still has to beat the champion."""
+    _, lakehouse = world
+    registry = ModelRegistry(lakehouse)
+    champion = registry.alias(MODEL.name, CHAMPION)
+    record = registry.get(MODEL.name, champion)
+    candidate = train_candidate(
+        lakehouse,
+        FRAUD,
+        device="cpu",
+        training_set_version=int(record.training_set["version"]),
+    )
+    again = registry.get(MODEL.name, candidate.version.version)
+    assert again.model_sha256 == record.model_sha256  # the same model file
+    decision = evaluate_challenger(lakehouse, FRAUD)
+    assert decision.passed and f"reproduces the champion v{champion} exactly" in decision.reason
+    different = train_candidate(lakehouse, FRAUD, seed=99, device="cpu")
+    assert registry.get(MODEL.name, different.version.version).model_sha256 != record.model_sha256
+    verdict = evaluate_challenger(lakehouse, FRAUD)
+    assert "reproduces" not in verdict.reason

@@ -636,7 +636,9 @@ class _ViewJoin:
         # Where each feature row sits in the pool: a direct lookup per entity row (sorting the
         # pool's ids and binary-searching them each chunk cost more than the gathers). Slots of
         # rows dropped from the pool go stale, but no later chunk asks for those rows.
-        slot = np.zeros(total, dtype=np.int64)
+        # (at least one slot: with no feature rows at all every entity row is missing, and its
+        # masked position 0 must still index something)
+        slot = np.zeros(max(total, 1), dtype=np.int64)
         for c, (a, b) in enumerate(bounds):
             new_parts, new_ids = [pool], [pool_ids]
             for u in loads.get(c, []):

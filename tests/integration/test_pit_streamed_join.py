@@ -239,3 +239,20 @@ def test_an_error_while_joining_reaches_the_consumer(world: tuple) -> None:
     with pytest.raises(ValueError, match="cannot be joined"):
         list(job.iter_arrow(100))
     assert not [t for t in threading.enumerate() if t.name == "pit-prefetch"]
+
+
+def test_entity_rows_with_no_feature_rows_in_reach_get_nulls(world: tuple) -> None:
+    """Entity rows long before every feature row: no feature row is in reach (none loaded at
+    all), and each row still comes back, with missing features (a day scored before its view
+    has data, as a new use case's first days are)."""
+    store, entity, _ = world
+    early = entity.head(20).copy()
+    early["event_timestamp"] = pd.Timestamp("2001-01-01", tz="UTC")
+    for chunk_rows in (1, 100_000):
+        job = store.get_historical_features(early, FEATURES)
+        parts = list(job.iter_arrow(chunk_rows=chunk_rows))
+        assert sum(p.num_rows for p in parts) == len(early)
+        whole = job.to_arrow()
+        assert whole.num_rows == len(early)
+        assert whole["spend"].to_pylist() == [None] * len(early)
+        assert whole["amount_plus_spend"].to_pylist() == [None] * len(early)

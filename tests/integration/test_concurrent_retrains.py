@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.support.pipeline import PipelineData, copy_world
+from tests.support.pipeline import PipelineData, copy_world, slipway_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,10 +111,13 @@ def _take_turns(pipeline: PipelineData, tmp_path: Path, dg) -> None:
     shutil.copy(ROOT / "deploy" / "prod" / "dagster.yaml", home / "dagster.yaml")
     before = ModelRegistry(Lakehouse(data / "lakehouse" / "fraud")).versions(FRAUD.model.name)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        from orchestration.definitions import defs
+        from orchestration.definitions import build_definitions
         from orchestration.main import ensure_pools
 
-        ensure_pools(instance, defs.get_job_def("fraud_retrain"))
+        # built here for this world, as each run builds its own (the module-level ``defs`` an
+        # earlier test imported may have been built for another use case's environment)
+        with slipway_env(data):
+            ensure_pools(instance, build_definitions().get_job_def("fraud_retrain"))
 
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)

@@ -23,7 +23,7 @@ import pandas as pd
 Columns = Mapping[str, Any]  # name -> pandas Series (Feast) or python list (the live path)
 ColumnFn = Callable[[Columns, int], dict[str, np.ndarray]]
 
-_PLAIN_NUMBERS = (float, int, type(None))  # bool is an int
+PLAIN_NUMBERS = (float, int, type(None))  # bool is an int
 
 
 def numeric(column: Any) -> np.ndarray:
@@ -33,7 +33,7 @@ def numeric(column: Any) -> np.ndarray:
     other content takes pandas' own coercion, so both entrances agree on every input.
     """
     if isinstance(column, list):
-        if all(isinstance(v, _PLAIN_NUMBERS) for v in column):
+        if all(isinstance(v, PLAIN_NUMBERS) for v in column):
             return np.array(column, dtype="float64")
         column = pd.Series(column, dtype=object)
     series = column if isinstance(column, pd.Series) else pd.Series(column)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from slipway.featurestore.on_demand import PLAIN_NUMBERS
 from slipway.lakehouse import Lakehouse
 from slipway.registry.store import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
 from slipway.serving.routing import ROUTING_TAG, Routing
@@ -88,7 +89,6 @@ class Encoded:
         return self._matrix
 
 
-_PLAIN_NUMBERS = (float, int, type(None))  # bool is an int
 _CODES: dict[tuple[str, ...], dict[str, float]] = {}
 
 
@@ -119,7 +119,7 @@ def _matrix_from_lists(columns: dict[str, list[Any]], spec: ModelSpec) -> np.nda
     j = 0
     for name in spec.numeric_features:
         values = columns[name]
-        if not all(isinstance(v, _PLAIN_NUMBERS) for v in values):
+        if not all(isinstance(v, PLAIN_NUMBERS) for v in values):
             return None
         column = np.array(values, dtype="float64")
         default = spec.missing_defaults.get(name)

@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from slipway.featurestore.on_demand import ColumnarTransform, run_columnar
+from slipway.featurestore.on_demand import ColumnarTransform, is_null, run_columnar
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ class OnlineFeatures:
     notes: list[list[str]]
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _python_float(value: Any) -> float | None:
@@ -378,7 +374,7 @@ class FeastFeatureReader:
                 for name in view.features:
                     values[name] = response[name]
                     for i, value in enumerate(values[name]):
-                        if _is_null(value):
+                        if is_null(value):
                             reasons[i][name] = f"{view.view.name}: no value in the online store"
         apply_transforms(self.plan, rows, values)
         ordered = {name: values[name] for name in self.plan.feature_names}

@@ -30,13 +30,13 @@ and trips the routing back to the champion when a limit is crossed (``ChampionWa
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from slipway.featurestore.on_demand import is_null
 from slipway.lakehouse import Lakehouse
 from slipway.serving.canary import CanaryMonitor
 from slipway.serving.champion import Champion, ChampionWatcher, Encoded, record_dict
@@ -112,10 +112,6 @@ class ScoreResult:
             data["features"] = self.features
             data["window_features"] = self.window_features
         return data
-
-
-def _null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _ms(seconds: float) -> float:
@@ -496,7 +492,7 @@ class OnlineScorer:
         for name in self.spec.features:
             value = values.get(name)
             categories = self.spec.categorical_features.get(name)
-            if not _null(value):
+            if not is_null(value):
                 if categories is not None and value not in categories:
                     out.append(
                         MissingFeature(

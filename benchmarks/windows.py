@@ -364,11 +364,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         "rows": rows,
         "backfill_measured_at": backfill_at,
         "notes": [
-            "The machine was shared with other work while these ran (2 cores, several other "
-            f"agents' tests and benchmarks): 1-minute load average {min(loads):.1f}-"
-            f"{max(loads):.1f} during the aggregator runs. Wall-clock figures include that "
-            "contention; 'x baseline' compares the two implementations run by run, interleaved, "
-            "under the same load, and client CPU per event is less sensitive to it.",
+            (
+                "The machine was quiet while these ran"
+                if max(loads) < 2
+                else "The machine was shared with other work while these ran"
+            )
+            + f" (2 cores): 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the "
+            "aggregator runs. Wall-clock figures include any contention; 'x baseline' compares "
+            "the two implementations run by run, interleaved, under the same load, and client "
+            "CPU per event is less sensitive to it.",
             "Aggregator: one process, one connection, each apply timed alone (encode, one SQLite "
             "transaction or one Lua script, finalize); apply_many: 100 events per call (one "
             "SQLite transaction for all of them; on Redis one round trip: current makes one "

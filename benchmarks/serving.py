@@ -22,6 +22,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -313,11 +314,25 @@ def redis_rows(
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
+def fresh_live_state() -> None:
+    """Every server starts on the world as built: the window state it seeds afresh, the served
+    log and streams as they were. The load replays the same day with fresh ids, so state kept
+    from an earlier server would hold each replay's events in the same customers' windows and
+    every run would be slower than the last (features per pass 22 -> 32 -> 69 ms over runs)."""
+    shutil.rmtree(WORLD / "windows", ignore_errors=True)
+    streams, pristine = WORLD / "streams", WORLD / "streams.built"
+    if not pristine.exists():
+        shutil.copytree(streams, pristine) if streams.exists() else pristine.mkdir()
+    shutil.rmtree(streams, ignore_errors=True)
+    shutil.copytree(pristine, streams)
+
+
 @contextmanager
 def uvicorn_server() -> Iterator[int]:
     """``make serve``'s command on a free loopback port; stopped by PID."""
     from tests.support.pipeline import env_for
 
+    fresh_live_state()
     port = free_port()
     env = {**os.environ, **env_for(WORLD), "SLIPWAY_API_KEYS": API_KEY}
     root = Path(SERVER_ROOT) if SERVER_ROOT else ROOT

@@ -403,6 +403,41 @@ def request(port: int, method: str, path: str, body: Any = None) -> tuple[int, b
     raise AssertionError("unreachable")
 
 
+def _load_summary(
+    latencies: list[float | None],
+    server_ms: list[dict[str, float]],
+    errors: list[str],
+    degraded: list[int],
+    started: float,
+    sent_in: float,
+) -> dict[str, Any]:
+    """One open-loop run's figures, whichever client drove it (counted alike for both)."""
+    count = len(latencies)
+    done = [x for x in latencies if x is not None]
+    elapsed = time.perf_counter() - started
+
+    def med(key: str) -> float:
+        return round(statistics.median(t.get(key, 0.0) for t in server_ms), 3) if server_ms else 0
+
+    return {
+        "requests": count,
+        "ok": len(done),
+        "errors": len(errors) + (count - len(done) - len(errors)),
+        "degraded": len(degraded),
+        "achieved_rps": round(len(done) / elapsed, 1),
+        "send_rate_rps": round(count / sent_in, 1),
+        "p50_ms": round(percentile(done, 50), 2),
+        "p95_ms": round(percentile(done, 95), 2),
+        "p99_ms": round(percentile(done, 99), 2),
+        "max_ms": round(max(done), 2) if done else None,
+        "server_features_ms_p50": med("features"),
+        "server_model_ms_p50": med("model"),
+        "server_queue_ms_p50": med("queue"),
+        "rows_per_pass_p50": med("pass_rows"),
+        "first_error": errors[0] if errors else None,
+    }
+
+
 def open_loop(
     port: int, records: list[dict[str, Any]], rate: float, seconds: float, tag: str
 ) -> dict[str, Any]:
@@ -443,29 +478,7 @@ def open_loop(
                 time.sleep(pause)
             pool.submit(send, i, due)
         sent_in = time.perf_counter() - started
-    done = [x for x in latencies if x is not None]
-    elapsed = time.perf_counter() - started
-
-    def med(key: str) -> float:
-        return round(statistics.median(t.get(key, 0.0) for t in server_ms), 3) if server_ms else 0
-
-    return {
-        "requests": count,
-        "ok": len(done),
-        "errors": len(errors) + (count - len(done) - len(errors)),
-        "degraded": len(degraded),
-        "achieved_rps": round(len(done) / elapsed, 1),
-        "send_rate_rps": round(count / sent_in, 1),
-        "p50_ms": round(percentile(done, 50), 2),
-        "p95_ms": round(percentile(done, 95), 2),
-        "p99_ms": round(percentile(done, 99), 2),
-        "max_ms": round(max(done), 2) if done else None,
-        "server_features_ms_p50": med("features"),
-        "server_model_ms_p50": med("model"),
-        "server_queue_ms_p50": med("queue"),
-        "rows_per_pass_p50": med("pass_rows"),
-        "first_error": errors[0] if errors else None,
-    }
+    return _load_summary(latencies, server_ms, errors, degraded, started, sent_in)
 
 
 def open_loop_async(
@@ -551,29 +564,7 @@ def open_loop_async(
         return started, sent_in
 
     started, sent_in = asyncio.run(main())
-    done = [x for x in latencies if x is not None]
-    elapsed = time.perf_counter() - started
-
-    def med(key: str) -> float:
-        return round(statistics.median(t.get(key, 0.0) for t in server_ms), 3) if server_ms else 0
-
-    return {
-        "requests": count,
-        "ok": len(done),
-        "errors": len(errors) + (count - len(done) - len(errors)),
-        "degraded": len(degraded),
-        "achieved_rps": round(len(done) / elapsed, 1),
-        "send_rate_rps": round(count / sent_in, 1),
-        "p50_ms": round(percentile(done, 50), 2),
-        "p95_ms": round(percentile(done, 95), 2),
-        "p99_ms": round(percentile(done, 99), 2),
-        "max_ms": round(max(done), 2) if done else None,
-        "server_features_ms_p50": med("features"),
-        "server_model_ms_p50": med("model"),
-        "server_queue_ms_p50": med("queue"),
-        "rows_per_pass_p50": med("pass_rows"),
-        "first_error": errors[0] if errors else None,
-    }
+    return _load_summary(latencies, server_ms, errors, degraded, started, sent_in)
 
 
 def http_rows(

@@ -71,12 +71,17 @@ def _body_schema(model: Any) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()  # already read, under its size limit, by the Guard
+def _parse(state: Any, raw: bytes) -> Any:
+    """The body as JSON under the depth limit; anything else is the caller's 400."""
     try:
-        return parse_json(raw, request.app.state.security.max_json_depth)
+        return parse_json(raw, state.security.max_json_depth)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+async def _json(request: Request) -> Any:
+    # already read, under its size limit, by the Guard
+    return _parse(request.app.state, await request.body())
 
 
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -107,10 +112,7 @@ async def _score(state: Any, records: list[Any]) -> list[Any]:
 
 async def _score_one(state: Any, raw: bytes, features: bool) -> Response:
     """``POST /score``'s work, shared by the FastAPI route and the lean route."""
-    try:
-        body = parse_json(raw, state.security.max_json_depth)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    body = _parse(state, raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be one transaction (a JSON object)")
     (result,) = await _score(state, [body])

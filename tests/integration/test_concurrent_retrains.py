@@ -8,11 +8,11 @@ ensure_pools``), meet at a barrier and each run the ``retrain`` job on a copy of
 Both succeed, each registers its own MLflow version, and the steps of one run never overlap in
 time with the steps of the other.
 
-Why PostgreSQL: Dagster claims a pool slot with ``SELECT ... FOR UPDATE SKIP LOCKED`` and then an
-``UPDATE ... WHERE id = ?``; on SQLite storage (the embedded default) ``FOR UPDATE`` is a no-op and
-two processes claiming at the same instant can both take the one slot (seen: both runs'
-training-set steps started within 1 ms). Runs that must take turns across processes need the
-production storage; docs/operations.md says so.
+Why PostgreSQL: runs that must take turns across processes need the production storage, and the
+production storage needs its own slot claim: Dagster's ``SELECT ... FOR UPDATE SKIP LOCKED`` then
+``UPDATE ... WHERE id = ?`` runs in autocommit on dagster-postgres, and this test failed in CI with
+both training-set steps started within 1 ms; the template's ``SlotSafePostgresStorage``
+(``orchestration/instance_storage.py``, tested alone in ``test_pool_slot_claim.py``) closes it.
 """
 
 from __future__ import annotations

@@ -314,11 +314,47 @@ def redis_rows(
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
+class Replay:
+    """The load's requests: the day's transactions again and again, each lap one day later.
+
+    Replaying one day at its own times would pile every lap's events into the same customers'
+    windows at the same event times (each request after the first lap a late event, answered by
+    re-reducing a horizon dozens of times denser than any real customer's). Shifted by a day per
+    lap, each customer's history looks like a customer who repeats that day daily: one day in
+    the 1h/24h windows, 7 and 30 of them in the 7d/30d ones, as dense as the world's own
+    customers; every event is newer than the state. Laps continue across the loads one server
+    sees (a new server starts from the world as built: ``fresh_live_state``).
+    """
+
+    TIMES = ("event_time", "received_at")
+
+    def __init__(self) -> None:
+        self.lap = 1  # the window state a server seeds holds the day itself: start a day later
+
+    def take(self, records: list[dict[str, Any]], count: int, tag: str) -> list[dict[str, Any]]:
+        """``count`` requests (built before any is sent: the client's clock never waits on it)."""
+        base = {key: [dt.datetime.fromisoformat(r[key]) for r in records] for key in self.TIMES}
+        out = []
+        for i in range(count):
+            lap, k = divmod(i, len(records))
+            shift = dt.timedelta(days=self.lap + lap)
+            record = {**records[k], "transaction_id": f"{tag}-{i}"}
+            for key in self.TIMES:
+                record[key] = (base[key][k] + shift).isoformat()
+            out.append(record)
+        self.lap += -(-count // len(records))
+        return out
+
+
+REPLAY = Replay()
+
+
 def fresh_live_state() -> None:
     """Every server starts on the world as built: the window state it seeds afresh, the served
     log and streams as they were. The load replays the same day with fresh ids, so state kept
     from an earlier server would hold each replay's events in the same customers' windows and
     every run would be slower than the last (features per pass 22 -> 32 -> 69 ms over runs)."""
+    REPLAY.__init__()
     shutil.rmtree(WORLD / "windows", ignore_errors=True)
     streams, pristine = WORLD / "streams", WORLD / "streams.built"
     if not pristine.exists():
@@ -449,8 +485,10 @@ def open_loop(
     degraded: list[int] = []  # answered without the online store (guard skipped it)
     lock = threading.Lock()
 
+    load = REPLAY.take(records, count, tag)
+
     def send(i: int, due: float) -> None:
-        record = {**records[i % len(records)], "transaction_id": f"{tag}-{i}"}
+        record = load[i]
         try:
             status, body = request(port, "POST", "/score", record)
         except Exception as exc:  # counted, never raised
@@ -504,6 +542,7 @@ def open_loop_async(
     server_ms: list[dict[str, float]] = []
     errors: list[str] = []
     degraded: list[int] = []
+    load = REPLAY.take(records, count, tag)
     head = (
         f"POST /score HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
         f"authorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\n"
@@ -517,8 +556,7 @@ def open_loop_async(
                 if job is None:
                     return
                 i, due = job
-                record = {**records[i % len(records)], "transaction_id": f"{tag}-{i}"}
-                payload = json.dumps(record).encode()
+                payload = json.dumps(load[i]).encode()
                 try:
                     writer.write(head + b"content-length: %d\r\n\r\n" % len(payload) + payload)
                     status_line = await reader.readline()
@@ -578,8 +616,8 @@ def http_rows(
             f"server: model v{health['model_version']}, {health['feature_service']}, "
             f"{health['online_store']} online store, feature path {health['feature_path']}"
         )
-        for i in range(50):  # warm-up, unmeasured
-            request(port, "POST", "/score", records[i % len(records)])
+        for record in REPLAY.take(records, 50, "warmup"):  # unmeasured
+            request(port, "POST", "/score", record)
         results = []
         for run in range(0 if SWEEP_ONLY else runs):
             load = os.getloadavg()[0]
@@ -639,11 +677,11 @@ def http_rows(
                     )
         if SWEEP_ONLY:
             return rows
-        batch = [records[i % len(records)] for i in range(100)]
+        batches = REPLAY.take(records, 100 * 35, "batch")
         times = []
-        for _ in range(5 + 30):
+        for b in range(5 + 30):
             started = time.perf_counter()
-            status, _ = request(port, "POST", "/score/batch", batch)
+            status, _ = request(port, "POST", "/score/batch", batches[b * 100 : (b + 1) * 100])
             times.append((time.perf_counter() - started) * 1000.0)
             assert status == 200, status
         times = times[5:]
@@ -680,7 +718,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         records = transactions(day)
         notes.append(
             f"world: {WORLD.relative_to(ROOT)}, days {info['start']}..{info['end']}; "
-            f"load replays {len(records)} transactions of {day} with fresh ids"
+            f"load replays {len(records)} transactions of {day} with fresh ids, each lap of them "
+            "a day later (benchmarks.serving.Replay)"
         )
         rows = http_rows(records, runs, seconds, notes)
         if SWEEP_ONLY:

@@ -41,16 +41,8 @@ RUNS = int(os.environ.get("SLIPWAY_BENCH_RUNS", "3"))
 BENCH = ROOT / "data" / "bench" / "windows"
 # main before the aggregator's speed work (issue 12's targets): the "baseline" rows run its
 # slipway/windows package. (1df3839, before the running aggregates, is in git history.)
-# SLIPWAY_BENCH_WINDOWS_BASELINE names another commit (e.g. the one before a change).
-BASELINE_COMMIT = os.environ.get("SLIPWAY_BENCH_WINDOWS_BASELINE", "507878f")
+BASELINE_COMMIT = "507878f"
 IMPLEMENTATIONS = ("current", "baseline")
-BASELINES = {
-    "507878f": "main before the speed work: the same running aggregates, JSON-free state, but "
-    "redis-py parsing a nested reply per event, every value its own script argument, SQLite's "
-    "default WAL checkpoint every 1,000 pages, a rowid events table",
-    "248bdef": "main before the Redis script answered the 1h and 24h windows from their events: "
-    "every window kept as running aggregates, two hash updates per distinct count and event",
-}
 
 
 def install_baseline() -> Path:
@@ -387,7 +379,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             "script call of the 100 events, baseline pipelined 100 script calls). "
             "Target: p99 <= 1 ms, >= 5,000 events/s. 'current' is this checkout's "
             "slipway.windows; 'baseline' is the whole package at "
-            f"{BASELINE_COMMIT} ({BASELINES.get(BASELINE_COMMIT, 'SLIPWAY_BENCH_WINDOWS_BASELINE')}), "
+            f"{BASELINE_COMMIT} (main before the speed work: the same running aggregates, JSON-free "
+            "state, but redis-py parsing a nested reply per event, every value its own script "
+            "argument, SQLite's default WAL checkpoint every 1,000 pages, a rowid events table), "
             "extracted from git and imported in place of today's in its child process. "
             "'answered incrementally' is the share of events the running aggregates answered (the "
             "rest took the exact path). 'client CPU ms per event' is the process's own CPU time "

@@ -10,8 +10,7 @@ window (value -> multiplicity) and a sorted set per max window (event id scored 
 One script, generated from the declaration, checks the id and then answers the event either from
 the running aggregates (the fast path: the event is newer in event time and in arrival than
 everything the state holds; the windows' lower bounds advance, touching only the events that
-leave; windows of at most a day, :data:`DIRECT_US`, are instead reduced from the events they
-hold, read in one range: cheaper than keeping them running) or, for every other event, by re-reducing the events of the horizon exactly as
+leave) or, for every other event, by re-reducing the events of the horizon exactly as
 :func:`slipway.windows.semantics.raw_aggregates` does (integers only: sums in ``10**-decimals``
 units, formatted with ``%.0f`` because Lua's ``tostring`` keeps only 14 digits). Then it adds the
 event to the events and to every running aggregate whose window it falls in, prunes what no event
@@ -30,7 +29,6 @@ pipelined.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import threading
@@ -99,12 +97,6 @@ local out = {dup and 1 or 0, (pruned == nil or t_e - H >= pruned) and 1 or 0, 0}
 #   per max x: MX (the maximum; re-read from its sorted set only when an event holding it leaves);
 #   per last k: LT, LA, LI, LV (the latest non-null event's time, arrival, id and value).
 EXPIRY_REFRESH_MS = 3_600_000
-# Windows this short are answered on the fast path from the events they hold (one range read for
-# all of them) instead of running aggregates: a day holds a few events per entity, and keeping a
-# window running costs a range read of the events leaving it and, per distinct count, two hash
-# updates per event entering or leaving. Measured on the fraud declaration (1h and 24h direct, 7d
-# and 30d running): docs/benchmarks.md, windows.
-DIRECT_US = 86_400_000_000
 
 
 def key_layout(plan: WindowPlan) -> tuple[list[int], int]:
@@ -114,33 +106,21 @@ def key_layout(plan: WindowPlan) -> tuple[list[int], int]:
     return [m for m in range(len(plan.maps)) if m in listed], len(plan.maxes)
 
 
-def running_widths(fs: WindowFeatureSet, direct_us: int) -> list[tuple[int, int]]:
-    """``(j, width µs)`` of the widths kept as running aggregates."""
-    plan = WindowPlan.of(fs)
-    direct = direct_widths(plan, direct_us)
-    return [(j, w) for j, w in enumerate(plan.widths) if j not in direct]
-
-
-def direct_widths(plan: WindowPlan, direct_us: int) -> set[int]:
-    """The widths (indexes into ``plan.widths``) the fast path answers from the events."""
-    return {j for j, w in enumerate(plan.widths) if w <= direct_us}
-
-
-def _running_lua(fs: WindowFeatureSet, pattern: str, direct_us: int) -> dict[str, str]:
+def _running_lua(fs: WindowFeatureSet, pattern: str) -> dict[str, str]:
     """The running-state parts of the script: load, add, evict (per width), rebuild, answer and
     save. Keys: KEYS[1] events, KEYS[2] ids + packed state, KEYS[3] the counted value maps
     (fields ``<m>\\x1f<value>`` -> multiplicity), then one hash per listed map (value ->
     multiplicity), then one sorted set per max (event id scored by its value)."""
     plan = WindowPlan.of(fs)
-    own, _ = key_layout(plan)
+    own, n_max = key_layout(plan)
     n_in = len(fs.inputs)
-    direct = direct_widths(plan, direct_us)
-    # running aggregates for the other widths only (a direct window's are never read)
-    widths = [j for j in range(len(plan.widths)) if j not in direct]
-    sums = [k for k, (w, _) in enumerate(plan.sums) if w not in direct]
-    maps = [m for m, (w, _) in enumerate(plan.maps) if w not in direct]
-    maxes = [x for x, (w, _) in enumerate(plan.maxes) if w not in direct]
-    lasts = range(len(plan.lasts))
+    widths, sums, maps, lasts, maxes = (
+        range(len(plan.widths)),
+        range(len(plan.sums)),
+        range(len(plan.maps)),
+        range(len(plan.lasts)),
+        range(n_max),
+    )
     own_key = {m: f"KEYS[{4 + i}]" for i, m in enumerate(own)}
     max_key = {x: f"KEYS[{4 + len(own) + x}]" for x in maxes}
     # (lua target, counter?) per packed number; counters default to 0, the rest to nil
@@ -312,28 +292,9 @@ def _running_lua(fs: WindowFeatureSet, pattern: str, direct_us: int) -> dict[str
         "if redis.call('ZCARD', ek) ~= NE then rebuild() end",
     ]
 
-    answer = [f"evict{j}(t_e - {plan.widths[j]})" for j in widths]
-    parts = _reductions(fs)
-    near = [i for i, (_, j, _, _) in enumerate(plan.aggs) if j in direct]
-    if near:
-        # On the fast path every event held arrived before e and is older than e: the direct
-        # windows are the events from t_e - (the widest of them) on, read in one range.
-        fields = ", ".join(["a", "id", *(f"v{i}" for i in range(n_in))])
-        answer += [line for i in near for line in parts[i][0]]
-        answer += [
-            "local rows = redis.call('ZRANGEBYSCORE', ek, "
-            f"num(t_e - {max(plan.widths[j] for j in direct)}), '+inf', 'WITHSCORES')",
-            "for r = 1, #rows, 2 do",
-            f"  local {fields} = string.match(rows[r], '{pattern}')",
-            "  local t = tonumber(rows[r + 1])",
-            "  a = tonumber(a)",
-            *(f"  {line}" for i in near for line in parts[i][1]),
-            "end",
-        ]
-    for i, (op, j, k, width) in enumerate(plan.aggs):
-        if j in direct:
-            answer += parts[i][2]
-        elif op == "count":
+    answer = [f"evict{j}(t_e - {w})" for j, w in enumerate(plan.widths)]
+    for op, j, k, width in plan.aggs:
+        if op == "count":
             answer.append(f"out[#out + 1] = C[{j}]")
         elif op == "sum":
             answer.append(f"out[#out + 1] = S[{k}]")
@@ -445,18 +406,18 @@ def reply_lua(fs: WindowFeatureSet) -> str:
     )
 
 
-def _reductions(fs: WindowFeatureSet) -> list[tuple[list[str], list[str], list[str]]]:
-    """Per aggregation, the Lua of its reduction over stored events: declarations (``init``),
-    the per-row update (``body``: the row's ``t``, ``a``, ``id`` and inputs ``v0..`` in scope)
-    and the answer it appends to ``out`` (``emit``). The exact path runs all of them over the
-    horizon; the fast path runs those of the direct windows (:data:`DIRECT_US`) over theirs."""
+def lua_script(fs: WindowFeatureSet, incremental: bool = True) -> str:
+    """The apply/seed script for ``fs``: the running aggregates' fast path, and the reduction of
+    ``raw_aggregates`` unrolled in Lua for every other event (``incremental=False``: always)."""
     column = {c: i for i, c in enumerate(fs.inputs)}
-    parts = []
+    horizon = fs.horizon // ONE_MICROSECOND
+    keep = horizon + fs.allowed_lateness // ONE_MICROSECOND
+    # Keys outlive their newest event by the horizon plus lateness (wall clock): an entity
+    # silent for that long has nothing any event could still aggregate. (Plus the hour between
+    # two refreshes of the expiry.)
+    ttl_ms = keep // 1000 + EXPIRY_REFRESH_MS
+    init, body, emit = [], [], []
     for i, agg in enumerate(fs.aggregations):
-        init: list[str] = []
-        body: list[str] = []
-        emit: list[str] = []
-        parts.append((init, body, emit))
         low = f"lo{i}"
         init.append(f"local {low} = t_e - {window_micros(fs, agg)}")
         # each stored member: arrival, id, then the inputs (v0, v1, ...)
@@ -511,26 +472,10 @@ def _reductions(fs: WindowFeatureSet) -> list[tuple[list[str], list[str], list[s
             emit.append(f"out[#out + 1] = lv{i} or false")
         else:  # pragma: no cover - the declaration's Literal forbids it
             raise ValueError(agg.op)
-    return parts
-
-
-def lua_script(fs: WindowFeatureSet, incremental: bool = True, direct_us: int = DIRECT_US) -> str:
-    """The apply/seed script for ``fs``: the running aggregates' fast path, and the reduction of
-    ``raw_aggregates`` unrolled in Lua for every other event (``incremental=False``: always)."""
-    horizon = fs.horizon // ONE_MICROSECOND
-    keep = horizon + fs.allowed_lateness // ONE_MICROSECOND
-    # Keys outlive their newest event by the horizon plus lateness (wall clock): an entity
-    # silent for that long has nothing any event could still aggregate. (Plus the hour between
-    # two refreshes of the expiry.)
-    ttl_ms = keep // 1000 + EXPIRY_REFRESH_MS
-    parts = _reductions(fs)
-    init = [line for p in parts for line in p[0]]
-    body = [line for p in parts for line in p[1]]
-    emit = [line for p in parts for line in p[2]]
     # One string.match per stored event, no table: the fields come back as locals.
     fields = ["a", "id", *(f"v{j}" for j in range(len(fs.inputs)))]
     pattern = "^" + "([^\\31]*)\\31" * (len(fields) - 1) + "([^\\31]*)$"
-    running = _running_lua(fs, pattern, direct_us)
+    running = _running_lua(fs, pattern)
     exact = "\n".join(
         [
             "do",
@@ -569,7 +514,7 @@ def lua_script(fs: WindowFeatureSet, incremental: bool = True, direct_us: int = 
             "  NE = NE + 1",
             # seeding: raise the bounds as the next live event would (no backlog left for it)
             "  if mode == 's' then "
-            + " ".join(f"evict{j}(TM - {w});" for j, w in running_widths(fs, direct_us))
+            + " ".join(f"evict{j}(TM - {w});" for j, w in enumerate(WindowPlan.of(fs).widths))
             + " end",
             "  local cutoff = TM - KEEP",
             "  -- events outside every window change no answer: prune once an hour's worth is due",
@@ -619,9 +564,7 @@ def lua_script(fs: WindowFeatureSet, incremental: bool = True, direct_us: int = 
     return "\n".join([prelude, running["load"], compute, insert])
 
 
-def batch_lua_script(
-    fs: WindowFeatureSet, incremental: bool = True, direct_us: int = DIRECT_US
-) -> str:
+def batch_lua_script(fs: WindowFeatureSet, incremental: bool = True) -> str:
     """:func:`lua_script` over several events in one call: each event's keys and its three
     arguments follow the previous event's; the reply is one entry per event, in order.
 
@@ -633,7 +576,7 @@ def batch_lua_script(
     ``redis.Redis``), not a Cluster, whose scripts must keep to one hash slot.
     """
     own, n_max = key_layout(WindowPlan.of(fs))
-    body = lua_script(fs, incremental, direct_us).replace("KEYS[", "EK[").replace("ARGV[", "EA[")
+    body = lua_script(fs, incremental).replace("KEYS[", "EK[").replace("ARGV[", "EA[")
     return "\n".join(
         [
             f"local NK, NA = {3 + len(own) + n_max}, 3",
@@ -661,12 +604,7 @@ def _text(value: Any) -> str:
 
 
 class RedisAggregator:
-    """:class:`~slipway.windows.aggregator.WindowAggregator` on Redis (one script per event).
-
-    ``direct_us``: windows up to this width are answered from their events on the fast path,
-    wider ones from running aggregates (:data:`DIRECT_US`; 0 keeps every window running, as the
-    tests do to cover both on one declaration).
-    """
+    """:class:`~slipway.windows.aggregator.WindowAggregator` on Redis (one script per event)."""
 
     def __init__(
         self,
@@ -674,7 +612,6 @@ class RedisAggregator:
         url: str,
         namespace: str = "slipway:win",
         incremental: bool = True,
-        direct_us: int = DIRECT_US,
     ) -> None:
         import redis
         from redis.backoff import NoBackoff
@@ -692,10 +629,7 @@ class RedisAggregator:
             *(f":m{m}" for m in own),
             *(f":x{x}" for x in range(n_max)),
         )
-        fingerprint = hashlib.sha256(
-            # the layout is part of it: state kept with other direct windows is never read
-            f"{state_fingerprint(feature_set, running=True)}:direct<={direct_us}".encode()
-        ).hexdigest()[:12]
+        fingerprint = state_fingerprint(feature_set, running=True)
         self.prefix = f"{namespace}:{feature_set.name}:{fingerprint}"
         # Fail fast: a consumer must answer with defaults, not wait on redis-py's retries.
         self.client = redis.Redis.from_url(
@@ -704,10 +638,8 @@ class RedisAggregator:
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0),
         )
-        self.script = self.client.register_script(lua_script(feature_set, incremental, direct_us))
-        self.batch_script = self.client.register_script(
-            batch_lua_script(feature_set, incremental, direct_us)
-        )
+        self.script = self.client.register_script(lua_script(feature_set, incremental))
+        self.batch_script = self.client.register_script(batch_lua_script(feature_set, incremental))
         self._reply_format, self._reply_strings = reply_layout(feature_set)
         self._reply_numbers = struct.calcsize(self._reply_format)
         self._ops = tuple(

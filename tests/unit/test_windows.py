@@ -24,7 +24,6 @@ import pytest
 from slipway.usecase import WindowAggregation, WindowFeatureSet
 from slipway.windows import InvalidWindowEvent, open_aggregator
 from slipway.windows.aggregator import WindowStoreUnavailable
-from slipway.windows.redis_aggregator import DIRECT_US, RedisAggregator
 from slipway.windows.semantics import EventCodec, empty_features, features_for
 
 UTC = dt.UTC
@@ -200,24 +199,17 @@ def test_declaration_errors_are_named() -> None:
 
 
 # -- the two online implementations ------------------------------------------------------------
-@pytest.fixture(params=["embedded", "redis", "redis-running"])
+@pytest.fixture(params=["embedded", "redis"])
 def aggregator_factory(request, tmp_path: Path) -> Iterator[Any]:
-    """Opens aggregators on one shared state (a SQLite file, or a unique Redis namespace).
-
-    ``redis`` answers the fast path's short windows from their events (every window of METERS
-    is that short), ``redis-running`` keeps every window as running aggregates: together they
-    cover both halves of the script on every operation."""
+    """Opens aggregators on one shared state (a SQLite file, or a unique Redis namespace)."""
     opened = []
-    direct_us = 0 if request.param == "redis-running" else DIRECT_US
-    if request.param.startswith("redis"):
+    if request.param == "redis":
         url = "redis://" + request.getfixturevalue("redis_url") + "/0"
         namespace = f"slipway:test:{uuid.uuid4().hex}"
 
         def make(fs: WindowFeatureSet = METERS, incremental: bool = True, shared: bool = True):
             space = namespace if shared else f"{namespace}:{len(opened)}"
-            agg = RedisAggregator(
-                fs, url, namespace=space, incremental=incremental, direct_us=direct_us
-            )
+            agg = open_aggregator(fs, url, namespace=space, incremental=incremental)
             opened.append(agg)
             return agg
     else:
@@ -229,11 +221,10 @@ def aggregator_factory(request, tmp_path: Path) -> Iterator[Any]:
             opened.append(agg)
             return agg
 
-    make.kind = "redis" if request.param.startswith("redis") else "embedded"  # type: ignore[attr-defined]
-    make.direct_us = direct_us  # type: ignore[attr-defined]
+    make.kind = request.param  # type: ignore[attr-defined]
     yield make
     for agg in opened:
-        if make.kind == "redis":  # type: ignore[attr-defined]
+        if request.param == "redis":
             agg.delete_state()
         agg.close()
 
@@ -301,11 +292,9 @@ def test_bad_events_are_rejected_with_the_reason(aggregator_factory) -> None:
         agg.apply({**EVENTS[0], "read_at": "not a time"})
 
 
-def _apply_share(
-    kind: str, target: str, namespace: str, events: list[dict], direct_us: int
-) -> list[tuple]:
+def _apply_share(kind: str, target: str, namespace: str, events: list[dict]) -> list[tuple]:
     if kind == "redis":
-        agg = RedisAggregator(METERS, target, namespace=namespace, direct_us=direct_us)
+        agg = open_aggregator(METERS, target, namespace=namespace)
     else:
         agg = open_aggregator(METERS, None, path=Path(target))
     out = [(r.event_id, r.duplicate) for r in (agg.apply(e) for e in events)]
@@ -344,14 +333,8 @@ def test_two_processes_interleaving_one_meter_lose_no_update(
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(2) as pool:
         jobs = [
-            pool.apply_async(
-                _apply_share,
-                (kind, target, namespace, burst[0::2] + burst[1::2], aggregator_factory.direct_us),
-            ),
-            pool.apply_async(
-                _apply_share,
-                (kind, target, namespace, burst[1::2] + burst[0::2], aggregator_factory.direct_us),
-            ),
+            pool.apply_async(_apply_share, (kind, target, namespace, burst[0::2] + burst[1::2])),
+            pool.apply_async(_apply_share, (kind, target, namespace, burst[1::2] + burst[0::2])),
         ]
         outcomes = [j.get(timeout=120) for j in jobs]
     applied = [eid for out in outcomes for eid, dup in out if not dup]

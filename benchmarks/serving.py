@@ -100,13 +100,16 @@ def ensure_world(progress: Callable[[str], None] = print) -> dict[str, Any]:
 
 
 def transactions(day: dt.date, limit: int | None = None) -> list[dict[str, Any]]:
-    """The day's transactions as the upstream lands them."""
+    """The day's transactions as the upstream sends them: in arrival order (``received_at``),
+    as the live stream delivers them (silver's order would make a customer's later transaction
+    arrive before an earlier one now and then: a late event, answered the slow, exact way)."""
     import pandas as pd
 
     from slipway.lakehouse import Lakehouse
 
     frame = Lakehouse(WORLD / "lakehouse" / "fraud").read("silver.transactions", dates=(day, day))
-    rows = frame.select(list(LANDED)).to_pandas().head(limit).to_dict("records")
+    ordered = frame.select(list(LANDED)).to_pandas().sort_values(["received_at", "transaction_id"])
+    rows = ordered.head(limit).to_dict("records")
     for row in rows:  # every timestamp (event_time, received_at) as the upstream writes it
         for key, value in row.items():
             if isinstance(value, pd.Timestamp | dt.datetime):

@@ -112,19 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     names = (
         list(BENCHMARKS) if args.name == "all" else ([] if args.name == "render" else [args.name])
     )
+    saved = args.name == "render"
     for name in names:
         print(f"== benchmark {name}: {BENCHMARKS[name]}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
         result = module.run(quick=args.quick)
+        if result.get("scratch"):  # a partial run for iterating: shown, never saved
+            print(json.dumps(result, indent=2, default=str), flush=True)
+            continue
         result.setdefault("machine", machine())
         result.setdefault("measured_at", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
         result.setdefault(
             "command", f"python -m benchmarks {name}" + (" --quick" if args.quick else "")
         )
         print(f"saved {save(name, result)}", flush=True)
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(render() + "\n")
-    print(f"wrote {DOC}")
+        saved = True
+    if saved:
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        DOC.write_text(render() + "\n")
+        print(f"wrote {DOC}")
     return 0
 
 

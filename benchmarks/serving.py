@@ -52,7 +52,8 @@ SUSTAINED_S = float(os.environ.get("SLIPWAY_BENCH_SERVING_SUSTAINED_S", "60"))
 # The sweep's clients: "threads" (stdlib http.client, 32 threads) and/or "async" (one asyncio
 # loop, raw HTTP/1.1 on keep-alive connections: less of the shared cores spent by the client).
 CLIENTS = tuple(os.environ.get("SLIPWAY_BENCH_SERVING_CLIENTS", "threads,async").split(","))
-# "1" measures only the sweep (no 100 req/s repeats, batch or in-process rows): for iterating.
+# "1" measures only the sweep (no 100 req/s repeats, batch or in-process rows): for iterating;
+# the rows are printed, and benchmarks/results and docs/benchmarks.md are left as they are.
 SWEEP_ONLY = os.environ.get("SLIPWAY_BENCH_SERVING_SWEEP_ONLY") == "1"
 # The same-run baseline: the server started from another checkout (e.g. a worktree at the
 # previous commit), its rows labelled with that checkout's commit.
@@ -726,7 +727,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         )
         rows = http_rows(records, runs, seconds, notes)
         if SWEEP_ONLY:
-            return {"title": "Online scoring: the HTTP sweep only", "rows": rows, "notes": notes}
+            return {
+                "title": "Online scoring: the HTTP sweep only",
+                "rows": rows,
+                "notes": notes,
+                "scratch": True,  # printed, not saved: docs/benchmarks.md keeps the full run
+            }
         rows += scorer_rows(records, runs, iterations)
         rows += lookup_rows("sqlite", records, runs, iterations)
         if _redis_up():

@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as db
-from dagster._config.config_schema import UserConfigSchema
-from dagster._core.storage.config import PostgresStorageConfig, pg_config
+from dagster._core.storage.config import PostgresStorageConfig
 from dagster._core.storage.event_log.schema import ConcurrencySlotsTable
 from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster._serdes import ConfigurableClassData
@@ -33,7 +32,14 @@ from dagster_postgres import (
 )
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-MODULE = __name__
+
+def _storage_args(config_value: PostgresStorageConfig) -> dict[str, Any]:
+    """The constructor arguments dagster-postgres' storages take from a ``postgres_db`` block."""
+    return {
+        "postgres_url": pg_url_from_config(config_value),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+        "token_provider": get_token_provider_from_config(config_value),
+    }
 
 
 class SlotSafePostgresEventLogStorage(PostgresEventLogStorage):
@@ -43,12 +49,7 @@ class SlotSafePostgresEventLogStorage(PostgresEventLogStorage):
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: PostgresStorageConfig
     ) -> SlotSafePostgresEventLogStorage:
-        return cls(
-            inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
-        )
+        return cls(inst_data=inst_data, **_storage_args(config_value))
 
     def _claim_concurrency_slot(
         self, concurrency_key: str, run_id: str, step_key: str
@@ -125,24 +126,15 @@ class SlotSafePostgresStorage(DagsterPostgresStorage):
         super(DagsterPostgresStorage, self).__init__()
 
     @classmethod
-    def config_type(cls) -> UserConfigSchema:
-        return pg_config()
-
-    @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: PostgresStorageConfig
     ) -> SlotSafePostgresStorage:
-        return cls(
-            inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
-        )
+        return cls(inst_data=inst_data, **_storage_args(config_value))
 
     @property
     def event_storage_data(self) -> ConfigurableClassData | None:
         if self.inst_data is None:
             return None
         return ConfigurableClassData(
-            MODULE, SlotSafePostgresEventLogStorage.__name__, self.inst_data.config_yaml
+            __name__, SlotSafePostgresEventLogStorage.__name__, self.inst_data.config_yaml
         )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import shutil
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -84,17 +83,10 @@ def test_two_simultaneous_retrains_take_turns(
 ) -> None:
     import dagster as dg
 
-    from tests.support.servers import throwaway_database
+    from tests.support.servers import dagster_pg_env, throwaway_database
 
     with throwaway_database(postgres_url, "dagster_pools") as url:
-        server = urlsplit(url)
-        for name, value in {
-            "SLIPWAY_PG_HOST": server.hostname or "127.0.0.1",
-            "SLIPWAY_PG_PORT": str(server.port or 5432),
-            "SLIPWAY_PG_USER": unquote(server.username or "postgres"),
-            "SLIPWAY_PG_PASSWORD": unquote(server.password or ""),
-            "SLIPWAY_PG_DB": server.path.lstrip("/"),
-        }.items():
+        for name, value in dagster_pg_env(url).items():
             monkeypatch.setenv(name, value)  # the spawned runs inherit them
         _take_turns(pipeline, tmp_path, dg)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.servers import throwaway_database
+from tests.support.servers import dagster_pg_env, throwaway_database
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,21 +106,11 @@ def test_the_production_instance_uses_the_slot_safe_storage(postgres_url: str, t
     config = yaml.safe_load((ROOT / "deploy" / "prod" / "dagster.yaml").read_text())
     assert config["storage"]["custom"]["class"] == "SlotSafePostgresStorage"
     with throwaway_database(postgres_url, "slot_instance") as url:
-        from urllib.parse import urlsplit
-
-        server = urlsplit(url)
-        env = {
-            "SLIPWAY_PG_HOST": server.hostname or "127.0.0.1",
-            "SLIPWAY_PG_PORT": str(server.port or 5432),
-            "SLIPWAY_PG_USER": server.username or "postgres",
-            "SLIPWAY_PG_PASSWORD": server.password or "",
-            "SLIPWAY_PG_DB": server.path.lstrip("/"),
-        }
         (tmp_path / "dagster.yaml").write_text(
             (ROOT / "deploy" / "prod" / "dagster.yaml").read_text()
         )
         with pytest.MonkeyPatch.context() as mp:
-            for name, value in env.items():
+            for name, value in dagster_pg_env(url).items():
                 mp.setenv(name, value)
             with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
                 assert isinstance(instance.event_log_storage, SlotSafePostgresEventLogStorage)

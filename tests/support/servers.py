@@ -12,7 +12,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 
 def free_port() -> int:
@@ -80,3 +80,16 @@ def throwaway_database(postgres_url: str, prefix: str) -> Iterator[str]:
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
+
+
+def dagster_pg_env(url: str) -> dict[str, str]:
+    """The five ``SLIPWAY_PG_*`` values ``deploy/prod/dagster.yaml`` reads, for database ``url``
+    (as slipwayctl derives them from ``SLIPWAY_PG_URL``)."""
+    server = urlsplit(url)
+    return {
+        "SLIPWAY_PG_HOST": server.hostname or "127.0.0.1",
+        "SLIPWAY_PG_PORT": str(server.port or 5432),
+        "SLIPWAY_PG_USER": unquote(server.username or "postgres"),
+        "SLIPWAY_PG_PASSWORD": unquote(server.password or ""),
+        "SLIPWAY_PG_DB": server.path.lstrip("/"),
+    }

@@ -25,6 +25,8 @@ from feast import FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64, String
 
+from slipway.featurestore.on_demand import columnar_tag
+
 customer_behaviour = FeatureView(
     name="customer_behaviour",
     entities=[transaction],
@@ -104,6 +106,8 @@ customer_profile = FeatureView(
     ],
     mode="pandas",
     description="Request-time features: the transaction against the customer's stored state.",
+    # The function below delegates to this transform; the offline store calls it on Arrow.
+    tags=columnar_tag("slipway.usecases.fraud.request_features:transaction_context"),
 )
 def transaction_context(inputs):
     # Feast serialises this function by value into its registry (it rebinds __module__ to

@@ -50,10 +50,12 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
+from feast.transformation.pandas_transformation import PandasTransformation
 from feast.utils import compute_non_entity_date_range
 from pydantic import StrictStr
 
 from slipway.featurestore.delta_source import DeltaSource, lakehouse_from_config
+from slipway.featurestore.on_demand import columnar_of
 from slipway.featurestore.versions import active_pins, resolve_version
 from slipway.lakehouse.tables import Lakehouse, _normalise_type, normalise_arrow
 from slipway.settings import pit_chunk_rows
@@ -202,8 +204,8 @@ class DeltaHistoricalRetrievalJob(DeltaRetrievalJob):
                     )
         for odfv in self.on_demand_feature_views:
             inputs = _on_demand_inputs(odfv, table.column_names)
-            transformed = odfv.transform_arrow(
-                table.select(inputs) if inputs else table, self.full_feature_names
+            transformed = _transform_arrow(
+                odfv, table.select(inputs) if inputs else table, self.full_feature_names
             )
             wanted = requested.get(odfv.name, requested.get(odfv.projection.name_to_use()))
             for col in transformed.column_names:
@@ -212,6 +214,21 @@ class DeltaHistoricalRetrievalJob(DeltaRetrievalJob):
                 if wanted is None or col in wanted:
                     table = table.append_column(col, transformed[col])
         return table
+
+
+def _transform_arrow(
+    odfv: OnDemandFeatureView, table: pa.Table, full_feature_names: bool
+) -> pa.Table:
+    """``odfv.transform_arrow(table)``; for a pandas-mode view whose tag names the
+    ``ColumnarTransform`` its function delegates to (``columnar_tag``), that transform's Arrow
+    entrance replaces Feast's ``to_pandas`` round trip: the same function on the same cells,
+    Feast's own renaming before and after kept."""
+    transformation = odfv.feature_transformation
+    transform = columnar_of(odfv.tags) if isinstance(transformation, PandasTransformation) else None
+    if transform is None:
+        return odfv.transform_arrow(table, full_feature_names)
+    prepared, cleanup = odfv._preprocess_arrow_table(table)
+    return odfv._postprocess_arrow_table(transform.arrow(prepared), cleanup, full_feature_names)
 
 
 def _on_demand_inputs(odfv: OnDemandFeatureView, available: Sequence[str]) -> list[str]:

@@ -139,3 +139,94 @@ def test_apply_transforms_takes_the_lists_entrance() -> None:
         assert all(v is None or type(v) is float for v in got), name
         as_array = np.array([np.nan if v is None else v for v in got])
         assert _same(expected[name], as_array), name
+
+
+def _arrow_rows(seed: int, n: int) -> pa.Table:
+    """Generated rows as the offline store's chunk holds them, null list items included."""
+    rng = random.Random(seed)
+    rows = [_row(rng) for _ in range(n)]
+    for r in rows[::7]:  # a null item in a recent set: a missing value then counts as seen
+        r["countries_30d"] = [None, "DE"]
+        r["devices_30d"] = ["d1", None]
+    columns = {name: [r[name] for r in rows] for name in rows[0]}
+    return pa.Table.from_pydict(columns)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 1), (1, 3), (2, 40), (3, 1_500), (4, 5_000)])
+def test_the_arrow_entrance_returns_feasts_pandas_table_exactly(seed: int, n: int) -> None:
+    """The offline store's entrance (Arrow in, Arrow out) against Feast's pandas mode
+    (``pa.Table.from_pandas(udf(table.to_pandas()))``): same names, types, values."""
+    table = _arrow_rows(seed, n)
+    expected = pa.Table.from_pandas(transaction_context(table.to_pandas()))
+    got = transaction_context.arrow(table)
+    assert got.schema == expected.schema
+    for name in expected.column_names:
+        assert _same(got[name].to_numpy(), expected[name].to_numpy()), name
+    # And the lists entrance agrees with both, so all three are one function.
+    via_lists = transaction_context.columns(table.to_pydict(), n)
+    for name in OUTPUTS:
+        assert _same(via_lists[name], got[name].to_numpy()), name
+
+
+def test_the_arrow_entrance_on_integer_and_absent_columns() -> None:
+    table = pa.table(
+        {
+            "event_epoch": pa.array([1_754_000_000, None, 2**62], pa.int64()),
+            "amount_eur": pa.array([1, 2, None], pa.int32()),
+            "country": pa.array(["DE", None, "FR"]),
+        }
+    )
+    expected = pa.Table.from_pandas(transaction_context(table.to_pandas()))
+    got = transaction_context.arrow(table)
+    assert got.schema == expected.schema
+    for name in expected.column_names:
+        assert _same(got[name].to_numpy(), expected[name].to_numpy()), name
+
+
+@pytest.mark.parametrize("full_feature_names", [False, True])
+def test_the_offline_store_takes_the_tagged_transform_of_the_registrys_view(
+    full_feature_names: bool,
+) -> None:
+    """The fraud repo's on-demand view, as read back from a registry (Feast rebuilds its
+    function from source), still names its transform by tag, and the offline store's Arrow
+    path gives exactly Feast's ``transform_arrow`` (names, types, values)."""
+    from pathlib import Path
+
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    from slipway.featurestore.delta_offline_store import _transform_arrow
+    from slipway.featurestore.on_demand import columnar_of
+    from slipway.featurestore.store import repo_contents
+
+    repo = Path(__file__).resolve().parents[2] / "feature_repo" / "fraud"
+    declared = next(
+        v for v in repo_contents(repo).on_demand_feature_views if v.name == "transaction_context"
+    )
+    odfv = OnDemandFeatureView.from_proto(declared.to_proto())
+    assert columnar_of(odfv.tags) is transaction_context
+    table = _arrow_rows(5, 2_000)
+    if full_feature_names:  # the stored features under their view-prefixed names
+        table = table.rename_columns(
+            [
+                f"customer_behaviour__{c}"
+                if c in ("last_txn_epoch", "amount_avg_30d", "countries_30d", "devices_30d")
+                else c
+                for c in table.column_names
+            ]
+        )
+    expected = odfv.transform_arrow(table, full_feature_names)
+    got = _transform_arrow(odfv, table, full_feature_names)
+    assert got.column_names == expected.column_names
+    assert got.schema == expected.schema
+    for name in expected.column_names:
+        assert _same(got[name].to_numpy(), expected[name].to_numpy()), name
+
+
+def test_a_tag_naming_something_else_is_an_error() -> None:
+    from slipway.featurestore.on_demand import columnar_of, columnar_tag
+
+    assert columnar_of({}) is None
+    with pytest.raises(TypeError, match="does not name a ColumnarTransform"):
+        columnar_of(columnar_tag("slipway.featurestore.on_demand:numeric"))
+    with pytest.raises(ValueError, match="module:name"):
+        columnar_tag("no_colon")

@@ -61,3 +61,21 @@ def test_novelty_with_missing_values_and_nan_lists_falls_back_exactly() -> None:
     got = rf._novelty(values, seen)
     np.testing.assert_array_equal(got, rf._novelty_loop(values.tolist(), seen.tolist()))
     assert got.tolist() == [0.0, 1.0] * (n // 2)
+
+
+@pytest.mark.parametrize("item", [pa.string(), pa.large_string()])
+def test_arrow_novelty_equals_the_loop(item: pa.DataType) -> None:
+    """The offline store's Arrow columns: lists compared without leaving Arrow, null items and
+    missing values (a missing value is seen where the list holds a null) as the loop has them."""
+    values, seen = _generated(5000, seed=12)
+    v = pa.chunked_array(
+        [pa.array(values[:2000], pa.string()), pa.array(values[2000:], pa.string())]
+    )
+    s = pa.chunked_array(
+        [pa.array(seen[:3000], pa.list_(item)), pa.array(seen[3000:], pa.list_(item))]
+    )
+    got = rf._novelty(v, s)
+    np.testing.assert_array_equal(got, rf._novelty_loop(values, seen))
+    sliced = rf._novelty(v.slice(1234, 777), s.slice(1234, 777))  # offsets not at zero
+    np.testing.assert_array_equal(sliced, rf._novelty_loop(values[1234:2011], seen[1234:2011]))
+    assert rf._novelty_arrow(pa.array([1, 2]), pa.array([[1], [3]])) is None  # not strings

@@ -20,10 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from slipway.featurestore.on_demand import (
     Columns,
     columnar,
+    is_arrow,
     is_null,
     numeric,
     objects,
@@ -51,7 +54,12 @@ _VECTOR_ROWS = 1024  # from this many rows on, novelty is computed on flattened 
 def _novelty(values: Any, seen: Any) -> np.ndarray:
     """1.0 where the value is not among the row's seen values, 0.0 where it is; 1.0 when
     nothing was seen (None, NaN or empty). Online (a few rows) the plain loop is cheapest; a
-    training set's 200k rows with ~10 seen devices each take one vectorised comparison."""
+    training set's 200k rows with ~10 seen devices each take one vectorised comparison; from
+    the offline store (Arrow), the lists are compared without leaving Arrow."""
+    if is_arrow(values) and is_arrow(seen):
+        out = _novelty_arrow(values, seen)
+        if out is not None:
+            return out
     if len(values) >= _VECTOR_ROWS:
         try:
             return _novelty_vectorised(objects(values), objects(seen))
@@ -87,6 +95,39 @@ def _novelty_vectorised(value: np.ndarray, known: np.ndarray) -> np.ndarray:
     if slow.any():
         out[slow] = _novelty_loop(value[slow].tolist(), known[slow].tolist())
     return out
+
+
+def _novelty_arrow(
+    values: pa.ChunkedArray | pa.Array, seen: pa.ChunkedArray | pa.Array
+) -> np.ndarray | None:
+    """The loop's answer on Arrow columns (None where the types do not allow it: the caller
+    then takes the pandas route). A missing value counts as seen where the list holds a null
+    item, as ``None in set(known)`` does."""
+    if isinstance(seen, pa.ChunkedArray):
+        seen = seen.combine_chunks()
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not (pa.types.is_list(seen.type) or pa.types.is_large_list(seen.type)):
+        return None
+    item = seen.type.value_type
+    if not (pa.types.is_string(item) or pa.types.is_large_string(item)):
+        return None
+    if values.type != item:
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            return None
+        values = values.cast(item)
+    n = len(seen)
+    flat = pc.list_flatten(seen)
+    parents = np.asarray(pc.list_parent_indices(seen).to_numpy(), dtype=np.int64)
+    counts = np.bincount(parents, minlength=n)  # items per row; 0 for null and empty lists
+    equal = pc.equal(flat, values.take(pa.array(parents)))
+    # A null value meets a null item: both null; a valid value meets an equal item.
+    item_null = np.asarray(flat.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    value_null = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    hit = np.asarray(pc.fill_null(equal, False).to_numpy(zero_copy_only=False), dtype=bool)
+    hit |= item_null & value_null[parents]
+    found = np.bincount(parents[hit], minlength=n) > 0
+    return np.where((counts > 0) & found, 0.0, 1.0)
 
 
 def _num(inputs: Columns, name: str, n: int) -> np.ndarray:

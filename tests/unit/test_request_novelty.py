@@ -79,3 +79,17 @@ def test_arrow_novelty_equals_the_loop(item: pa.DataType) -> None:
     sliced = rf._novelty(v.slice(1234, 777), s.slice(1234, 777))  # offsets not at zero
     np.testing.assert_array_equal(sliced, rf._novelty_loop(values[1234:2011], seen[1234:2011]))
     assert rf._novelty_arrow(pa.array([1, 2]), pa.array([[1], [3]])) is None  # not strings
+
+
+def test_arrow_novelty_ignores_items_under_a_null_list() -> None:
+    """A null list can still span items of the child array (as other writers leave it): they
+    are not the row's seen values."""
+    child = pa.array(["a", "b", "c", None, "e"])
+    seen = pa.ListArray.from_arrays(
+        pa.array([0, 2, 4, 4, 5], pa.int32()), child, mask=pa.array([True, False, False, True])
+    )
+    values = pa.array(["a", "c", None, "e"])
+    got = rf._novelty(values, seen)
+    loop = rf._novelty_loop(values.to_pylist(), [None, ["c", None], [], None])
+    np.testing.assert_array_equal(got, loop)
+    assert got.tolist() == [1.0, 0.0, 1.0, 1.0]

@@ -117,15 +117,19 @@ def _novelty_arrow(
             return None
         values = values.cast(item)
     n = len(seen)
-    flat = pc.list_flatten(seen)
-    parents = np.asarray(pc.list_parent_indices(seen).to_numpy(), dtype=np.int64)
-    counts = np.bincount(parents, minlength=n)  # items per row; 0 for null and empty lists
+    # Items and their rows from the offsets themselves: a null list may still span items in
+    # the child array, which list_flatten skips but list_parent_indices does not.
+    offsets = np.asarray(seen.offsets.to_numpy(), dtype=np.int64)
+    flat = seen.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    parents = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    listed = np.asarray(seen.is_valid().to_numpy(zero_copy_only=False), dtype=bool)[parents]
+    counts = np.bincount(parents[listed], minlength=n)  # 0 for null and empty lists
     equal = pc.equal(flat, values.take(pa.array(parents)))
     # A null value meets a null item: both null; a valid value meets an equal item.
     item_null = np.asarray(flat.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     value_null = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     hit = np.asarray(pc.fill_null(equal, False).to_numpy(zero_copy_only=False), dtype=bool)
-    hit |= item_null & value_null[parents]
+    hit = (hit | (item_null & value_null[parents])) & listed
     found = np.bincount(parents[hit], minlength=n) > 0
     return np.where((counts > 0) & found, 0.0, 1.0)
 

@@ -79,6 +79,7 @@ def test_arrow_novelty_equals_the_loop(item: pa.DataType) -> None:
     sliced = rf._novelty(v.slice(1234, 777), s.slice(1234, 777))  # offsets not at zero
     np.testing.assert_array_equal(sliced, rf._novelty_loop(values[1234:2011], seen[1234:2011]))
     assert rf._novelty_arrow(pa.array([1, 2]), pa.array([[1], [3]])) is None  # not strings
+    assert rf._novelty(pa.array([], pa.string()), pa.array([], pa.list_(pa.string()))).size == 0
 
 
 def test_arrow_novelty_ignores_items_under_a_null_list() -> None:

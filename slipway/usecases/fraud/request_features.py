@@ -117,6 +117,8 @@ def _novelty_arrow(
             return None
         values = values.cast(item)
     n = len(seen)
+    if n == 0:
+        return np.ones(0, dtype="float64")
     # Items and their rows from the offsets themselves: a null list may still span items in
     # the child array, which list_flatten skips but list_parent_indices does not.
     offsets = np.asarray(seen.offsets.to_numpy(), dtype=np.int64)

@@ -424,11 +424,27 @@ def _pit_indices(
     answer. A row older than ``entity time - ttl`` gives null.
     """
     n_keys = len(entity_keys)
-    # Strings are joined as small integer codes (the feature table's distinct keys): DuckDB's
+    # Strings are joined as small integer codes (the entity side's distinct keys): DuckDB's
     # ASOF join and grouping on int32 are several times faster than on strings.
     coded = [_key_codes(e, f) for e, f in zip(entity_keys, feature_keys, strict=True)]
-    entity_keys = [e for e, _ in coded]
-    feature_keys = [f for _, f in coded]
+    entity_keys = [e for e, _, _ in coded]
+    feature_keys = [f for _, f, _ in coded]
+    if feature_ids is None:
+        feature_ids = np.arange(len(feature_ts), dtype=np.int64)
+    # A feature row whose key no entity row has (a null code) can match nothing: it is dropped
+    # before the join, so a 1M-row sample over a 10M-row table joins 1M feature rows, not 10M.
+    matchable = None
+    for _, f, was_coded in coded:
+        if was_coded and f.null_count:
+            valid = pc.is_valid(f)
+            matchable = valid if matchable is None else pc.and_(matchable, valid)
+    if matchable is not None:
+        keep = np.asarray(matchable.to_numpy(zero_copy_only=False), dtype=bool)
+        feature_keys = [f.filter(matchable) for f in feature_keys]
+        feature_ts = feature_ts.filter(matchable)
+        if feature_created is not None:
+            feature_created = feature_created.filter(matchable)
+        feature_ids = feature_ids[keep]
     ent: dict[str, Any] = {f"k{i}": c for i, c in enumerate(entity_keys)}
     ent["__ts"] = entity_ts
     ent["__row"] = pa.array(np.arange(len(entity_ts), dtype=np.int64))
@@ -437,9 +453,7 @@ def _pit_indices(
     fea["__cts"] = (
         feature_created if feature_created is not None else pa.nulls(len(feature_ts), pa.int64())
     )
-    fea["__frow"] = pa.array(
-        np.arange(len(feature_ts), dtype=np.int64) if feature_ids is None else feature_ids
-    )
+    fea["__frow"] = pa.array(feature_ids)
     keys = [f"k{i}" for i in range(n_keys)]
     on = " AND ".join([*(f"e.{k} = f.{k}" for k in keys), "e.__ts >= f.__ts"])
     ttl_us = ttl // dt.timedelta(microseconds=1) if ttl else 0
@@ -467,16 +481,18 @@ def _pit_indices(
 
 def _key_codes(
     entity_key: pa.ChunkedArray, feature_key: pa.ChunkedArray
-) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    """String/binary keys as int32 positions in the feature side's distinct values (a null or
-    unknown key gets null, which joins nothing, as a null key did before)."""
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray, bool]:
+    """String/binary keys as int32 positions in the entity side's distinct values, and whether
+    they were coded. A null key, or a feature key that no entity row has, gets null, which
+    joins nothing (as a null key did before)."""
     t = feature_key.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)):
-        return entity_key, feature_key
-    values = pc.unique(feature_key)
+        return entity_key, feature_key, False
+    values = pc.unique(entity_key)
     return (
         pc.index_in(entity_key, value_set=values, skip_nulls=True),
         pc.index_in(feature_key, value_set=values, skip_nulls=True),
+        True,
     )
 
 

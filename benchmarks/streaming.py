@@ -266,21 +266,18 @@ def stage_costs(lakehouse: Any, days: list[dt.date]) -> dict[str, float]:
 
 # -- the run ----------------------------------------------------------------------------------
 def _previous_windows(scorer: Any, usecase: Any) -> None:
-    """Swap the scorer's window aggregator for the previous implementation (re-reduces the
-    entity's horizon per event; ``benchmarks.windows.BASELINE_COMMIT``), same store."""
-    from benchmarks.windows import previous_aggregator
-    from slipway.serving.features import WindowFeatureReader
-    from slipway.settings import load_settings
+    """The previous aggregator (``benchmarks.windows.BASELINE_COMMIT``) as this run's baseline:
+    not available in process any more.
 
-    settings = load_settings()
-
-    def open_previous(fs: Any) -> Any:
-        path = (settings.windows_dir or settings.data_dir / "windows") / f"{fs.name}.sqlite"
-        url = settings.windows_url or None
-        return previous_aggregator(fs, url, settings.windows_namespace, path)
-
-    scorer.windows = WindowFeatureReader(
-        usecase.window_features, open_previous, cooldown_s=scorer.windows.cooldown_s
+    Its loader ran two of the old package's modules against today's codec and was removed
+    (0a724f0); the windows benchmark now imports the whole old package in its own child, which
+    cannot share this process's scorer. Until the live path can run in such a child, the
+    windows benchmark holds the aggregator's same-run baseline and this one the side by side.
+    """
+    raise RuntimeError(
+        "the 'previous' aggregator case is not available: the old loader was removed in 0a724f0 "
+        "(see benchmarks/windows.py for the aggregator's same-run baseline); run the cases "
+        "'embedded' and 'redis'"
     )
 
 
@@ -406,9 +403,9 @@ def table_of(row: dict[str, Any]) -> str:
 
 def run(quick: bool = False) -> dict[str, Any]:
     rate, duration = (200.0, 5.0) if quick else (RATE, DURATION_S)
-    # SLIPWAY_BENCH_STREAMING_CASES: backend[:aggregator] list (the previous aggregator is the
-    # same-run baseline of the incremental one).
-    default = "embedded,embedded:previous" + (",redis" if _redis_up() else "")
+    # SLIPWAY_BENCH_STREAMING_CASES: backend[:aggregator] list. The previous aggregator
+    # (backend:previous) cannot run here at present: see _previous_windows.
+    default = "embedded" + (",redis" if _redis_up() else "")
     cases = os.environ.get("SLIPWAY_BENCH_STREAMING_CASES", default).split(",")
     runs = {}
     for case in cases:
@@ -439,10 +436,11 @@ def run(quick: bool = False) -> dict[str, Any]:
             "Latency counts from each event's due time (open loop) to its decision's entry in the "
             "served log; the appender (a thread appending everything due, every ~2 ms) and the "
             "consumer share one process (one core's worth of GIL).",
-            "Cases: 'incremental' is the running-aggregate window aggregator; 'previous' the one "
-            "before it (re-reduces each customer's 30-day horizon per event, loaded from git at "
-            "benchmarks.windows.BASELINE_COMMIT), on the same world in the same session: the "
-            "same-run baseline.",
+            "Cases: 'incremental' is the running-aggregate window aggregator. The previous "
+            "aggregator cannot run in this benchmark's process any more (its in-process loader "
+            "was removed in 0a724f0); its same-run baseline is the windows benchmark's, where the "
+            "whole old package runs in its own child. This benchmark's same-run comparison is "
+            "the side by side below.",
             f"Before each day the slow features are materialized as of that day, as the nightly "
             f"job does ({out['materialize_s']} s in all, not streaming time).",
             "Stale share: events whose window or window-derived request features differ between "

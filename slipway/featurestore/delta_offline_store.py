@@ -427,15 +427,16 @@ def _pit_indices(
     # Strings are joined as small integer codes (the entity side's distinct keys): DuckDB's
     # ASOF join and grouping on int32 are several times faster than on strings.
     coded = [_key_codes(e, f) for e, f in zip(entity_keys, feature_keys, strict=True)]
-    entity_keys = [e for e, _, _ in coded]
-    feature_keys = [f for _, f, _ in coded]
+    entity_keys = [e for e, _ in coded]
+    feature_keys = [f for _, f in coded]
     if feature_ids is None:
         feature_ids = np.arange(len(feature_ts), dtype=np.int64)
-    # A feature row whose key no entity row has (a null code) can match nothing: it is dropped
-    # before the join, so a 1M-row sample over a 10M-row table joins 1M feature rows, not 10M.
+    # A feature row with a null key (or a code: no entity row has its key) can match nothing:
+    # it is dropped before the join, so a 1M-row sample over a 10M-row table joins 1M feature
+    # rows, not 10M.
     matchable = None
-    for _, f, was_coded in coded:
-        if was_coded and f.null_count:
+    for f in feature_keys:
+        if f.null_count:
             valid = pc.is_valid(f)
             matchable = valid if matchable is None else pc.and_(matchable, valid)
     if matchable is not None:
@@ -481,18 +482,17 @@ def _pit_indices(
 
 def _key_codes(
     entity_key: pa.ChunkedArray, feature_key: pa.ChunkedArray
-) -> tuple[pa.ChunkedArray, pa.ChunkedArray, bool]:
-    """String/binary keys as int32 positions in the entity side's distinct values, and whether
-    they were coded. A null key, or a feature key that no entity row has, gets null, which
-    joins nothing (as a null key did before)."""
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """String/binary keys as int32 positions in the entity side's distinct values. A null key,
+    or a feature key that no entity row has, gets null, which joins nothing (as a null key did
+    before)."""
     t = feature_key.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)):
-        return entity_key, feature_key, False
+        return entity_key, feature_key
     values = pc.unique(entity_key)
     return (
         pc.index_in(entity_key, value_set=values, skip_nulls=True),
         pc.index_in(feature_key, value_set=values, skip_nulls=True),
-        True,
     )
 
 

@@ -125,15 +125,14 @@ def _novelty_arrow(
     flat = seen.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
     parents = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
     listed = np.asarray(seen.is_valid().to_numpy(zero_copy_only=False), dtype=bool)[parents]
-    counts = np.bincount(parents[listed], minlength=n)  # 0 for null and empty lists
     equal = pc.equal(flat, values.take(pa.array(parents)))
     # A null value meets a null item: both null; a valid value meets an equal item.
     item_null = np.asarray(flat.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     value_null = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     hit = np.asarray(pc.fill_null(equal, False).to_numpy(zero_copy_only=False), dtype=bool)
-    hit = (hit | (item_null & value_null[parents])) & listed
-    found = np.bincount(parents[hit], minlength=n) > 0
-    return np.where((counts > 0) & found, 0.0, 1.0)
+    hit = (hit | (item_null & value_null[parents])) & listed  # items of null lists: none
+    found = np.bincount(parents[hit], minlength=n) > 0  # so a null or empty list is never found
+    return np.where(found, 0.0, 1.0)
 
 
 def _num(inputs: Columns, name: str, n: int) -> np.ndarray:

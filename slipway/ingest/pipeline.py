@@ -33,6 +33,7 @@ from slipway.ingest.contract import (
     contract_frame,
     file_quarantine_rows,
 )
+from slipway.ingest.landed_lines import bronze_lines
 from slipway.ingest.landing import (
     ManifestError,
     latest_snapshot,
@@ -260,6 +261,7 @@ def bronze_to_silver(
     bronze = (
         spark.read.format("delta").option("versionAsOf", bronze_ref.version).load(bronze_ref.uri)
     )
+    landed = bronze_lines(lakehouse, bronze_ref)
     statuses = _statuses_by_day(lakehouse, stream, start, end)
     columns = silver_columns(stream)
     quarantines: list[pa.Table] = []
@@ -285,6 +287,7 @@ def bronze_to_silver(
             file_statuses=chunk_statuses,
             days=days,
             now=now,
+            raw_lines=landed,
         )
         quarantines.append(outcome.quarantine)
         for day in days:
@@ -325,7 +328,7 @@ def bronze_to_silver(
             & (F.col("date") <= F.lit(chunk[-1].isoformat()).cast("date"))
         )
         candidates = silver_candidates(
-            rows, stream, with_payload=ledger is not None, across_days=across_days
+            rows, stream, with_payload=ledger is not None, across_days=across_days, with_raw=False
         ).toArrow()
         if ledger is not None:
             candidates = ledger.mark(candidates, stream.key)

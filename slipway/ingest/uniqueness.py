@@ -104,7 +104,8 @@ class KeyLedger:
             ),
         )
         if pc.any(fresh).as_py():
-            chosen = candidates.filter(fresh)
+            # The three columns first: filtering the whole (wide) table cost ~1.5 s at 1M rows.
+            chosen = candidates.select([key, "date", "_payload"]).filter(fresh)
             self._add(chosen[key], chosen["date"], chosen["_payload"])
         out = candidates.drop_columns(["_payload"])
         for name, column in (

@@ -41,7 +41,7 @@ def test_lines_come_back_in_the_order_asked_from_the_pinned_version(tmp_path) ->
 
 def test_a_line_missing_or_named_twice_is_an_error_not_a_wrong_text() -> None:
     lines = _bronze_days()
-    with pytest.raises(ValueError, match="part-002.jsonl line 2"):
+    with pytest.raises(ValueError, match=r"part-002\.jsonl line 2"):
         lines_of(lines.slice(0, 12), lines.slice(0, 11))
     with pytest.raises(ValueError, match="more than once"):
         lines_of(lines.slice(0, 3), pa.concat_tables([lines, lines.slice(1, 1)]))

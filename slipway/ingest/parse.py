@@ -263,9 +263,12 @@ def payload_hash(fields: Sequence[Field]) -> Column:
     """One 64-bit hash of a record's typed values: how an exact duplicate is told from a conflict.
 
     Computed by the engine at hand each time (never stored), so the same expression over
-    candidates and over published silver rows gives comparable values within one run.
+    candidates and over published silver rows gives comparable values within one run. The
+    typed values are hashed as they are (a hash skips a null, so whether each value is null is
+    hashed too: a null moved to another field changes the hash); casting every value to text
+    first cost about 1 s of 9 at 1M lines on Sail.
     """
-    return F.xxhash64(*[F.coalesce(F.col(f.name).cast("string"), F.lit("\u0000")) for f in fields])
+    return F.xxhash64(*[F.col(f.name) for f in fields], *[F.col(f.name).isNull() for f in fields])
 
 
 def flag_duplicates(

@@ -212,3 +212,39 @@ def test_an_id_re_sent_on_a_later_day_is_quarantined_naming_the_first_day(damage
     audit = _audit(lakehouse)[day(RESENT)]
     assert not audit["breaker_tripped"]
     assert audit["rows_quarantined"] == 2 and audit["duplicates_dropped"] == 0
+
+
+def test_the_re_sent_day_alone_is_judged_against_the_published_first_copies(damaged) -> None:
+    """Re-running the re-sent day by itself checks it against the keys and values' hashes
+    read back from published silver (the key ledger), not the window of one query: the
+    identical copy is still an exact duplicate and the changed one a conflict, and the re-run
+    converges to the same tables."""
+    from slipway.ingest.pipeline import bronze_to_silver
+    from slipway.spark import get_spark
+    from slipway.usecases import get_usecase
+
+    data, lakehouse, _, facts = damaged
+    same, changed = facts["resent"]
+    before = sorted(
+        (r["date"], r["source_line"], r["rule"])
+        for r in lakehouse.read("quarantine.transactions").to_pylist()
+    )
+    silver_before = lakehouse.read("silver.transactions").num_rows
+    uc = get_usecase("fraud")
+    with slipway_env(data):
+        result = bronze_to_silver(
+            lakehouse,
+            get_spark(),
+            uc.stream("transactions"),
+            uc.ingest,
+            day(RESENT),
+            day(RESENT),
+            run_id="re-run",
+        )
+    (verdict,) = result.verdicts
+    assert verdict.rows_quarantined == 2 and verdict.duplicates_dropped == 0
+    quarantine = lakehouse.read("quarantine.transactions").to_pylist()
+    rules = {r["record_key"]: r["rule"] for r in quarantine if r["date"] == day(RESENT)}
+    assert rules == {same: "exact_duplicate_transaction_id", changed: "unique_transaction_id"}
+    assert sorted((r["date"], r["source_line"], r["rule"]) for r in quarantine) == before
+    assert lakehouse.read("silver.transactions").num_rows == silver_before

@@ -13,6 +13,10 @@ daily case: every published key is read to check the day against).
 
 ``SLIPWAY_BENCH_INGEST_SIZES=1m`` limits the sizes, ``SLIPWAY_BENCH_INGEST_REPEATS=1`` the runs
 and ``SLIPWAY_BENCH_INGEST_SCOPES=table`` the scopes (e.g. on a shared machine).
+``SLIPWAY_BENCH_INGEST_BASELINE_REF=<git ref>`` adds that commit's ``slipway`` package as a
+same-run baseline of the project's path (table-wide scope), alternating with the current code
+(extracted with ``git archive`` and put first on the child's ``sys.path``; each child reports
+which code it ran).
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ DAYS = 30
 CHILD = r"""
 import datetime as dt, json, os, shutil, sys, time, warnings
 warnings.filterwarnings("ignore")
+code = os.environ.get("SLIPWAY_BENCH_INGEST_CODE")  # a baseline's slipway, ahead of the venv's
+if code:
+    sys.path.insert(0, code)
+import slipway
 from slipway.lakehouse import Lakehouse
 from slipway.ingest.pipeline import land_to_bronze, bronze_to_silver
 from slipway.spark import get_spark
@@ -51,7 +59,7 @@ silver = bronze_to_silver(lh, spark, stream, policy, start, end, run_id="bench")
 t2 = time.perf_counter()
 bronze_to_silver(lh, spark, stream, policy, end, end, run_id="bench-day")
 t3 = time.perf_counter()
-out = {"rows": bronze.rows, "bronze_s": t1 - t0, "silver_s": t2 - t1, "total_s": t2 - t0, "day_s": t3 - t2, **silver.totals()}
+out = {"code": os.path.dirname(os.path.dirname(slipway.__file__)), "rows": bronze.rows, "bronze_s": t1 - t0, "silver_s": t2 - t1, "total_s": t2 - t0, "day_s": t3 - t2, **silver.totals()}
 print(json.dumps(out))
 """
 
@@ -182,15 +190,21 @@ def _world(label: str, total: int, progress=print) -> tuple[Path, Any]:
 SCOPES = {"table": "across the whole table", "day": "within each day (baseline)"}
 
 
-def _measure(label: str, total: int, repeats: int, baseline: bool) -> list[dict[str, Any]]:
+def _measure(
+    label: str, total: int, repeats: int, baseline: bool, earlier: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """``earlier`` = (git ref, extracted code): that commit's path runs beside the current one."""
     landing, config = _world(label, total)
     wanted = os.environ.get("SLIPWAY_BENCH_INGEST_SCOPES")  # e.g. "table": skip the per-day run
     scopes = [s for s in SCOPES if not wanted or s in wanted.split(",")]
+    if earlier is not None:
+        scopes.append("table@base")
     runs: dict[str, list[dict[str, Any]]] = {scope: [] for scope in scopes}
     lean: list[dict[str, Any]] = []
     for i in range(repeats):
         for scope in scopes:  # alternating, so both see the same machine load
             lakehouse = BENCH / f"ingest_{label}" / "lakehouse"
+            code = earlier[1] if scope == "table@base" and earlier else None
             result = run_child(
                 CHILD,
                 argv=[
@@ -198,9 +212,13 @@ def _measure(label: str, total: int, repeats: int, baseline: bool) -> list[dict[
                     str(lakehouse),
                     config.start_date.isoformat(),
                     str(DAYS),
-                    scope,
+                    scope.split("@")[0],
                 ],
+                env={"SLIPWAY_BENCH_INGEST_CODE": code} if code else None,
             )
+            expected = Path(code) if code else ROOT
+            if Path(result["code"]).resolve() != expected.resolve():
+                raise RuntimeError(f"{scope} ran {result['code']}, not {expected}")
             print(
                 f"  {label} run {i + 1} ({scope}): {result['total_s']:.1f}s, one more day "
                 f"{result['day_s']:.1f}s, peak {result['peak_rss_mib']:.0f} MiB",
@@ -224,7 +242,9 @@ def _measure(label: str, total: int, repeats: int, baseline: bool) -> list[dict[
         out.append(
             {
                 "transactions": rows,
-                "id unique": SCOPES[scope],
+                "id unique": SCOPES[scope]
+                if scope in SCOPES
+                else f"{SCOPES['table']} (the project's path as of {earlier[0] if earlier else '?'})",
                 "runs": repeats,
                 "bronze_s (median)": round(statistics.median(r["bronze_s"] for r in measured), 1),
                 "silver_s (median)": round(statistics.median(r["silver_s"] for r in measured), 1),
@@ -274,8 +294,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     if wanted:
         sizes = [s for s in sizes if s[0] in wanted.split(",")]
     rows: list[dict[str, Any]] = []
+    ref = os.environ.get("SLIPWAY_BENCH_INGEST_BASELINE_REF", "")
+    earlier = None
+    if ref:
+        from benchmarks.features import _baseline_code
+
+        earlier = (ref, _baseline_code(ref))
     for label, total, repeats in sizes:
-        rows += _measure(label, total, repeats, baseline=True)
+        rows += _measure(label, total, repeats, baseline=True, earlier=earlier)
     ten = next(
         (
             r

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,7 +179,7 @@ class SilverResult:
         }
 
 
-CHUNK_ROWS = 1_000_000  # bronze rows per Spark query: amortises the query cost, bounds memory
+CHUNK_ROWS = 250_000  # bronze rows per Spark query: amortises the query cost, bounds memory
 
 
 def _chunks(days: list[dt.date], statuses: dict[dt.date, list], limit: int) -> list[list[dt.date]]:
@@ -320,37 +321,54 @@ def bronze_to_silver(
         else None
     )
 
-    def chunk_days(chunk: list[dt.date]) -> Iterator[pa.Table]:
-        """One Spark query for several days (Sail's per-query cost dominates small days), then
-        one contract pass over them (its batch rules and the breaker stay per day)."""
+    def query(chunk: list[dt.date]) -> pa.Table:
+        """One Spark query for several days (Sail's per-query cost dominates small days)."""
         rows = bronze.where(
             (F.col("date") >= F.lit(chunk[0].isoformat()).cast("date"))
             & (F.col("date") <= F.lit(chunk[-1].isoformat()).cast("date"))
         )
-        candidates = silver_candidates(
+        return silver_candidates(
             rows, stream, with_payload=ledger is not None, across_days=across_days, with_raw=False
         ).toArrow()
-        if ledger is not None:
-            candidates = ledger.mark(candidates, stream.key)
-        yield contract_days(chunk, candidates)
 
-    days = _chunks(days_between(start, end), statuses, CHUNK_ROWS)
-    parts_iter = (part for chunk in days for part in chunk_days(chunk))
-    # The first day is computed eagerly for its schema; the rest stream into the same commit.
-    first = next(parts_iter)
+    chunks = _chunks(days_between(start, end), statuses, CHUNK_ROWS)
+    # The next chunk's query runs (in the engine's threads) while this chunk's contract runs
+    # in Python: the contract holds one core, the query takes what is left. The key ledger
+    # still marks the chunks one after the other, in landing order.
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silver-query")
 
     def parts() -> Iterator[pa.Table]:
-        yield first
-        yield from parts_iter
+        pending = prefetch.submit(query, chunks[0])
+        for i, chunk in enumerate(chunks):
+            candidates = pending.result()
+            if i + 1 < len(chunks):
+                pending = prefetch.submit(query, chunks[i + 1])
+            if ledger is not None:
+                candidates = ledger.mark(candidates, stream.key)
+            yield contract_days(chunk, candidates)
 
-    silver = lakehouse.write_batches(
-        silver_table(stream.name),
-        first.schema,
-        parts(),
-        replace_dates=(start, end),
-        partition_by=["date"],
-        commit_metadata={"read_versions": {bronze_ref.name: bronze_ref.version}, "run_id": run_id},
-    )
+    try:
+        parts_iter = parts()
+        # The first chunk is computed eagerly for its schema; the rest stream into the commit.
+        first = next(parts_iter)
+
+        def all_parts() -> Iterator[pa.Table]:
+            yield first
+            yield from parts_iter
+
+        silver = lakehouse.write_batches(
+            silver_table(stream.name),
+            first.schema,
+            all_parts(),
+            replace_dates=(start, end),
+            partition_by=["date"],
+            commit_metadata={
+                "read_versions": {bronze_ref.name: bronze_ref.version},
+                "run_id": run_id,
+            },
+        )
+    finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
     quarantine_data = (
         pa.concat_tables(quarantines) if quarantines else QUARANTINE_SCHEMA.empty_table()
     )

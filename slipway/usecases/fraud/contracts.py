@@ -28,9 +28,18 @@ def _median_plausible(amounts: pd.Series) -> bool:
     return bool(low <= amounts.median() <= high)
 
 
+def _utc_day(times: pd.Series) -> pd.Series:
+    """The UTC midnight starting each time's day (NaT stays NaT), compared as timestamps:
+    ``.dt.date`` made a Python object per row (~1 s per million rows)."""
+    return times.dt.tz_convert("UTC").dt.floor("D")
+
+
+def _partition_day(df: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(df["date"]).dt.tz_localize("UTC")
+
+
 def _event_in_partition_day(df: pd.DataFrame) -> pd.Series:
-    event_day = df["event_time"].dt.tz_convert("UTC").dt.date
-    return event_day == pd.to_datetime(df["date"]).dt.date
+    return _utc_day(df["event_time"]) == _partition_day(df)
 
 
 def _received_after_event(df: pd.DataFrame) -> pd.Series:
@@ -40,8 +49,7 @@ def _received_after_event(df: pd.DataFrame) -> pd.Series:
 
 
 def _received_in_partition_day(df: pd.DataFrame) -> pd.Series:
-    received_day = df["received_at"].dt.tz_convert("UTC").dt.date
-    return df["received_at"].isna() | (received_day == pd.to_datetime(df["date"]).dt.date)
+    return df["received_at"].isna() | (_utc_day(df["received_at"]) == _partition_day(df))
 
 
 def transactions_contract() -> pa.DataFrameSchema:
@@ -69,11 +77,14 @@ def transactions_contract() -> pa.DataFrameSchema:
                 nullable=False,
             ),
         },
+        # Rows-wide rules. ignore_na=False: a row whose every column is null would pass them,
+        # and silver rows always carry their lineage, so there is none; Pandera's test for it
+        # scanned every column of every row (~1 s per million rows).
         checks=[
-            Check(_event_in_partition_day, name="event_time_in_partition_day"),
+            Check(_event_in_partition_day, name="event_time_in_partition_day", ignore_na=False),
             # arrival order: a day's file holds what was received that day, never before the event
-            Check(_received_after_event, name="received_at_not_before_event_time"),
-            Check(_received_in_partition_day, name="received_at_in_partition_day"),
+            Check(_received_after_event, name="received_at_not_before_event_time", ignore_na=False),
+            Check(_received_in_partition_day, name="received_at_in_partition_day", ignore_na=False),
         ],
         strict=False,
         coerce=False,

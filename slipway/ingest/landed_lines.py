@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from slipway.lakehouse import Lakehouse, TableRef
 
@@ -21,19 +22,24 @@ RawLines = Callable[[pa.Table], pa.Array]
 
 
 def bronze_lines(lakehouse: Lakehouse, bronze: TableRef) -> RawLines:
-    """A lookup of landed lines in ``bronze`` at its pinned version (the one silver read)."""
+    """A lookup of landed lines in ``bronze`` at its pinned version (the one silver read).
+
+    The table version is resolved here, once, into a pyarrow dataset: the lookup runs while
+    silver streams into its Delta commit, inside the Delta writer's pull of the next batch,
+    where opening a Delta table again panics ("Cannot start a runtime from within a runtime").
+    """
+    dataset = lakehouse.dataset(bronze.name, bronze.version)
 
     def lookup(rows: pa.Table) -> pa.Array:
         if rows.num_rows == 0:
             return pa.array([], pa.string())
         dates = rows["date"]
-        wanted = pc.unique(rows["source_file"])
-        found = lakehouse.read(
-            bronze.name,
-            version=bronze.version,
+        first, last = pc.min(dates).as_py(), pc.max(dates).as_py()
+        found = dataset.to_table(
             columns=["source_file", "source_line", "raw"],
-            dates=(pc.min(dates).as_py(), pc.max(dates).as_py()),
-            filter=pc.field("source_file").isin(wanted),
+            filter=(pads.field("date") >= first)
+            & (pads.field("date") <= last)
+            & pads.field("source_file").isin(pc.unique(rows["source_file"])),
         )
         return lines_of(rows, found)
 

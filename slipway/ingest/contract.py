@@ -367,6 +367,8 @@ def _split_contract(schema, sample: pd.DataFrame):
 
 
 CONTRACT_ROWS = 250_000  # rows per Pandera call: amortises its fixed cost, bounds pandas' memory
+# Below this many rows, a Pandera call per column costs more than it saves: validate every row.
+BY_VALUE_ROWS = 20_000
 
 
 def _column_schemas(rows) -> dict[str, object]:
@@ -398,12 +400,18 @@ def _validate_row_rules(
     included) and every row holding a failing value gets its failures. On the fraud contract
     at 1M rows this is where Pandera's time went: its string dtype test and ``str_matches``
     run a Python call per element (docs/benchmarks.md, "ingest"). Rules over several columns
-    (the frame-level checks) and a declared column that is absent run on the whole frame.
+    (the frame-level checks), a declared column that is absent, a column of mostly distinct
+    values, and every column of a frame under ``BY_VALUE_ROWS`` rows (where a Pandera call per
+    column costs more than it saves) run on the whole frame, in one call.
     """
     result: dict[int, Ranked] = {}
     present = [name for name in rows.columns if name in table.column_names]
-    for name in present:
+    by_value = []
+    for name in present if table.num_rows >= BY_VALUE_ROWS else []:
         encoded = pc.dictionary_encode(table[name].combine_chunks(), null_encoding="encode")
+        if 2 * len(encoded.dictionary) > table.num_rows:
+            continue  # mostly distinct values (an id): validated with the whole frame
+        by_value.append(name)
         values = contract_frame(pa.table({name: encoded.dictionary}))
         failing = _validate(values, alone[name], rows_origin, order)
         if not failing:
@@ -411,7 +419,7 @@ def _validate_row_rules(
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         for pos in np.flatnonzero(np.isin(codes, list(failing))):
             result.setdefault(int(pos), []).extend(failing[int(codes[pos])])
-    rest = rows.remove_columns(present)
+    rest = rows.remove_columns(by_value)
     if rest.columns or rest.checks:
         for pos, found in _validate(frame(), rest, rows_origin, order).items():
             result.setdefault(pos, []).extend(found)

@@ -173,7 +173,7 @@ def _as_declared(keys: Column, fields: Sequence[Field]) -> Column:
 
     The usual line: then nothing is missing, unexpected or repeated, and the per-row array
     operations that find those (set differences, a distinct per row) are skipped; only the
-    other lines pay for them. At 1M lines on Sail: about 2 s of 10 (docs/benchmarks.md,
+    other lines pay for them. At 1M lines on Sail: 1-2 s of ~10 (docs/benchmarks.md,
     "ingest"). A line in any other order takes the general path and gets the same answer.
     """
     known = F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")

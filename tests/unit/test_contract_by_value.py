@@ -80,6 +80,12 @@ def _ranked(found: dict) -> dict:
     return {pos: sorted(f, key=lambda rf: rf[0]) for pos, f in found.items()}
 
 
+@pytest.fixture(autouse=True)
+def _by_value_at_any_size(monkeypatch) -> None:
+    """These days are small; per-value validation is otherwise kept for larger frames."""
+    monkeypatch.setattr(contract, "BY_VALUE_ROWS", 0)
+
+
 def _by_value_and_over_every_row(table: pa.Table) -> tuple[dict, dict]:
     schema = TRANSACTIONS.contract()
     order = list(schema.columns)

@@ -161,11 +161,17 @@ def _struct_failed(fields: Sequence[Field]) -> Column:
     whose declared values are all JSON null is not such a failure (it has no non-null value).
     """
     keys = F.col("_keys")
-    known = F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")
+    known = _declared_keys(fields)
     declared = _as_declared(keys, fields) | (F.size(F.array_intersect(keys, known)) > 0)
     nothing = F.coalesce(*[F.col(f"_s.{f.name}") for f in fields]).isNull()
     some_value = F.col("raw").rlike(r':\s*[-0-9"\[{tf]')
     return keys.isNotNull() & declared & (F.col("_s").isNull() | (nothing & some_value))
+
+
+def _declared_keys(fields: Sequence[Field]) -> Column:
+    """The declared field names as an array literal (cast: Sail will not unify a list of
+    non-null strings with a list of strings)."""
+    return F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")
 
 
 def _as_declared(keys: Column, fields: Sequence[Field]) -> Column:
@@ -176,8 +182,7 @@ def _as_declared(keys: Column, fields: Sequence[Field]) -> Column:
     other lines pay for them. At 1M lines on Sail: 1-2 s of ~10 (docs/benchmarks.md,
     "ingest"). A line in any other order takes the general path and gets the same answer.
     """
-    known = F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")
-    return F.coalesce(keys == known, F.lit(False))
+    return F.coalesce(keys == _declared_keys(fields), F.lit(False))
 
 
 def _names_where(conditions: Sequence[tuple[str, Column]]) -> Column:
@@ -218,7 +223,7 @@ def parse_lines(bronze: DataFrame, fields: Sequence[Field]) -> DataFrame:
     )
     keys = F.col("_keys")
     empty = F.array().cast("array<string>")
-    known = F.array(*[F.lit(f.name) for f in fields]).cast("array<string>")
+    known = _declared_keys(fields)
     typed = [_typed(F.col(raw_names[f.name]), f).alias(f.name) for f in fields]
     missing = _names_where(
         [(f.name, ~F.array_contains(keys, f.name)) for f in fields if f.required]

@@ -325,7 +325,9 @@ def flag_duplicates(
         (F.size(F.col("_seen")) > F.lit(0)).alias("_key_before"),
         "_first_date",
     )
-    windowed = with_hash.join(F.broadcast(looked_back), on=position, how="left")
+    # No broadcast hint: Sail ignores it with a warning per query, and JVM Spark's adaptive
+    # execution broadcasts the small side once it has seen its size.
+    windowed = with_hash.join(looked_back, on=position, how="left")
     eligible = F.col("_json_ok") & F.col(key).isNotNull()
     exact = eligible & F.coalesce(F.col("_same_values_before"), F.lit(False))
     conflicting = eligible & ~exact & F.coalesce(F.col("_key_before"), F.lit(False))

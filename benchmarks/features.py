@@ -23,13 +23,10 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import RESULTS, ROOT, run_child
+from benchmarks.harness import RESULTS, ROOT, code_at, run_child
 from benchmarks.ingest import DAYS, _world
 
 BENCH = ROOT / "data" / "bench"
@@ -158,23 +155,6 @@ def _with_features(data: str, start: str, end: str) -> None:
     if not marker.exists():
         result = run_child(BUILD, argv=[data + "/lakehouse/fraud", start, end], timeout=7200)
         marker.write_text(json.dumps(result))
-
-
-def _baseline_code(ref: str) -> str:
-    """``slipway`` and ``feature_repo`` (found beside the package) as of git ``ref``, extracted
-    into a temporary folder kept for the run."""
-    folder = Path(tempfile.mkdtemp(prefix=f"pit-baseline-{ref[:12]}-"))
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "slipway", "feature_repo"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tempfile.TemporaryFile() as tar:
-        tar.write(archive)
-        tar.seek(0)
-        with tarfile.open(fileobj=tar) as bundle:
-            bundle.extractall(folder, filter="data")
-    return str(folder)
 
 
 LOOKUP = "feature lookup"
@@ -354,7 +334,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     # Over the 1M world, 1M matured transactions do not exist (the last 7 days are not matured):
     # every transaction of the world is an entity row, as on the 10M-entity-row run.
     every = pit_label == "1m"
-    baseline = (baseline_ref, _baseline_code(baseline_ref)) if baseline_ref else None
+    baseline = (baseline_ref, code_at(baseline_ref)) if baseline_ref else None
     paths = ["feast", *(["feast@base"] if baseline else []), "pandas"]
     measured_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     new_rows = _pit_rows(

@@ -8,6 +8,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,3 +104,21 @@ def save(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     return path
+
+
+def code_at(ref: str) -> str:
+    """``slipway`` and ``feature_repo`` (found beside the package) as of git ``ref``, extracted
+    into a temporary folder kept for the run: an earlier commit's code for a same-run baseline
+    (put first on a child's ``sys.path``)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"slipway-{ref[:12]}-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "slipway", "feature_repo"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tempfile.TemporaryFile() as tar:
+        tar.write(archive)
+        tar.seek(0)
+        with tarfile.open(fileobj=tar) as bundle:
+            bundle.extractall(folder, filter="data")
+    return str(folder)

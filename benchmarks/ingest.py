@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ROOT, run_child
+from benchmarks.harness import ROOT, code_at, run_child
 
 BENCH = ROOT / "data" / "bench"
 DAYS = 30
@@ -297,9 +297,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     ref = os.environ.get("SLIPWAY_BENCH_INGEST_BASELINE_REF", "")
     earlier = None
     if ref:
-        from benchmarks.features import _baseline_code
-
-        earlier = (ref, _baseline_code(ref))
+        earlier = (ref, code_at(ref))
     for label, total, repeats in sizes:
         rows += _measure(label, total, repeats, baseline=True, earlier=earlier)
     ten = next(

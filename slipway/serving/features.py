@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import pyarrow as pa
@@ -259,6 +259,10 @@ class GuardedCall:
     store is skipped for ``cooldown_s`` so that an outage costs one slow request per cooldown,
     not one per request. Redis' client would otherwise retry a refused connection with backoff
     for about five seconds per call (redis-py 8 defaults: 10 retries).
+
+    Calls that bound themselves (the direct reader's Redis and SQLite reads, ``bounded_store``)
+    run ``inline`` on the caller's thread: the thread hand-off is most of a one-entity read's
+    overhead on a small machine.
     """
 
     def __init__(self, deadline_s: float = 0.25, cooldown_s: float = 5.0) -> None:
@@ -269,13 +273,22 @@ class GuardedCall:
         self.cpu_s = 0.0  # CPU time the last call's helper thread spent (0 when skipped)
         self._worker: _ReadThread | None = None
 
-    def __call__(self, fn: Callable[[], Any]) -> Any:
+    def __call__(self, fn: Callable[[], Any], inline: bool = False) -> Any:
+        """``fn()``'s value, or ``StoreUnavailable``.
+
+        ``inline``: ``fn`` bounds itself by the deadline (a client whose connect, send and
+        receive time out at it: ``bounded_store``), so it runs on this thread with no hand-off.
+        A failure trips the guard as a thread-run call's would; an answer that came later than
+        the deadline is returned (it is correct) and the store is skipped for the cooldown.
+        """
         self.cpu_s = 0.0
         now = time.monotonic()
         if now < self._down_until:
             raise StoreUnavailable(
                 f"{self._down_reason} (skipping the store for {self._down_until - now:.1f}s more)"
             )
+        if inline:
+            return self._inline(fn, now)
         done = threading.Event()
         outcome: dict[str, Any] = {}
 
@@ -305,6 +318,22 @@ class GuardedCall:
             self._trip(f"online store read failed: {type(exc).__name__}: {exc}")
         return outcome["value"]
 
+    def _inline(self, fn: Callable[[], Any], started: float) -> Any:
+        cpu = time.thread_time()
+        try:
+            value = fn()
+        except Exception as exc:  # the client's own timeout or a refused connection
+            self.cpu_s = time.thread_time() - cpu
+            self._trip(f"online store read failed: {type(exc).__name__}: {exc}")
+        self.cpu_s = time.thread_time() - cpu
+        took = time.monotonic() - started
+        if took > self.deadline_s:
+            self.mark_down(
+                f"online store answered in {took * 1000:.0f} ms, over the "
+                f"{self.deadline_s * 1000:.0f} ms deadline"
+            )
+        return value
+
     @property
     def down_reason(self) -> str | None:
         """Why the store is being skipped now, or None while it is used."""
@@ -320,7 +349,7 @@ class GuardedCall:
         self._down_reason = reason
         log.warning("%s; using missing features for %.0fs", reason, self.cooldown_s)
 
-    def _trip(self, reason: str) -> None:
+    def _trip(self, reason: str) -> NoReturn:
         self.mark_down(reason)
         raise StoreUnavailable(reason)
 
@@ -463,11 +492,18 @@ class DirectFeatureReader:
     ) -> None:
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
+        from slipway.serving.bounded_store import bounded_redis_client, bounded_sqlite_store
+
         self.store = store
         self.plan = plan
         self.enforce_ttl = enforce_ttl
         self.guard = guard or GuardedCall()
         self.online_store = store._get_provider().online_store
+        # Redis, SQLite: a client of its own whose calls time out at the deadline, read inline
+        deadline = self.guard.deadline_s
+        self._redis = bounded_redis_client(self.online_store, store.config, deadline)
+        self._sqlite = bounded_sqlite_store(self.online_store, store.config, deadline)
+        self._bounded = self._redis is not None or self._sqlite is not None
         self._to_python = feast_value_type_to_python_type
         self._to_proto = python_values_to_proto_values
         self.probe = sqlite_change_probe(store.config) if probe is True else (probe or None)
@@ -494,13 +530,12 @@ class DirectFeatureReader:
         """One unguarded read of an unknown key per view: connections and caches get opened
         before the first request, whose deadline should not pay for them."""
         key = tuple("__slipway_warm_up__" for _ in self.plan.join_keys)
-        for view in self.plan.views:
-            self._online_read(view, self._protos(view, [key[: len(view.join_keys)]]))
+        self._read_views([(view, [key[: len(view.join_keys)]]) for view in self.plan.views])
         if self.probe is not None:
             self.probe()
 
     def _online_read(self, view: _ViewPlan, protos: list) -> list:
-        return self.online_store.online_read(
+        return (self._sqlite or self.online_store).online_read(
             config=self.store.config,
             table=view.view,
             entity_keys=protos,
@@ -513,10 +548,13 @@ class DirectFeatureReader:
         On Redis every view's ``HMGET``s go in one pipeline (one round trip per pass, not one
         per view), through the store's own key and field encoding and reply parsing
         (``RedisOnlineStore``'s helpers, as its ``get_online_features`` batches them), so the
-        values are exactly what ``online_read`` gives. Other stores: ``online_read`` per view.
+        values are exactly what ``online_read`` gives; they are sent over the reader's bounded
+        client (``bounded_store``) where there is one. Other stores: ``online_read`` per view.
         """
         store = self.online_store
-        batched = hasattr(store, "_read_hash_fields") and len(reads) > 1
+        batched = self._redis is not None or (
+            hasattr(store, "_read_hash_fields") and len(reads) > 1
+        )
         if not batched:
             return [self._online_read(view, self._protos(view, keys)) for view, keys in reads]
         from feast.infra.online_stores.helpers import compute_versioned_name
@@ -536,7 +574,12 @@ class DirectFeatureReader:
             redis_keys = store._generate_redis_keys_for_entities(config, self._protos(view, keys))
             slices.append((len(commands), len(redis_keys), name, features))
             commands += [(key, fields) for key in redis_keys]
-        replies = store._read_hash_fields(config, commands)
+        if self._redis is not None:
+            from slipway.serving.bounded_store import hmget_all
+
+            replies = hmget_all(self._redis, commands)
+        else:
+            replies = store._read_hash_fields(config, commands)
         return [
             store._convert_redis_values_to_protobuf(replies[at : at + n], name, features)
             for at, n, name, features in slices
@@ -645,7 +688,7 @@ class DirectFeatureReader:
             wanted.append((view, list(unique)))
             positions.append(at)
         try:
-            reads = self.guard(lambda: self._rows_for(wanted))
+            reads = self.guard(lambda: self._rows_for(wanted), inline=self._bounded)
         except StoreUnavailable as exc:
             errors.append(str(exc))
             reasons = self.plan.absent_everywhere(n, exc)

@@ -757,6 +757,83 @@ def test_redis_online_store_gives_the_same_features(
             assert same(a, b) and same(b, c), (name, a, b, c)
 
 
+def _one_row(day_world: DayWorld) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+    p = fraud_parser().parse(day_world.records[0])
+    row = {**p.request, **{k: p.values[k] for k in ("customer_id", "merchant_id")}}
+    return [row], offline_windows(day_world, 1)
+
+
+def test_a_locked_embedded_store_is_skipped_within_the_deadline(
+    day_world: DayWorld, tmp_path: Path
+) -> None:
+    """The direct reader reads SQLite inline, on the caller's thread, over a connection whose
+    busy timeout is the deadline: while another connection holds the file's exclusive lock (a
+    commit in progress) the read gives up within the deadline, not Python's 5 s default, and
+    the request is answered with the stored features absent, saying why."""
+    import sqlite3
+
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    from slipway.serving.features import GuardedCall
+
+    world = copy_built_world(day_world.data_dir, tmp_path / "world")
+    rows, windows = _one_row(day_world)
+    with slipway_env(world):
+        from slipway.featurestore.store import open_store
+
+        store = open_store()
+        guard = GuardedCall(deadline_s=0.2, cooldown_s=60)
+        reader = make_reader(
+            "direct", store, MODEL.feature_service, provided=PROVIDED, guard=guard, keep_rows=False
+        )
+        before = reader.read(rows, windows)
+        assert not before.errors and before.values["merchant_fraud_rate_30d"][0] is not None
+        locker = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
+        try:
+            locker.execute("BEGIN EXCLUSIVE")
+            started = time.monotonic()
+            locked = reader.read(rows, windows)
+            took = time.monotonic() - started
+        finally:
+            locker.rollback()
+            locker.close()
+        assert guard._worker is None  # read inline: no helper thread was ever started
+    assert locked.errors and "database is locked" in locked.errors[0], locked.errors
+    assert 0.15 < took < 1.5, took
+    assert locked.values["merchant_fraud_rate_30d"] == [None]
+    assert "online store" in locked.reasons[0]["merchant_fraud_rate_30d"]
+
+
+def test_a_silent_redis_is_skipped_within_the_deadline(day_world: DayWorld) -> None:
+    """A Redis that accepts the connection and never answers (a hung server): the direct
+    reader's own client times out at the deadline on the caller's thread (no retries), and the
+    stored features come back absent with the reason."""
+    import socket
+
+    from slipway.serving.features import GuardedCall
+
+    rows, windows = _one_row(day_world)
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # never accepts
+        port = silent.getsockname()[1]
+        with slipway_env(
+            day_world.data_dir, {"SLIPWAY_FEAST_ONLINE": f"redis://127.0.0.1:{port}/0"}
+        ):
+            from slipway.featurestore.store import open_store
+
+            store = open_store()
+            guard = GuardedCall(deadline_s=0.2, cooldown_s=60)
+            reader = make_reader(
+                "direct", store, MODEL.feature_service, provided=PROVIDED, guard=guard
+            )
+            started = time.monotonic()
+            out = reader.read(rows, windows)
+            took = time.monotonic() - started
+            assert guard._worker is None  # read inline
+    assert out.errors and "Timeout" in out.errors[0], out.errors
+    assert took < 1.5, took
+    assert out.values["segment"] == [None] and "online store" in out.reasons[0]["segment"]
+
+
 def test_kept_online_rows_follow_every_write_to_the_online_store(
     day_world: DayWorld, tmp_path: Path
 ) -> None:

@@ -2,9 +2,10 @@
 
 Each measured run ingests a fresh lakehouse in a child process (so peak RSS is the whole step,
 the embedded Sail server included) through the same functions the assets call. The baseline is a
-lean DuckDB script over the same landing files producing the same three Delta tables with the
-same rules (``BASELINE``), run in its own child after each run of the project's path, so the
-ratio compares like with like under the same machine load.
+lean DuckDB path over the same landing files producing the same Delta tables (bronze and its
+files record, silver, quarantine, audit) with the same rules (``benchmarks/ingest_baseline.py``,
+held to the project's tables by a test), run in its own child after each run of the project's
+path, so the ratio compares like with like under the same machine load.
 
 Uniqueness of the transaction id across the whole table (the default) is measured against the
 per-day scope in the same session, runs alternating: a whole range from a fresh lakehouse (the
@@ -63,104 +64,14 @@ out = {"code": os.path.dirname(os.path.dirname(slipway.__file__)), "rows": bronz
 print(json.dumps(out))
 """
 
-# The lean engine path the project is measured against (issue 14): the same landing files, the
-# same outputs (bronze with raw line, file and line; silver parsed with json_extract_string,
-# typed with TRY_CAST, normalised, deduplicated by id with a window, the transactions contract's
-# rules as SQL with rejects to quarantine naming the rule; all three date-partitioned Delta
-# written with deltalake), in one DuckDB query and no framework around it.
-BASELINE = r"""
-import datetime as dt, glob, json, os, shutil, sys, time, warnings
-warnings.filterwarnings("ignore")
-import duckdb, pyarrow as pa
-from deltalake import write_deltalake
-from slipway.usecases import get_usecase
-from slipway.usecases.fraud.contracts import MAX_AMOUNT_EUR, MIN_ROWS_FOR_BATCH_RULES, PLAUSIBLE_MEDIAN_EUR
-from slipway.usecases.fraud.landing import CHANNELS, FX_TO_EUR
-landing, root = sys.argv[1], sys.argv[2]
-shutil.rmtree(root, ignore_errors=True)
-stream = get_usecase().stream("transactions")
-t0 = time.perf_counter()
-now = pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC"))
-# bronze: every non-blank line with its file and physical line number
-parts = []
-for path in sorted(glob.glob(os.path.join(landing, "transactions", "*", "*.jsonl"))):
-    day = dt.date.fromisoformat(os.path.basename(os.path.dirname(path)))
-    lines = open(path, "rb").read().decode("utf-8", errors="backslashreplace").split("\n")
-    numbers = [i for i, line in enumerate(lines, 1) if line.strip()]
-    raw = [lines[i - 1].rstrip("\r") for i in numbers]
-    n = len(raw)
-    parts.append(pa.table({
-        "date": pa.array([day] * n, pa.date32()), "source_file": pa.array([path] * n),
-        "source_line": pa.array(numbers, pa.int64()), "raw": pa.array(raw),
-        "ingest_run_id": pa.array(["baseline"] * n), "ingested_at": pa.array([now] * n, now.type),
-    }))
-bronze = pa.concat_tables(parts); del parts
-write_deltalake(os.path.join(root, "bronze"), bronze, partition_by=["date"], mode="overwrite")
-t1 = time.perf_counter()
-con = duckdb.connect(); con.execute("SET TimeZone='UTC'")
-con.register("bronze", bronze)
-con.execute("CREATE TABLE fx AS SELECT * FROM (VALUES " + ",".join(f"('{k}', {v})" for k, v in FX_TO_EUR.items()) + ") t(code, rate)")
-cast = {"string": None, "double": "DOUBLE", "timestamp": "TIMESTAMPTZ"}
-cols = []
-for f in stream.fields:
-    e = f"trim(json_extract_string(raw, '$.{f.name}'))"
-    if f.normalise == "upper": e = f"upper({e})"
-    if f.normalise == "lower": e = f"lower({e})"
-    if cast[f.dtype]: e = f"TRY_CAST({e} AS {cast[f.dtype]})"
-    cols.append(f"{e} AS {f.name}")
-names = [f.name for f in stream.fields]
-channels = ",".join(f"'{c}'" for c in CHANNELS); currencies = ",".join(f"'{c}'" for c in FX_TO_EUR)
-low, high = PLAUSIBLE_MEDIAN_EUR
-con.execute(f'''
-CREATE TABLE checked AS
-WITH parsed AS (
-  SELECT date, source_file, source_line, raw, ingest_run_id, ingested_at, json_valid(raw) AS json_ok, {", ".join(cols)}
-  FROM bronze),
-typed AS (
-  SELECT p.*, round(amount * fx.rate, 4) AS amount_eur, hash({", ".join(names)}) AS payload
-  FROM parsed p LEFT JOIN fx ON fx.code = p.currency),
-ranked AS (
-  SELECT *, row_number() OVER (PARTITION BY transaction_id ORDER BY date, source_file, source_line) AS rn_key,
-            row_number() OVER (PARTITION BY transaction_id, payload ORDER BY date, source_file, source_line) AS rn_values,
-            count(*) OVER (PARTITION BY date) AS day_rows,
-            median(amount_eur) OVER (PARTITION BY date) AS day_median
-  FROM typed)
-SELECT *, rn_values > 1 AND transaction_id IS NOT NULL AS exact_duplicate,
-  CASE
-    WHEN NOT json_ok THEN 'valid_json'
-    WHEN transaction_id IS NULL OR event_time IS NULL OR received_at IS NULL OR customer_id IS NULL
-      OR merchant_id IS NULL OR amount IS NULL OR currency IS NULL OR channel IS NULL OR country IS NULL
-      OR merchant_category IS NULL OR device_id IS NULL OR amount_eur IS NULL THEN 'not_nullable'
-    WHEN rn_key > 1 AND rn_values = 1 THEN 'unique'
-    WHEN length(transaction_id) NOT BETWEEN 1 AND 64 THEN 'str_length'
-    WHEN NOT regexp_full_match(customer_id, 'C\\d+') THEN 'str_matches customer_id'
-    WHEN NOT regexp_full_match(merchant_id, 'M\\d+') THEN 'str_matches merchant_id'
-    WHEN NOT (amount > 0 AND amount <= {MAX_AMOUNT_EUR * 20}) THEN 'amount range'
-    WHEN currency NOT IN ({currencies}) THEN 'isin currency'
-    WHEN channel NOT IN ({channels}) THEN 'isin channel'
-    WHEN NOT regexp_full_match(country, '[A-Z]{{2}}') THEN 'str_matches country'
-    WHEN NOT regexp_full_match(merchant_category, '\\d{{4}}') THEN 'str_matches merchant_category'
-    WHEN length(device_id) NOT BETWEEN 1 AND 128 THEN 'str_length device_id'
-    WHEN NOT (amount_eur > 0) THEN 'amount_eur gt'
-    WHEN amount_eur > {MAX_AMOUNT_EUR} THEN 'amount_eur_at_most_25000'
-    WHEN day_rows >= {MIN_ROWS_FOR_BATCH_RULES} AND NOT (day_median BETWEEN {low} AND {high}) THEN 'batch_median_amount_eur_plausible'
-    WHEN CAST(event_time AS DATE) <> date THEN 'event_time_in_partition_day'
-    WHEN received_at < event_time THEN 'received_at_not_before_event_time'
-    WHEN CAST(received_at AS DATE) <> date THEN 'received_at_in_partition_day'
-  END AS rule
-FROM ranked WHERE NOT (rn_values > 1 AND transaction_id IS NOT NULL AND rn_key > 1 AND json_ok)
-''')
-keep = ", ".join(["date", *names, "amount_eur", "source_file", "source_line", "ingest_run_id", "ingested_at"])
-silver = con.execute(f"SELECT {keep} FROM checked WHERE rule IS NULL").to_arrow_table()
-quarantine = con.execute(
-    "SELECT date, 'transactions' AS stream, transaction_id AS record_key, source_file, source_line, rule, raw, ingest_run_id, now() AS quarantined_at FROM checked WHERE rule IS NOT NULL"
-).to_arrow_table()
-write_deltalake(os.path.join(root, "silver"), silver, partition_by=["date"], mode="overwrite")
-write_deltalake(os.path.join(root, "quarantine"), quarantine, partition_by=["date"], mode="overwrite")
-t2 = time.perf_counter()
-print(json.dumps({"rows": bronze.num_rows, "bronze_s": t1 - t0, "silver_s": t2 - t1, "total_s": t2 - t0,
-                  "rows_silver": silver.num_rows, "rows_quarantined": quarantine.num_rows}))
-"""
+# The lean engine path the project is measured against (issue 14), in its own module so that a
+# test can hold it to the project's rules (benchmarks/ingest_baseline.py says what it does and
+# tests/integration/test_ingest_baseline_parity.py compares its tables with the project's). The
+# child runs that module's __main__ in a fresh process, so peak RSS is the baseline's alone.
+BASELINE = (
+    "import runpy, sys; sys.path.insert(0, " + repr(str(ROOT)) + "); "
+    "runpy.run_module('benchmarks.ingest_baseline', run_name='__main__')"
+)
 
 
 def _world(label: str, total: int, progress=print) -> tuple[Path, Any]:

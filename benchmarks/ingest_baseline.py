@@ -742,7 +742,7 @@ def run_baseline(
     bad_files = [r[0] for r in con.execute("SELECT DISTINCT source_file FROM bad").fetchall()]
     lines = bronze.to_table(  # noqa: F841 (read by DuckDB)
         columns=["source_file", "source_line", "raw"],
-        filter=pads.field("source_file").isin(bad_files),
+        filter=pads.field("source_file").isin(pa.array(bad_files, pa.string())),
     )
     quarantine = pa.concat_tables(
         [

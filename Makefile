@@ -12,6 +12,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 UI_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many pytest-xdist worker processes, each test file on one
+# worker (its module fixtures built once). The suite is bound by one core in Python (user time ~=
+# wall time run serially), so two workers on two cores take about half the time (docs: README).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 # `make run USECASE=name` runs another registered use case (default: SLIPWAY_USECASE, else fraud).
 USECASE ?=
 # e.g. `make run RUN_ARGS=--verbose` (Dagster's whole event log) or `RUN_ARGS="--days 20"`
@@ -38,8 +43,8 @@ env: .venv/.synced ## create or update the virtual environment from uv.lock
 run: env ## land the use case's sample data (if none) and run its whole graph (USECASE=name: another)
 	SLIPWAY_USECASE=$(USECASE) $(PY) -m orchestration.main run $(RUN_ARGS)
 
-test: env ## run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: env ## run the test suite (PYTEST_WORKERS processes, default 2)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: env ## ruff check and format check
 	$(UV) run --frozen ruff check .

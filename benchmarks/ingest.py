@@ -176,7 +176,7 @@ def _measure(
         out.append(
             {
                 "transactions": rows,
-                "id unique": "across the whole table (lean DuckDB baseline)",
+                "id unique": "across the whole table (DuckDB baseline, same rules)",
                 "runs": len(lean),
                 "bronze_s (median)": round(statistics.median(r["bronze_s"] for r in lean), 1),
                 "silver_s (median)": round(statistics.median(r["silver_s"] for r in lean), 1),

@@ -270,7 +270,7 @@ class GuardedCall:
         self.cooldown_s = cooldown_s
         self._down_until = float("-inf")
         self._down_reason = ""
-        self.cpu_s = 0.0  # CPU time the last call's helper thread spent (0 when skipped)
+        self.cpu_s = 0.0  # CPU time the last call's helper thread spent (0: skipped or inline)
         self._worker: _ReadThread | None = None
 
     def __call__(self, fn: Callable[[], Any], inline: bool = False) -> Any:
@@ -319,13 +319,11 @@ class GuardedCall:
         return outcome["value"]
 
     def _inline(self, fn: Callable[[], Any], started: float) -> Any:
-        cpu = time.thread_time()
+        # cpu_s stays 0: the read's CPU time is the calling thread's own (the scorer counts it)
         try:
             value = fn()
         except Exception as exc:  # the client's own timeout or a refused connection
-            self.cpu_s = time.thread_time() - cpu
             self._trip(f"online store read failed: {type(exc).__name__}: {exc}")
-        self.cpu_s = time.thread_time() - cpu
         took = time.monotonic() - started
         if took > self.deadline_s:
             self.mark_down(

@@ -340,7 +340,7 @@ class OnlineScorer:
             t_windows = time.perf_counter()
             self.guard.cpu_s = 0.0
             fetched = self._features(rows, windowed.values)
-            store_cpu = self.guard.cpu_s  # the guarded read runs on a helper thread
+            store_cpu = self.guard.cpu_s  # a thread-run read's helper thread (inline: 0)
         t_features = time.perf_counter()
         # The model's input, assembled column-wise: window features from the aggregator, stored
         # and request-time features from the store, the transaction's own fields from the

@@ -263,12 +263,14 @@ def _silver_sql(stream, scope: str) -> tuple[str, str]:
     known = "[" + ", ".join(_lit(n) for n in names) + "]::VARCHAR[]"
     key = stream.key
     raw_cols, typed = [], []
-    for f in fields:
+    # every declared value in one parse of the line (a list of paths), not one parse per field
+    paths = "[" + ", ".join(_lit("$." + json.dumps(n)) for n in names) + "]"
+    for i, f in enumerate(fields, 1):
         if f.dtype not in ("string", "double", "timestamp") or f.timezone:
             raise NotImplementedError(f"{f.name}: {f.dtype} with zone {f.timezone}")
         last = f"vals[len(keys) + 1 - list_position(list_reverse(keys), {_lit(f.name)})]"
         raw_cols.append(
-            f"CASE WHEN NOT json_ok THEN NULL WHEN has_repeat THEN {last} ELSE json_extract_string(raw, {_lit('$.' + json.dumps(f.name))}) END AS r_{f.name}"
+            f"CASE WHEN NOT json_ok THEN NULL WHEN has_repeat THEN {last} ELSE extracted[{i}] END AS r_{f.name}"
         )
         r = f"trim(r_{f.name})"
         if f.dtype == "string":
@@ -412,7 +414,8 @@ def _silver_sql(stream, scope: str) -> tuple[str, str]:
                    lambda x: isinf(TRY_CAST(x AS DOUBLE)))), false) AS overflowing FROM j)),
     v AS (
       SELECT *, CASE WHEN has_repeat THEN json_extract_string(raw, '$.*') END AS vals,
-                CASE WHEN has_repeat THEN json_extract(raw, '$.*') END AS jvals
+                CASE WHEN has_repeat THEN json_extract(raw, '$.*') END AS jvals,
+                CASE WHEN json_ok AND NOT has_repeat THEN json_extract_string(raw, {paths}) END AS extracted
       FROM (SELECT *, coalesce(len(keys) > len(list_distinct(keys)), false) AS has_repeat,
                    coalesce(keys = {known}, false) AS as_declared FROM k)),
     r AS (SELECT *, {", ".join(raw_cols)} FROM v),
@@ -441,7 +444,7 @@ def _silver_sql(stream, scope: str) -> tuple[str, str]:
              CASE WHEN coalesce(json_ok AND (same_before OR key_before), false) THEN first_date END AS first_copy
       FROM d LEFT JOIN repeated USING (source_file, source_line)),
     screened AS (SELECT *, exact AND first_copy = date AS dropped, {structural} AS structural FROM flags)
-    SELECT * EXCLUDE (raw, bare, keys, vals, jvals, unexpected, {", ".join("r_" + n for n in names)})
+    SELECT * EXCLUDE (raw, bare, keys, vals, jvals, extracted, unexpected, {", ".join("r_" + n for n in names)})
     FROM screened"""
 
     def s(expr: str) -> str:

@@ -25,10 +25,10 @@ The rules (``slipway/ingest/parse.py``, ``contract.py`` and the fraud use case's
   ``timestamp_at_most_microseconds``, then ``finite_number`` for a number that overflows (Sail
   gives up on the whole record then: every value is null), ``parseable_values``, and
   ``repeated_key`` per repeated key (the last value is the one read, as Sail's parser does).
-* duplicates in landing order (date, file, line) across the whole range: a later copy with the
-  same typed values on the same day is dropped and counted, on another day it is
-  ``exact_duplicate_transaction_id``; the same id with other values is
-  ``unique_transaction_id`` (the first delivery is kept).
+* duplicates in landing order (date, file, line) across the whole range, each copy judged
+  against its key's first copy (the one kept): the same typed values on the same day are
+  dropped and counted, on another day they are ``exact_duplicate_transaction_id``; other values
+  are ``unique_transaction_id``.
 * then, for rows without such a failure, the Pandera contract's rules, each named as Pandera
   reports it (``not_nullable``, ``str_length(1, 64)``,
   ``str_matches('^C\\d+$')`` with Python's ``re`` semantics, ``greater_than(0)``, ``isin([...])``,
@@ -44,9 +44,7 @@ with text after its JSON object (Sail reads the object's keys, DuckDB refuses th
 zones given as a region name (Sail parses ``...10:00:00 Europe/Paris``, this path does not), the
 JSON text of a value as quoted in a failure (DuckDB writes non-ASCII characters and nested
 objects without Python's escapes and spaces), the order of equal counts in the audit's
-``top_rules`` and in a breaker's "top rules", and a key re-sent with values equal to a
-*conflicting* earlier copy in another of the project's 250k-line chunks (the project's key ledger
-compares with the first copy only; here, as within one of its chunks, with every earlier copy).
+``top_rules`` and in a breaker's "top rules".
 """
 
 from __future__ import annotations
@@ -434,7 +432,9 @@ def _silver_sql(stream, scope: str) -> tuple[str, str]:
     repeated AS (
       SELECT {key}, date, source_file, source_line,
         row_number() OVER (PARTITION BY {partition} ORDER BY {order}) > 1 AS key_before,
-        row_number() OVER (PARTITION BY {partition}, struct_pack({", ".join(names)}) ORDER BY {order}) > 1 AS same_before,
+        row_number() OVER (PARTITION BY {partition} ORDER BY {order}) > 1
+          AND first_value(struct_pack({", ".join(names)})) OVER (PARTITION BY {partition} ORDER BY {order})
+              IS NOT DISTINCT FROM struct_pack({", ".join(names)}) AS same_before,
         first_value(date) OVER (PARTITION BY {partition} ORDER BY {order}) AS first_date
       FROM d JOIN (SELECT {partition} FROM d WHERE {key} IS NOT NULL GROUP BY ALL HAVING count(*) > 1)
            USING ({partition})),

@@ -283,15 +283,20 @@ def flag_duplicates(
     across_days: bool = True,
     with_payload: bool = False,
 ) -> DataFrame:
-    """Flag exact duplicates (same values as an earlier line) and conflicting ones (same key).
+    """Flag exact duplicates (same values as the key's first copy) and conflicting ones.
 
-    "Earlier" means landing order over every day in the frame: date, source file, then line,
-    so an id is unique across days, not only within one. Exact duplicates within a day are
-    dropped and counted; a conflicting duplicate (same key, different values), or a copy of a
-    line of an earlier day, is quarantined, keeping the first delivery, because silently picking
-    one version would hide an upstream defect. ``_first_copy_date`` says where the first copy
-    lives. ``across_days=False`` keys on (date, key): uniqueness within each day only.
+    "First" means landing order over every day in the frame: date, source file, then line, so an
+    id is unique across days, not only within one. Exact duplicates within a day are dropped and
+    counted; a conflicting duplicate (same key, values other than the first copy's), or a copy of
+    a line of an earlier day, is quarantined, keeping the first delivery, because silently
+    picking one version would hide an upstream defect. ``_first_copy_date`` says where the first
+    copy lives. ``across_days=False`` keys on (date, key): uniqueness within each day only.
     ``with_payload`` keeps the values' hash as ``_payload``.
+
+    A copy is judged against the first copy only (the one silver keeps), as the key ledger
+    judges a copy in a later chunk or against published silver (``uniqueness.KeyLedger``): a
+    third copy equal to a quarantined second one is a conflict too, whichever query holds them,
+    so where a range's chunks split never changes a verdict.
 
     Only the lines whose key lands more than once need the ordered look-back, and they are few:
     an unordered count per key over a narrow projection (key, landing position, hash) finds
@@ -315,14 +320,12 @@ def flag_duplicates(
     looked_back = repeated.select(
         *position,
         "_payload",
-        F.coalesce(F.collect_list("_payload").over(earlier), F.array().cast("array<bigint>")).alias(
-            "_seen"
-        ),
+        F.first("_payload").over(earlier).alias("_first_payload"),
         F.first("date").over(earlier).alias("_first_date"),
     ).select(
         *position,
-        F.array_contains(F.col("_seen"), F.col("_payload")).alias("_same_values_before"),
-        (F.size(F.col("_seen")) > F.lit(0)).alias("_key_before"),
+        (F.col("_payload") == F.col("_first_payload")).alias("_same_values_before"),
+        F.col("_first_payload").isNotNull().alias("_key_before"),  # a hash is never null
         "_first_date",
     )
     # No broadcast hint: Sail ignores it with a warning per query, and JVM Spark's adaptive

@@ -117,8 +117,10 @@ def build_world(landing: Path) -> None:
     _write_day(landing, 0, good[:500] + broken + good[500:])
     # amounts in cents: the day's median is implausible and every row fails the batch rule
     _write_day(landing, 1, [line(_tx(1, i, amount=_tx(1, i)["amount"] * 100)) for i in range(60)])
-    # re-sent lines of the first day: one identical (another day), one with another amount
-    resent = [good[1], line(json.loads(good[2]) | {"amount": 1.0}), line(_tx(2, 0))]
+    # re-sent lines of the first day: one identical (another day), one with another amount and
+    # a copy of that one (equal to the conflicting copy, not to the first: a conflict too)
+    changed = line(json.loads(good[2]) | {"amount": 1.0})
+    resent = [good[1], changed, line(_tx(2, 0)), changed]
     _write_day(landing, 2, [line(_tx(2, i)) for i in range(60)] + resent)
     folder = _write_day(landing, 3, [line(_tx(3, i)) for i in range(20)], extra_rows=5)
     (folder / "notes.txt").write_text("not a data file\n")
@@ -128,7 +130,8 @@ def build_world(landing: Path) -> None:
     # day 7 has no folder at all
     listed = [{"name": "part-002.jsonl", "rows": 3, "sha256": ""}]
     _write_day(landing, 8, [line(_tx(8, i)) for i in range(20)], also_listed=listed)
-    _write_day(landing, 9, [line(_tx(9, i)) for i in range(20)], name="part-001.JSONL")
+    # the changed copy once more, a week later (another chunk when days go one per query)
+    _write_day(landing, 9, [line(_tx(9, i)) for i in range(20)] + [changed], name="part-001.JSONL")
 
 
 def _project(landing: Path, root: Path, spark) -> None:

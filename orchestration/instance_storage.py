@@ -12,6 +12,16 @@ as when the pool is full.
 
 ``deploy/prod/dagster.yaml`` selects it (``storage: custom:`` ``SlotSafePostgresStorage``, the same
 ``postgres_db`` configuration ``storage: postgres:`` takes). Everything else is dagster-postgres.
+
+A second race, on every storage (SQLite included: the local instance, ``.dagster/dagster.yaml``,
+selects ``SlotSafeSqliteStorage``): a step that finds the pool full is queued as pending, and
+whoever frees a slot assigns it to the first pending step. When the slot is freed between the
+step's "any unassigned slot?" check and its insert into the queue, the freed slot goes to nobody
+and the step waits for an assignment that never comes, however long the pool stays free (seen in
+a local run of ``tests/integration/test_concurrent_runs.py``: a free slot, one unassigned pending
+step, its run spinning in Dagster's executor until the test's 15-minute timeout). Both storages'
+claim heals it: a pending, unassigned step that finds an unassigned slot in its pool asks Dagster
+to assign the queue again (its own ``assign_pending_steps``: priority, then age), then checks.
 """
 
 from __future__ import annotations
@@ -19,11 +29,21 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as db
+import yaml
 from dagster._core.storage.config import PostgresStorageConfig
 from dagster._core.storage.event_log.schema import ConcurrencySlotsTable
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sqlalchemy_compat import db_select
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from dagster._serdes import ConfigurableClassData
-from dagster._utils.concurrency import ConcurrencySlotStatus
+from dagster._utils.concurrency import ConcurrencyClaimStatus, ConcurrencySlotStatus
 from dagster_postgres import (
     DagsterPostgresStorage,
     PostgresEventLogStorage,
@@ -42,7 +62,63 @@ def _storage_args(config_value: PostgresStorageConfig) -> dict[str, Any]:
     }
 
 
-class SlotSafePostgresEventLogStorage(PostgresEventLogStorage):
+class ReassigningClaim:
+    """A pool-slot claim that re-assigns the queue when a freed slot was assigned to nobody."""
+
+    def claim_concurrency_slot(
+        self, concurrency_key: str, run_id: str, step_key: str, priority: int | None = None
+    ) -> ConcurrencyClaimStatus:
+        status = super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)  # type: ignore[misc]
+        if status.is_claimed or status.is_assigned:
+            return status
+        if not self.has_unassigned_slots(concurrency_key):  # type: ignore[attr-defined]
+            return status  # the pool is full: wait, as Dagster does
+        self.assign_pending_steps([concurrency_key])  # type: ignore[attr-defined]
+        return super().claim_concurrency_slot(concurrency_key, run_id, step_key, priority)  # type: ignore[misc]
+
+
+class SlotSafeSqliteEventLogStorage(ReassigningClaim, SqliteEventLogStorage):
+    """Dagster's SQLite event log, with the healing claim (:class:`ReassigningClaim`)."""
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+    ) -> SlotSafeSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+
+class SlotSafeSqliteStorage(DagsterSqliteStorage):
+    """``storage: sqlite`` (the local instance) with :class:`SlotSafeSqliteEventLogStorage`.
+
+    The same folders as Dagster's own SQLite storage under ``base_dir``, so an existing local
+    instance keeps its runs and event logs.
+    """
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        # DagsterSqliteStorage.__init__ would open a plain event log storage first
+        self.base_dir = base_dir
+        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = SlotSafeSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        super(DagsterSqliteStorage, self).__init__()
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+    ) -> SlotSafeSqliteStorage:
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+    @property
+    def event_storage_data(self) -> ConfigurableClassData | None:
+        return ConfigurableClassData(
+            __name__,
+            SlotSafeSqliteEventLogStorage.__name__,
+            yaml.dump({"base_dir": _event_logs_directory(self.base_dir)}, default_flow_style=False),
+        )
+
+
+class SlotSafePostgresEventLogStorage(ReassigningClaim, PostgresEventLogStorage):
     """dagster-postgres' event log, with a slot claim that two processes cannot both win."""
 
     @classmethod

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pytest
 
 from slipway.lakehouse import Lakehouse
 from tests.support.pipeline import simulate, slipway_env
@@ -73,13 +74,17 @@ def _initialise_pools(home: Path) -> None:
             instance.event_log_storage.set_concurrency_slots(writer_pool(FRAUD, table), 1)
 
 
-def test_two_simultaneous_runs_are_serialised_and_never_duplicate(tmp_path: Path) -> None:
+def test_two_simultaneous_runs_are_serialised_and_never_duplicate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / ".dagster" / "dagster.yaml", home / "dagster.yaml")
     with slipway_env(data):
         simulate(data, **WORLD)
+    # the project's instance keeps its storage under $DAGSTER_HOME (as the runs below see it)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     _initialise_pools(home)
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)

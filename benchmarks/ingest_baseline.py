@@ -68,6 +68,18 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
 
+from slipway.ingest.bronze import BRONZE_SCHEMA, LANDED_FILES_SCHEMA, UNEXPECTED, UNREADABLE
+from slipway.ingest.contract import (
+    AUDIT_SCHEMA,
+    CIRCUIT_BREAKER_RULE,
+    EXPECTED_FILE_RULE,
+    QUARANTINE_SCHEMA,
+    READABLE_FILE_RULE,
+    _manifest_breaker,
+)
+from slipway.ingest.landing import MANIFEST_NAME
+from slipway.ingest.parse import _SUB_MICROSECOND_RE as SUB_MICROSECOND_RE
+from slipway.ingest.parse import _ZONE_RE as ZONE_RE
 from slipway.usecases import get_usecase
 from slipway.usecases.fraud.contracts import (
     MAX_AMOUNT_EUR,
@@ -76,11 +88,7 @@ from slipway.usecases.fraud.contracts import (
 )
 from slipway.usecases.fraud.landing import CHANNELS, FX_TO_EUR
 
-MANIFEST = "_manifest.json"
-TS = pa.timestamp("us", tz="UTC")
 MAX_VALUE = 200  # characters of a value kept in quarantine
-ZONE_RE = r"(?i)\d{2}:\d{2}(:\d{2}(\.\d*)?)?\s*(z|utc|gmt|[+-]\d{2}(:?\d{2})?)$"
-SUB_MICROSECOND_RE = r"\.\d{6}\d*[1-9]"
 # What Sail's timestamp cast accepts, where DuckDB's differs (no seconds, 24:00, offsets past
 # 18 h are refused there; UTC/GMT without a space, one-digit offsets, a bare year are taken).
 SAIL_TS_RE = (
@@ -112,7 +120,7 @@ def _gunzip(data: bytes) -> tuple[bytes, str | None]:
 
 def _manifest(folder: Path) -> tuple[dict[str, tuple[int, str]] | None, str | None]:
     """{name: (rows, sha256)} or None, and why an existing manifest could not be read."""
-    path = folder / MANIFEST
+    path = folder / MANIFEST_NAME
     if not path.is_file():
         return None, None
     try:
@@ -148,7 +156,7 @@ def _day_files(landing: Path, stream: str, day: dt.date, pattern: str, run_id: s
     base = {"date": day, "stream": stream, "ingest_run_id": run_id, "ingested_at": now}
     for path in paths:
         name, relative = path.name, f"{stream}/{day.isoformat()}/{path.name}"
-        if name == MANIFEST:
+        if name == MANIFEST_NAME:
             continue
         seen.add(name.lower())
         data = path.read_bytes()
@@ -190,7 +198,7 @@ def _day_files(landing: Path, stream: str, day: dt.date, pattern: str, run_id: s
     records += unexpected  # after the data files, as the project lists them
     if problem:
         records.append(
-            {**base, "source_file": f"{stream}/{day.isoformat()}/{MANIFEST}", "rows": 0}
+            {**base, "source_file": f"{stream}/{day.isoformat()}/{MANIFEST_NAME}", "rows": 0}
             | {"bytes": 0, "sha256": None, "manifest_rows": None, "manifest_sha256": None}
             | {"status": f"unreadable: {problem}"}
         )
@@ -204,28 +212,12 @@ def _day_files(landing: Path, stream: str, day: dt.date, pattern: str, run_id: s
     return texts, records
 
 
-def _breaker_reason(records: list[dict], stream: str, day: dt.date) -> str | None:
-    """The manifest part of the circuit breaker (the policy requires a manifest)."""
-    found = records or [{"source_file": f"{stream}/{day}/", "status": "no_files", "rows": 0}]
-    problems = []
-    for r in found:
-        status, name = r["status"], r["source_file"]
-        if status in ("ok", "unverified"):
-            continue
-        if status.startswith(("unreadable", "unexpected")):
-            problems.append(f"{name}: {status}")
-        elif status == "no_manifest":
-            problems.append(f"{name}: no manifest from the upstream")
-        elif status == "missing":
-            problems.append(
-                f"{name}: listed in the manifest ({r['manifest_rows']} rows) but never landed"
-            )
-        else:
-            problems.append(
-                f"{name}: {status.replace('_', ' ')} (landed {r['rows']} rows, manifest says "
-                f"{r.get('manifest_rows')})"
-            )
-    return "; ".join(problems) if problems else None
+def _breaker_reason(records: list[dict], stream: str, day: dt.date, policy: Any) -> str | None:
+    """The manifest part of the circuit breaker, in the project's words (per day, not per row)."""
+    statuses = [
+        (r["source_file"], r["status"], r["rows"], r.get("manifest_rows")) for r in records
+    ] or [(f"{stream}/{day}/", "no_files", 0, None)]
+    return _manifest_breaker(statuses, policy)
 
 
 # -- rows: SQL ---------------------------------------------------------------------------------
@@ -595,38 +587,15 @@ def run_baseline(
             )
             yield from con.sql(split, params={"now": now}).to_arrow_table().to_batches()
 
-    schema = pa.schema(
-        [
-            ("date", pa.date32()),
-            ("source_file", pa.string()),
-            ("source_line", pa.int64()),
-            ("raw", pa.string()),
-            ("ingest_run_id", pa.string()),
-            ("ingested_at", TS),
-        ]
-    )
     bronze_uri = str(root / "bronze" / name)
-    reader = pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in bronze_days()))
+    reader = pa.RecordBatchReader.from_batches(
+        BRONZE_SCHEMA, (b.cast(BRONZE_SCHEMA) for b in bronze_days())
+    )
     write_deltalake(bronze_uri, reader, partition_by=["date"], mode="overwrite")
     records = [r for day in days for r in file_records[day]]
-    files_schema = pa.schema(
-        [
-            ("date", pa.date32()),
-            ("stream", pa.string()),
-            ("source_file", pa.string()),
-            ("rows", pa.int64()),
-            ("bytes", pa.int64()),
-            ("sha256", pa.string()),
-            ("manifest_rows", pa.int64()),
-            ("manifest_sha256", pa.string()),
-            ("status", pa.string()),
-            ("ingest_run_id", pa.string()),
-            ("ingested_at", TS),
-        ]
-    )
     write_deltalake(
         str(root / "bronze" / f"{name}_files"),
-        pa.Table.from_pylist(records, schema=files_schema),
+        pa.Table.from_pylist(records, schema=LANDED_FILES_SCHEMA),
         partition_by=["date"],
         mode="overwrite",
     )
@@ -641,7 +610,7 @@ def run_baseline(
     manifest = pa.table(  # noqa: F841
         {
             "date": pa.array(days, pa.date32()),
-            "manifest_reason": [_breaker_reason(file_records[d], name, d) for d in days],
+            "manifest_reason": [_breaker_reason(file_records[d], name, d, policy) for d in days],
         }
     )
     limit = f"{policy.max_bad_share:.0%}"
@@ -666,7 +635,7 @@ def run_baseline(
         manifest_reason), '') AS breaker_reason
     FROM shared""")
     cb = (
-        "{'rule': 'circuit_breaker', 'column': NULL::VARCHAR, 'value': "
+        f"{{'rule': {_lit(CIRCUIT_BREAKER_RULE)}, 'column': NULL::VARCHAR, 'value': "
         + _short("strftime(date, '%Y-%m-%d') || ' held back: ' || breaker_reason")
         + "}"
     )
@@ -713,30 +682,14 @@ def run_baseline(
         }
         for r in records
         for rule in [
-            "readable_file"
-            if r["status"].startswith("unreadable")
-            else "expected_file_name"
-            if r["status"].startswith("unexpected")
+            READABLE_FILE_RULE
+            if r["status"].startswith(UNREADABLE)
+            else EXPECTED_FILE_RULE
+            if r["status"].startswith(UNEXPECTED)
             else None
         ]
         if rule
     ]
-    q_schema = pa.schema(
-        [
-            ("date", pa.date32()),
-            ("stream", pa.string()),
-            ("record_key", pa.string()),
-            ("source_file", pa.string()),
-            ("source_line", pa.int64()),
-            ("rule", pa.string()),
-            ("column", pa.string()),
-            ("value", pa.string()),
-            ("failures", pa.string()),
-            ("raw", pa.string()),
-            ("ingest_run_id", pa.string()),
-            ("quarantined_at", TS),
-        ]
-    )
     # The landed line of each quarantined row, read back from bronze (the few files they are in).
     con.execute(
         f"CREATE TEMP TABLE bad AS SELECT {quarantine_cols} FROM decided WHERE len(final) > 0",
@@ -753,9 +706,9 @@ def run_baseline(
                 "SELECT bad.* REPLACE (lines.raw AS raw) FROM bad LEFT JOIN lines USING (source_file, source_line)"
             )
             .to_arrow_table()
-            .select(q_schema.names)
-            .cast(q_schema),
-            pa.Table.from_pylist(file_rows, schema=q_schema),
+            .select(QUARANTINE_SCHEMA.names)
+            .cast(QUARANTINE_SCHEMA),
+            pa.Table.from_pylist(file_rows, schema=QUARANTINE_SCHEMA),
         ]
     )
     audit = con.sql(
@@ -768,34 +721,18 @@ def run_baseline(
             FROM (SELECT rule, n, first_at FROM (
                     SELECT failures[1].rule AS rule, count(*) AS n, (bool_and(contracted), min((source_file, source_line))) AS first_at
                     FROM checked c WHERE c.date = v.date AND len(failures) > 0 GROUP BY ALL
-                    UNION ALL SELECT 'circuit_breaker', v.kept - v.bad, NULL
+                    UNION ALL SELECT {_lit(CIRCUIT_BREAKER_RULE)}, v.kept - v.bad, NULL
                     WHERE v.breaker_reason IS NOT NULL AND v.kept > v.bad)
                   ORDER BY n DESC, first_at NULLS LAST LIMIT 10)), '') || '}}' AS top_rules,
           $now::TIMESTAMPTZ AS processed_at
         FROM verdicts v ORDER BY v.date""",
         params={"now": now},
     ).to_arrow_table()
-    audit_schema = pa.schema(
-        [
-            ("date", pa.date32()),
-            ("stream", pa.string()),
-            ("run_id", pa.string()),
-            ("rows_landed", pa.int64()),
-            ("rows_silver", pa.int64()),
-            ("rows_quarantined", pa.int64()),
-            ("duplicates_dropped", pa.int64()),
-            ("bad_share", pa.float64()),
-            ("breaker_tripped", pa.bool_()),
-            ("breaker_reason", pa.string()),
-            ("top_rules", pa.string()),
-            ("processed_at", TS),
-        ]
-    )
 
     for layer, table in (
         ("silver", silver),
         ("quarantine", quarantine),
-        ("audit", audit.cast(audit_schema)),
+        ("audit", audit.cast(AUDIT_SCHEMA)),
     ):
         write_deltalake(str(root / layer / name), table, partition_by=["date"], mode="overwrite")
     t2 = time.perf_counter()

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from feast.infra.online_stores.redis import RedisClient, RedisOnlineStore, RedisType
-from feast.infra.online_stores.sqlite import SqliteOnlineStore
+from feast.infra.online_stores.sqlite import SqliteOnlineStore, _initialize_conn
 
 
 def bounded_redis_client(online_store: Any, config: Any, timeout_s: float) -> Any | None:
@@ -90,13 +90,9 @@ class DeadlineSqliteStore(SqliteOnlineStore):
         if self._conn is None or inode != self._inode:
             if self._conn is not None:
                 self._conn.close()
-            # as feast.infra.online_stores.sqlite._initialize_conn, plus the busy timeout
-            self._conn = sqlite3.connect(
-                path,
-                detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES,
-                check_same_thread=False,
-                timeout=self._timeout_s,
-            )
+            # Feast's own connection set-up, then the deadline as the busy timeout
+            self._conn = _initialize_conn(path)
+            self._conn.execute(f"PRAGMA busy_timeout = {max(1, round(self._timeout_s * 1000))}")
             self._inode = os.stat(path).st_ino
         return self._conn
 
